@@ -1,0 +1,183 @@
+//! Time arithmetic in the billing time zone: hour buckets, days, months.
+//!
+//! Buckets are hours of the billing time zone. Zones with a half- or quarter-hour
+//! offset (India, Nepal) shift every bucket by that phase, so that local days and
+//! months are always whole buckets.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Offset, TimeZone, Utc};
+use chrono_tz::Tz;
+
+pub const HOUR_SECS: i64 = 3600;
+pub const MINUTE_SECS: i64 = 60;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Calendar {
+    tz: Tz,
+    /// Seconds past a UTC hour at which local hours start (0, 1800 or 2700).
+    phase: i64,
+}
+
+impl Default for Calendar {
+    fn default() -> Self {
+        Calendar::new(chrono_tz::UTC)
+    }
+}
+
+impl Calendar {
+    pub fn new(tz: Tz) -> Self {
+        // The offset's part below an hour is the same in winter and summer for every
+        // zone but Lord Howe (30-minute DST); take it from a fixed instant.
+        let probe = Utc
+            .with_ymd_and_hms(2024, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
+        let offset = tz
+            .offset_from_utc_datetime(&probe.naive_utc())
+            .fix()
+            .local_minus_utc() as i64;
+        Calendar {
+            tz,
+            phase: offset.rem_euclid(HOUR_SECS),
+        }
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+    pub fn phase_secs(&self) -> i64 {
+        self.phase
+    }
+
+    /// The bucket (hour) an instant falls in.
+    pub fn hour_index(&self, t: DateTime<Utc>) -> i64 {
+        (t.timestamp() - self.phase).div_euclid(HOUR_SECS)
+    }
+    pub fn hour_start(&self, idx: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(idx * HOUR_SECS + self.phase, 0).unwrap_or_default()
+    }
+    pub fn minute_index(t: DateTime<Utc>) -> i64 {
+        t.timestamp().div_euclid(MINUTE_SECS)
+    }
+    pub fn minute_start(idx: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(idx * MINUTE_SECS, 0).unwrap_or_default()
+    }
+
+    pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
+        t.with_timezone(&self.tz).date_naive()
+    }
+
+    /// The UTC instant at which a local date starts (the first valid local time on
+    /// days whose midnight is skipped by DST).
+    pub fn date_start(&self, d: NaiveDate) -> DateTime<Utc> {
+        let mut time = NaiveTime::MIN;
+        for _ in 0..4 {
+            if let Some(t) = self.tz.from_local_datetime(&d.and_time(time)).earliest() {
+                return t.with_timezone(&Utc);
+            }
+            time += Duration::minutes(30);
+        }
+        Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))
+    }
+
+    pub fn day_start(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        self.date_start(self.local_date(t))
+    }
+
+    pub fn month_start(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let d = self.local_date(t);
+        self.date_start(d.with_day(1).unwrap_or(d))
+    }
+
+    pub fn next_month_start(&self, t: DateTime<Utc>) -> DateTime<Utc> {
+        let d = self.local_date(t);
+        let (y, m) = if d.month() == 12 {
+            (d.year() + 1, 1)
+        } else {
+            (d.year(), d.month() + 1)
+        };
+        self.date_start(NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(d))
+    }
+
+    /// Days in the local month containing `t` (28-31).
+    pub fn days_in_month(&self, t: DateTime<Utc>) -> u32 {
+        let d = self.local_date(t);
+        let first = d.with_day(1).unwrap_or(d);
+        let (y, m) = if d.month() == 12 {
+            (d.year() + 1, 1)
+        } else {
+            (d.year(), d.month() + 1)
+        };
+        let next = NaiveDate::from_ymd_opt(y, m, 1).unwrap_or(first);
+        (next - first).num_days() as u32
+    }
+
+    /// Local days elapsed in the month, counting today as a fraction.
+    pub fn days_elapsed(&self, t: DateTime<Utc>) -> f64 {
+        let start = self.month_start(t);
+        let today = self.day_start(t);
+        let whole = self.local_date(today).day0() as f64;
+        let next = self.date_start(self.local_date(t) + Duration::days(1));
+        let day_len = (next - today).num_seconds().max(1) as f64;
+        let frac = (t - today).num_seconds() as f64 / day_len;
+        let _ = start;
+        whole + frac.clamp(0.0, 1.0)
+    }
+
+    /// "2026-11"
+    pub fn month_label(&self, t: DateTime<Utc>) -> String {
+        let d = self.local_date(t);
+        format!("{:04}-{:02}", d.year(), d.month())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn utc_hours_and_months() {
+        let c = Calendar::default();
+        let t = utc("2026-02-14T10:30:00Z");
+        assert_eq!(c.hour_start(c.hour_index(t)), utc("2026-02-14T10:00:00Z"));
+        assert_eq!(c.days_in_month(t), 28);
+        assert_eq!(c.month_start(t), utc("2026-02-01T00:00:00Z"));
+        assert_eq!(c.next_month_start(t), utc("2026-03-01T00:00:00Z"));
+        assert!((c.days_elapsed(t) - (13.0 + 10.5 / 24.0)).abs() < 1e-9);
+        assert_eq!(c.month_label(t), "2026-02");
+        assert_eq!(c.days_in_month(utc("2028-02-10T00:00:00Z")), 29);
+        assert_eq!(c.days_in_month(utc("2026-12-31T23:00:00Z")), 31);
+    }
+
+    #[test]
+    fn half_hour_zone_buckets_align_with_local_days() {
+        let c = Calendar::new("Asia/Kolkata".parse().unwrap());
+        assert_eq!(c.phase_secs(), 1800);
+        let t = utc("2026-03-01T05:10:00Z"); // 10:40 local
+        assert_eq!(c.hour_start(c.hour_index(t)), utc("2026-03-01T04:30:00Z"));
+        // Local midnight is a bucket boundary.
+        let midnight = c.day_start(t);
+        assert_eq!(midnight, utc("2026-02-28T18:30:00Z"));
+        assert_eq!(c.hour_start(c.hour_index(midnight)), midnight);
+    }
+
+    #[test]
+    fn month_boundary_follows_the_billing_zone() {
+        let c = Calendar::new("America/New_York".parse().unwrap());
+        // 03:00 UTC on Dec 1 is still November 30 in New York.
+        let t = utc("2026-12-01T03:00:00Z");
+        assert_eq!(c.month_label(t), "2026-11");
+        assert_eq!(c.days_in_month(t), 30);
+        assert_eq!(c.month_start(t), utc("2026-11-01T04:00:00Z"));
+    }
+
+    #[test]
+    fn dst_days_start_at_local_midnight() {
+        let c = Calendar::new("Europe/Berlin".parse().unwrap());
+        let t = utc("2026-03-29T12:00:00Z"); // spring-forward day
+        assert_eq!(c.day_start(t), utc("2026-03-28T23:00:00Z"));
+    }
+}

@@ -1,0 +1,198 @@
+//! Command-line interface. Global options work before or after the subcommand.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "burnrate",
+    version,
+    about = "A live terminal monitor for LLM spend",
+    long_about = "A live terminal monitor for LLM spend.\n\n\
+        Watches a PostgreSQL table with one row per LLM request (cost_events) and shows \
+        spend by feature, user, model, tenant and time, month-to-date against budget, \
+        a month-end forecast and anomalies. Try `burnrate demo` without a database."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct GlobalArgs {
+    /// PostgreSQL URL (postgres://user@host:port/db). Else $DATABASE_URL, the config's
+    /// database.url, then the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE...
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Config file. Else $BURNRATE_CONFIG, then ~/.config/burnrate/burnrate.toml.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The live dashboard against PostgreSQL (the default command).
+    Watch,
+    /// The dashboard on a built-in synthetic stream: no database needed.
+    Demo(DemoArgs),
+    /// Schema management.
+    Db {
+        #[command(subcommand)]
+        command: DbCommand,
+    },
+    /// Write realistic synthetic cost events into PostgreSQL.
+    Simulate(SimulateArgs),
+    /// One pass of the pipeline printed as JSON (or JSON Lines with --follow).
+    Snapshot(SnapshotArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Create or upgrade the cost_events table and its indexes (idempotent).
+    Init,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// Seed of the synthetic stream (same seed, same history).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Live events per second.
+    #[arg(long, default_value_t = 40.0)]
+    pub rate: f64,
+    /// Seconds after start at which the runaway spike begins.
+    #[arg(long, default_value_t = 20)]
+    pub spike_after: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Days of history to write before live traffic (fast, with COPY).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub backfill_days: u32,
+    /// Live events per second; 0 writes the backfill only.
+    #[arg(long, default_value_t = 0.0, value_name = "EVENTS_PER_S")]
+    pub rate: f64,
+    /// How long to write live traffic ("90s", "10m"); default: until Ctrl-C.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<Duration>,
+    /// Random seed: the same seed writes the same events.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// A runaway on one feature from now on: FEATURE:FACTOR, e.g. support_qa:8.
+    #[arg(long, value_parser = parse_spike, value_name = "FEATURE:FACTOR")]
+    pub spike: Option<Spike>,
+    /// Average events per second of the history (before the daily rhythm).
+    #[arg(long, default_value_t = 5.0)]
+    pub backfill_rate: f64,
+    /// Hide the progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SnapshotArgs {
+    /// Print JSON (the only format for now; required for forward compatibility).
+    #[arg(long)]
+    pub json: bool,
+    /// The time window of the breakdowns ("1h", "24h", "7d", "30d").
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub window: Option<Duration>,
+    /// How many users to list.
+    #[arg(long)]
+    pub top: Option<usize>,
+    /// Keep tailing and print one JSON object per line after every refresh.
+    #[arg(long)]
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spike {
+    pub feature: String,
+    pub factor: f64,
+}
+
+fn parse_duration_arg(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+fn parse_spike(s: &str) -> Result<Spike, String> {
+    let (feature, factor) = s
+        .rsplit_once(':')
+        .ok_or_else(|| format!("expected FEATURE:FACTOR (e.g. support_qa:8), got {s:?}"))?;
+    let factor: f64 = factor
+        .parse()
+        .map_err(|_| format!("factor {factor:?} is not a number"))?;
+    if feature.is_empty() || !(factor > 0.0) || !factor.is_finite() {
+        return Err(format!(
+            "expected a feature name and a positive factor, got {s:?}"
+        ));
+    }
+    Ok(Spike {
+        feature: feature.to_string(),
+        factor,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_before_or_after() {
+        let a = Cli::parse_from([
+            "burnrate",
+            "--database-url",
+            "postgres://x/y",
+            "snapshot",
+            "--json",
+        ]);
+        let b = Cli::parse_from([
+            "burnrate",
+            "snapshot",
+            "--json",
+            "--database-url",
+            "postgres://x/y",
+        ]);
+        assert_eq!(a.global.database_url, b.global.database_url);
+        assert!(matches!(
+            b.command,
+            Some(Command::Snapshot(SnapshotArgs { json: true, .. }))
+        ));
+    }
+
+    #[test]
+    fn spike_and_durations() {
+        let c = Cli::parse_from([
+            "burnrate",
+            "simulate",
+            "--spike",
+            "support_qa:8",
+            "--duration",
+            "90s",
+        ]);
+        let Some(Command::Simulate(s)) = c.command else {
+            panic!()
+        };
+        assert_eq!(
+            s.spike,
+            Some(Spike {
+                feature: "support_qa".into(),
+                factor: 8.0
+            })
+        );
+        assert_eq!(s.duration, Some(Duration::from_secs(90)));
+        assert!(Cli::try_parse_from(["burnrate", "simulate", "--spike", "chat"]).is_err());
+        assert!(Cli::try_parse_from(["burnrate", "simulate", "--spike", "chat:-1"]).is_err());
+    }
+}

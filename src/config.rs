@@ -1,0 +1,373 @@
+//! Configuration: `config/burnrate.toml` keys, merged with flags and environment into
+//! one validated `Config`.
+//!
+//! Lookup order: `--config PATH`, `$BURNRATE_CONFIG`, `$XDG_CONFIG_HOME/burnrate/
+//! burnrate.toml` (or `~/.config/...`), then built-in defaults. A file named
+//! explicitly must exist; the XDG file is optional.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::calendar::Calendar;
+use crate::money::Money;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}:\n{message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub database: DatabaseConfig,
+    pub budget: BudgetConfig,
+    pub billing: BillingConfig,
+    pub view: ViewConfig,
+    pub detect: DetectConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// postgres://user@host:port/db; `--database-url` and `DATABASE_URL` win over it.
+    pub url: Option<String>,
+    /// The table to watch, optionally schema-qualified ("public.cost_events").
+    pub table: String,
+    /// How often the tail polls for new rows.
+    #[serde(with = "humantime_serde_compat")]
+    pub refresh_interval: Duration,
+    /// Server-side limit for any one query.
+    #[serde(with = "humantime_serde_compat")]
+    pub statement_timeout: Duration,
+    /// Rows read per tail query at most; a larger backlog takes several polls.
+    pub tail_batch_rows: u32,
+    /// Without a tx column: how long a gap in the id sequence is waited for.
+    #[serde(with = "humantime_serde_compat")]
+    pub id_gap_settle: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct BudgetConfig {
+    /// Monthly budget in USD; gauges and forecasts compare against it.
+    pub monthly_usd: Option<Money>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BillingConfig {
+    /// IANA name ("UTC", "America/New_York"): where days and months start.
+    #[serde(deserialize_with = "de_tz", serialize_with = "ser_tz")]
+    pub time_zone: Tz,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ViewConfig {
+    /// The default time window of snapshots and tables.
+    #[serde(with = "humantime_serde_compat")]
+    pub window: Duration,
+    /// Users listed in snapshots (`--top` wins).
+    pub top: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DetectConfig {
+    /// The seed rule: today's spend above this multiple of the 7-day average at the
+    /// same time of day (1.5 = "50% above").
+    pub today_vs_week_ratio: f64,
+    /// Short-window spike: trailing window spend above this multiple of its baseline.
+    pub spike_ratio: f64,
+    /// Ignore anomalies whose excess over the expected spend is below this.
+    pub min_excess_usd: Money,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Log file; default `$XDG_STATE_HOME/burnrate/burnrate.log`.
+    pub file: Option<PathBuf>,
+    /// tracing filter, e.g. "info" or "burnrate=debug"; `RUST_LOG` wins.
+    pub level: Option<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            url: None,
+            table: "cost_events".into(),
+            refresh_interval: Duration::from_secs(2),
+            statement_timeout: Duration::from_secs(30),
+            tail_batch_rows: 50_000,
+            id_gap_settle: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        BillingConfig {
+            time_zone: chrono_tz::UTC,
+        }
+    }
+}
+
+impl Default for ViewConfig {
+    fn default() -> Self {
+        ViewConfig {
+            window: Duration::from_secs(30 * 86_400),
+            top: 20,
+        }
+    }
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            today_vs_week_ratio: 1.5,
+            spike_ratio: 3.0,
+            min_excess_usd: Money::from_dollars(1),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database: Default::default(),
+            budget: Default::default(),
+            billing: Default::default(),
+            view: Default::default(),
+            detect: Default::default(),
+            log: Default::default(),
+        }
+    }
+}
+
+fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse::<Tz>().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "unknown time zone {s:?}; use an IANA name such as \"UTC\" or \"Europe/Berlin\""
+        ))
+    })
+}
+
+fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(tz.name())
+}
+
+/// Durations as "2s", "500ms", "30d" in TOML.
+mod humantime_serde_compat {
+    use super::*;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        super::parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+    pub fn serialize<S: serde::Serializer>(v: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*v).to_string())
+    }
+}
+
+/// Parses "2s", "500ms", "15m", "24h", "30d", "1w".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"2s\", \"15m\", \"30d\""))
+}
+
+/// Where the config came from, for messages and `--help`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    Flag(PathBuf),
+    Env(PathBuf),
+    Xdg(PathBuf),
+    Defaults,
+}
+
+impl ConfigOrigin {
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigOrigin::Flag(p) | ConfigOrigin::Env(p) | ConfigOrigin::Xdg(p) => Some(p),
+            ConfigOrigin::Defaults => None,
+        }
+    }
+}
+
+impl Config {
+    pub fn calendar(&self) -> Calendar {
+        Calendar::new(self.billing.time_zone)
+    }
+
+    /// Parses TOML text; `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        cfg.validate(&origin.display().to_string())?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        let bad = |key: &str, msg: &str| {
+            Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message: format!("key `{key}`: {msg}"),
+            })
+        };
+        if self.database.refresh_interval < Duration::from_millis(100) {
+            return bad("database.refresh_interval", "must be at least 100ms");
+        }
+        if self.database.table.trim().is_empty() {
+            return bad("database.table", "must name a table, e.g. \"cost_events\"");
+        }
+        if self.database.tail_batch_rows == 0 {
+            return bad("database.tail_batch_rows", "must be at least 1");
+        }
+        if self.view.window < Duration::from_secs(3600)
+            || self.view.window > Duration::from_secs(400 * 86_400)
+        {
+            return bad("view.window", "must be between 1h and 400d");
+        }
+        if let Some(b) = self.budget.monthly_usd
+            && b < Money::ZERO
+        {
+            return bad("budget.monthly_usd", "must not be negative");
+        }
+        if !(self.detect.today_vs_week_ratio > 1.0) || !(self.detect.spike_ratio > 1.0) {
+            return bad("detect", "ratios must be greater than 1.0");
+        }
+        Ok(())
+    }
+
+    /// Finds and loads the config in lookup order.
+    pub fn load(flag: Option<&Path>) -> Result<(Config, ConfigOrigin), ConfigError> {
+        let env = std::env::var_os("BURNRATE_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        let origin = match (flag, env) {
+            (Some(p), _) => ConfigOrigin::Flag(p.to_path_buf()),
+            (None, Some(p)) => ConfigOrigin::Env(p),
+            (None, None) => match xdg_config_file() {
+                Some(p) if p.is_file() => ConfigOrigin::Xdg(p),
+                _ => ConfigOrigin::Defaults,
+            },
+        };
+        let cfg = match origin.path() {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_path_buf(),
+                    source,
+                })?;
+                Config::from_toml(&text, p)?
+            }
+            None => Config::default(),
+        };
+        Ok((cfg, origin))
+    }
+}
+
+/// `$XDG_CONFIG_HOME/burnrate/burnrate.toml`, else `~/.config/burnrate/burnrate.toml`.
+pub fn xdg_config_file() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".config")))?;
+    Some(base.join("burnrate").join("burnrate.toml"))
+}
+
+/// `$XDG_STATE_HOME/burnrate/burnrate.log`, else `~/.local/state/burnrate/burnrate.log`.
+pub fn default_log_file() -> PathBuf {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local").join("state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("burnrate").join("burnrate.log")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses_and_equals_defaults() {
+        let text = include_str!("../config/burnrate.toml");
+        let cfg = Config::from_toml(text, Path::new("config/burnrate.toml")).unwrap();
+        assert_eq!(
+            cfg,
+            Config::default(),
+            "config/burnrate.toml must document the defaults"
+        );
+    }
+
+    #[test]
+    fn keys_override_defaults() {
+        let cfg = Config::from_toml(
+            "[budget]\nmonthly_usd = 1500.25\n[billing]\ntime_zone = \"Asia/Kolkata\"\n\
+             [database]\nrefresh_interval = \"500ms\"\n[view]\nwindow = \"7d\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        assert_eq!(cfg.budget.monthly_usd, Some("1500.25".parse().unwrap()));
+        assert_eq!(cfg.billing.time_zone.name(), "Asia/Kolkata");
+        assert_eq!(cfg.database.refresh_interval, Duration::from_millis(500));
+        assert_eq!(cfg.view.window, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let err = Config::from_toml(
+            "[budget]\nmonthly_usd = 10\nmontly = 3\n",
+            Path::new("/etc/b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("/etc/b.toml"), "{err}");
+        assert!(err.contains("line 3"), "{err}");
+        assert!(err.contains("montly"), "{err}");
+
+        let err = Config::from_toml(
+            "[billing]\ntime_zone = \"Mars/Olympus\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 2") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
+
+        let err = Config::from_toml(
+            "[database]\nrefresh_interval = \"fast\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("refresh_interval") && err.contains("fast"),
+            "{err}"
+        );
+
+        let err = Config::from_toml(
+            "[database]\nrefresh_interval = \"1ms\"\n",
+            Path::new("b.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("database.refresh_interval"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! burnrate: a live terminal monitor for LLM spend.
+//!
+//! Data flows one way: `source` (PostgreSQL or the demo stream) -> `store` (rolling
+//! aggregates) -> `detect` (anomalies, forecast) -> `app` / `snapshot` -> `ui`.
+//! Only `ui` draws with ratatui; only `source` speaks SQL.
+
+pub mod app;
+pub mod calendar;
+pub mod cli;
+pub mod config;
+pub mod detect;
+pub mod model;
+pub mod money;
+pub mod store;

@@ -1,0 +1,217 @@
+//! The data that flows from a source into the store: facts (aggregated or single
+//! rows), the counts of rows read and rejected, and the source's health.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::money::Money;
+
+/// The dimensions every cost event is broken down by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dim {
+    Feature,
+    User,
+    Model,
+    Tenant,
+    Region,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 5] = [
+        Dim::Feature,
+        Dim::User,
+        Dim::Model,
+        Dim::Tenant,
+        Dim::Region,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::Feature => "feature",
+            Dim::User => "user",
+            Dim::Model => "model",
+            Dim::Tenant => "tenant",
+            Dim::Region => "region",
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a name is shown as when the column is NULL or empty.
+pub const NONE_NAME: &str = "(none)";
+
+/// Additive measures of a set of events. Every field sums exactly.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Agg {
+    pub cost: Money,
+    pub requests: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+}
+
+impl Agg {
+    pub fn one(cost: Money, input_tokens: u64, output_tokens: u64) -> Self {
+        Agg {
+            cost,
+            requests: 1,
+            input_tokens,
+            output_tokens,
+        }
+    }
+    pub fn add(&mut self, o: &Agg) {
+        self.cost += o.cost;
+        self.requests += o.requests;
+        self.input_tokens += o.input_tokens;
+        self.output_tokens += o.output_tokens;
+    }
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens + self.output_tokens
+    }
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0 && self.cost.is_zero()
+    }
+    pub fn cost_per_request(&self) -> Option<Money> {
+        self.cost.div_count(self.requests)
+    }
+    /// Cost per 1,000 tokens.
+    pub fn cost_per_1k_tokens(&self) -> Option<Money> {
+        let t = self.tokens();
+        if t == 0 {
+            None
+        } else {
+            Some(Money::from_picos(self.cost.picos() * 1000 / t as i128))
+        }
+    }
+}
+
+impl std::ops::AddAssign<&Agg> for Agg {
+    fn add_assign(&mut self, o: &Agg) {
+        self.add(o)
+    }
+}
+
+/// One row, or one server-side group of rows, as it leaves the source.
+///
+/// `at` is the event timestamp for a single row, or the start of the group's bucket
+/// for aggregated backfill (an hour or a minute, aligned as the store aligns them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fact {
+    pub at: DateTime<Utc>,
+    /// Names indexed by `Dim::index()`; empty means NULL/empty in the source.
+    pub names: [String; 5],
+    pub agg: Agg,
+}
+
+impl Fact {
+    pub fn name(&self, dim: Dim) -> &str {
+        &self.names[dim.index()]
+    }
+}
+
+/// Why a row was not counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    NullCost,
+    NonFiniteCost,
+    NullTimestamp,
+    BadTokens,
+}
+
+impl RejectReason {
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectReason::NullCost => "null_cost",
+            RejectReason::NonFiniteCost => "non_finite_cost",
+            RejectReason::NullTimestamp => "null_timestamp",
+            RejectReason::BadTokens => "bad_tokens",
+        }
+    }
+}
+
+/// A batch of facts from one backfill chunk or one tail poll.
+#[derive(Debug, Clone, Default)]
+pub struct FactBatch {
+    pub facts: Vec<Fact>,
+    /// Source rows this batch stands for (a backfill group counts all its rows).
+    pub rows: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+}
+
+/// How the source reads new rows, and so what it can promise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TailMode {
+    /// Transaction-id watermark: gap-free, exactly once.
+    TxWatermark,
+    /// Re-read an id overlap and deduplicate; loses a row whose transaction outlives
+    /// the settle time.
+    IdOverlap,
+    /// The built-in synthetic stream of `burnrate demo`.
+    Demo,
+}
+
+impl TailMode {
+    pub fn label(self) -> &'static str {
+        match self {
+            TailMode::TxWatermark => "tx watermark (gap-free)",
+            TailMode::IdOverlap => "id overlap (best effort)",
+            TailMode::Demo => "demo stream",
+        }
+    }
+    pub fn json_name(self) -> &'static str {
+        match self {
+            TailMode::TxWatermark => "tx_watermark",
+            TailMode::IdOverlap => "id_overlap",
+            TailMode::Demo => "demo",
+        }
+    }
+}
+
+/// Connection health as the status bar shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Backfilling { done_steps: u64, total_steps: u64 },
+    Live,
+    Disconnected { error: String, since: DateTime<Utc> },
+}
+
+/// Everything a source reports besides data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// "host:port/dbname" or "demo"; never a password.
+    pub endpoint: String,
+    pub connection: Connection,
+    pub mode: TailMode,
+    /// How far the watermark trails the newest committed row, when known.
+    pub watermark_lag_secs: Option<i64>,
+}
+
+/// Messages from a source task to whoever owns the store.
+#[derive(Debug, Clone)]
+pub enum SourceMsg {
+    Status(SourceStatus),
+    /// History (server-side aggregated); `done` after the last chunk.
+    Backfill {
+        batch: FactBatch,
+        done: bool,
+    },
+    /// New rows from one poll, with the time the poll finished.
+    Tail {
+        batch: FactBatch,
+        polled_at: DateTime<Utc>,
+    },
+}

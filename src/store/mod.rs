@@ -1,0 +1,346 @@
+//! Rolling aggregates in memory: exact, bucketed by hour, pruned as the window moves.
+//!
+//! Every fact lands in one hour bucket (and, if recent, one minute bucket). A bucket
+//! keeps its total, a rollup per dimension (feature, user, model, tenant, region) and
+//! one cell per combination of the five names, so any drill-down order can be
+//! answered without going back to the database. Names are interned; nothing is kept
+//! per row, so memory grows with distinct combinations per hour, not with rows.
+
+mod intern;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::RangeInclusive;
+
+use chrono::{DateTime, Duration, Utc};
+
+pub use intern::{Interner, NameId};
+
+use crate::calendar::Calendar;
+use crate::model::{Agg, Dim, FactBatch, NONE_NAME, RejectReason};
+
+/// Interned names of one combination, indexed by `Dim::index()`.
+pub type ComboKey = [NameId; 5];
+type ComboId = u32;
+
+#[derive(Debug, Default, Clone)]
+struct Bucket {
+    total: Agg,
+    by_dim: [HashMap<NameId, Agg>; 5],
+    cells: HashMap<ComboId, Agg>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct MinuteBucket {
+    total: Agg,
+    by_dim: [HashMap<NameId, Agg>; 5],
+}
+
+/// What the store keeps and how it aligns time.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreConfig {
+    pub calendar: Calendar,
+    /// Hours of history kept behind the current hour (the month start is kept too).
+    pub retention_hours: i64,
+    /// Minutes kept at minute resolution, for short-window detection.
+    pub minute_retention: i64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            calendar: Calendar::default(),
+            retention_hours: 35 * 24,
+            minute_retention: 180,
+        }
+    }
+}
+
+/// Counters of what went into the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Intake {
+    pub rows: u64,
+    pub rejected: BTreeMap<RejectReason, u64>,
+    /// Rows older than the retained history (counted, not aggregated).
+    pub too_old: u64,
+}
+
+impl Intake {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    cfg: StoreConfig,
+    names: [Interner; 5],
+    combo_keys: Vec<ComboKey>,
+    combo_ids: HashMap<ComboKey, ComboId>,
+    hours: BTreeMap<i64, Bucket>,
+    minutes: BTreeMap<i64, MinuteBucket>,
+    intake: Intake,
+    /// Oldest hour bucket still accepted.
+    floor_hour: i64,
+    /// Increments on every change, so views know when to recompute.
+    generation: u64,
+    newest_event: Option<DateTime<Utc>>,
+}
+
+/// A constraint of a drill-down path: this dimension has this name.
+pub type Filter = Vec<(Dim, NameId)>;
+
+impl Store {
+    pub fn new(cfg: StoreConfig, now: DateTime<Utc>) -> Self {
+        let mut s = Store {
+            cfg,
+            names: Default::default(),
+            combo_keys: Vec::new(),
+            combo_ids: HashMap::new(),
+            hours: BTreeMap::new(),
+            minutes: BTreeMap::new(),
+            intake: Intake::default(),
+            floor_hour: i64::MIN,
+            generation: 0,
+            newest_event: None,
+        };
+        s.floor_hour = s.retention_floor(now);
+        s
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.cfg
+    }
+    pub fn calendar(&self) -> &Calendar {
+        &self.cfg.calendar
+    }
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+    pub fn intake(&self) -> &Intake {
+        &self.intake
+    }
+    pub fn newest_event(&self) -> Option<DateTime<Utc>> {
+        self.newest_event
+    }
+
+    /// The first instant whose rows the store keeps: `retention_hours` back, or the
+    /// month start if that is earlier. Sources backfill from here.
+    pub fn history_start(cfg: &StoreConfig, now: DateTime<Utc>) -> DateTime<Utc> {
+        let cal = &cfg.calendar;
+        let by_hours = cal.hour_start(cal.hour_index(now) - cfg.retention_hours);
+        by_hours.min(cal.month_start(now))
+    }
+
+    fn retention_floor(&self, now: DateTime<Utc>) -> i64 {
+        self.cfg
+            .calendar
+            .hour_index(Self::history_start(&self.cfg, now))
+    }
+
+    /// Minutes at or after this index are kept at minute resolution.
+    pub fn minute_floor(&self, now: DateTime<Utc>) -> i64 {
+        Calendar::minute_index(now) - self.cfg.minute_retention
+    }
+
+    /// Adds a batch. Facts whose `at` is a minute start within the minute range also
+    /// feed the minute buckets; backfill sends minute groups for that range.
+    pub fn apply(&mut self, batch: &FactBatch, now: DateTime<Utc>) {
+        self.intake.rows += batch.rows;
+        for (reason, n) in &batch.rejected {
+            *self.intake.rejected.entry(*reason).or_default() += n;
+        }
+        let minute_floor = self.minute_floor(now);
+        for fact in &batch.facts {
+            let hour = self.cfg.calendar.hour_index(fact.at);
+            if hour < self.floor_hour {
+                self.intake.too_old += fact.agg.requests;
+                continue;
+            }
+            let mut key: ComboKey = [0; 5];
+            for dim in Dim::ALL {
+                let raw = fact.name(dim);
+                let name = if raw.is_empty() { NONE_NAME } else { raw };
+                key[dim.index()] = self.names[dim.index()].intern(name);
+            }
+            let combo = match self.combo_ids.get(&key) {
+                Some(&c) => c,
+                None => {
+                    let c = self.combo_keys.len() as ComboId;
+                    self.combo_keys.push(key);
+                    self.combo_ids.insert(key, c);
+                    c
+                }
+            };
+            let bucket = self.hours.entry(hour).or_default();
+            bucket.total.add(&fact.agg);
+            bucket.cells.entry(combo).or_default().add(&fact.agg);
+            for dim in Dim::ALL {
+                bucket.by_dim[dim.index()]
+                    .entry(key[dim.index()])
+                    .or_default()
+                    .add(&fact.agg);
+            }
+            let minute = Calendar::minute_index(fact.at);
+            if minute >= minute_floor {
+                let mb = self.minutes.entry(minute).or_default();
+                mb.total.add(&fact.agg);
+                for dim in Dim::ALL {
+                    mb.by_dim[dim.index()]
+                        .entry(key[dim.index()])
+                        .or_default()
+                        .add(&fact.agg);
+                }
+            }
+            if self.newest_event.is_none_or(|n| fact.at > n) {
+                self.newest_event = Some(fact.at);
+            }
+        }
+        self.generation += 1;
+    }
+
+    /// Drops buckets that fell out of the retained history.
+    pub fn prune(&mut self, now: DateTime<Utc>) {
+        let floor = self.retention_floor(now);
+        let minute_floor = self.minute_floor(now);
+        let before = (self.hours.len(), self.minutes.len());
+        self.floor_hour = self.floor_hour.max(floor);
+        self.hours = self.hours.split_off(&self.floor_hour);
+        self.minutes = self.minutes.split_off(&minute_floor);
+        if before != (self.hours.len(), self.minutes.len()) {
+            self.generation += 1;
+        }
+    }
+
+    // ---- names ----
+
+    pub fn name(&self, dim: Dim, id: NameId) -> &str {
+        self.names[dim.index()].name(id)
+    }
+    pub fn lookup(&self, dim: Dim, name: &str) -> Option<NameId> {
+        self.names[dim.index()].get(name)
+    }
+    pub fn distinct_names(&self, dim: Dim) -> usize {
+        self.names[dim.index()].len()
+    }
+
+    // ---- queries over hours (inclusive bucket ranges) ----
+
+    pub fn hour_index(&self, t: DateTime<Utc>) -> i64 {
+        self.cfg.calendar.hour_index(t)
+    }
+
+    /// Hour buckets from `from` (inclusive) onward, including any future-dated rows.
+    pub fn hours_from(&self, from: DateTime<Utc>) -> RangeInclusive<i64> {
+        self.hour_index(from)..=i64::MAX
+    }
+
+    pub fn total(&self, hours: RangeInclusive<i64>) -> Agg {
+        let mut a = Agg::default();
+        for b in self.hours.range(hours).map(|(_, b)| b) {
+            a.add(&b.total);
+        }
+        a
+    }
+
+    /// Per-name totals of one dimension over a range.
+    pub fn by_dim(&self, dim: Dim, hours: RangeInclusive<i64>) -> HashMap<NameId, Agg> {
+        let mut out: HashMap<NameId, Agg> = HashMap::new();
+        for (_, b) in self.hours.range(hours) {
+            for (id, a) in &b.by_dim[dim.index()] {
+                out.entry(*id).or_default().add(a);
+            }
+        }
+        out
+    }
+
+    /// Per-name totals of `group` among events matching every constraint of `filter`.
+    pub fn by_dim_filtered(
+        &self,
+        group: Dim,
+        filter: &[(Dim, NameId)],
+        hours: RangeInclusive<i64>,
+    ) -> HashMap<NameId, Agg> {
+        if filter.is_empty() {
+            return self.by_dim(group, hours);
+        }
+        let mut out: HashMap<NameId, Agg> = HashMap::new();
+        for (_, b) in self.hours.range(hours) {
+            for (combo, a) in &b.cells {
+                let key = &self.combo_keys[*combo as usize];
+                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
+                    out.entry(key[group.index()]).or_default().add(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// One value per hour over `[from, to]` for one name (or the total with `None`).
+    pub fn hourly_series(&self, dim: Dim, id: Option<NameId>, from: i64, to: i64) -> Vec<Agg> {
+        let mut out = vec![Agg::default(); (to - from + 1).max(0) as usize];
+        for (h, b) in self.hours.range(from..=to) {
+            let slot = &mut out[(h - from) as usize];
+            match id {
+                None => *slot = b.total,
+                Some(id) => {
+                    if let Some(a) = b.by_dim[dim.index()].get(&id) {
+                        *slot = *a;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Hourly series for every name of a dimension at once (one pass over buckets).
+    pub fn hourly_series_by_dim(&self, dim: Dim, from: i64, to: i64) -> HashMap<NameId, Vec<Agg>> {
+        let len = (to - from + 1).max(0) as usize;
+        let mut out: HashMap<NameId, Vec<Agg>> = HashMap::new();
+        for (h, b) in self.hours.range(from..=to) {
+            for (id, a) in &b.by_dim[dim.index()] {
+                out.entry(*id).or_insert_with(|| vec![Agg::default(); len])[(h - from) as usize] =
+                    *a;
+            }
+        }
+        out
+    }
+
+    /// Sum over minute buckets `[from, to]` per name of a dimension (recent data only).
+    pub fn minutes_by_dim(&self, dim: Dim, from: i64, to: i64) -> HashMap<NameId, Agg> {
+        let mut out: HashMap<NameId, Agg> = HashMap::new();
+        for (_, b) in self.minutes.range(from..=to) {
+            for (id, a) in &b.by_dim[dim.index()] {
+                out.entry(*id).or_default().add(a);
+            }
+        }
+        out
+    }
+
+    pub fn minutes_total(&self, from: i64, to: i64) -> Agg {
+        let mut a = Agg::default();
+        for (_, b) in self.minutes.range(from..=to) {
+            a.add(&b.total);
+        }
+        a
+    }
+
+    /// The oldest hour bucket that holds data.
+    pub fn oldest_hour(&self) -> Option<i64> {
+        self.hours.keys().next().copied()
+    }
+
+    /// Approximate counts for memory accounting: (hour buckets, cells, combos).
+    pub fn footprint(&self) -> (usize, usize, usize) {
+        let cells = self.hours.values().map(|b| b.cells.len()).sum();
+        (self.hours.len(), cells, self.combo_keys.len())
+    }
+
+    /// The time span covered, for "history since" labels.
+    pub fn history_span(&self, now: DateTime<Utc>) -> Option<Duration> {
+        self.oldest_hour()
+            .map(|h| now - self.cfg.calendar.hour_start(h))
+    }
+}
+
+#[cfg(test)]
+mod tests;

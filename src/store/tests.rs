@@ -1,0 +1,188 @@
+use super::*;
+use crate::model::Fact;
+use crate::money::Money;
+
+fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+fn fact(at: &str, feature: &str, user: &str, model: &str, cost: &str) -> Fact {
+    Fact {
+        at: utc(at),
+        names: [
+            feature.into(),
+            user.into(),
+            model.into(),
+            "acme".into(),
+            "us-east".into(),
+        ],
+        agg: Agg::one(cost.parse().unwrap(), 100, 20),
+    }
+}
+
+fn batch(facts: Vec<Fact>) -> FactBatch {
+    FactBatch {
+        rows: facts.len() as u64,
+        facts,
+        rejected: Default::default(),
+    }
+}
+
+const NOW: &str = "2026-11-28T12:30:00Z";
+
+#[test]
+fn totals_are_exact_sums() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![
+            fact("2026-11-28T12:01:00Z", "chat", "u1", "gpt-4o", "0.1"),
+            fact("2026-11-28T12:02:00Z", "chat", "u2", "gpt-4o", "0.2"),
+            fact(
+                "2026-11-28T11:59:00Z",
+                "search",
+                "u1",
+                "claude",
+                "0.0000015",
+            ),
+        ]),
+        now,
+    );
+    let all = s.total(s.hours_from(utc("2026-11-01T00:00:00Z")));
+    assert_eq!(all.cost, "0.3000015".parse::<Money>().unwrap());
+    assert_eq!(all.requests, 3);
+    assert_eq!(all.input_tokens, 300);
+    let this_hour = s.total(s.hours_from(utc("2026-11-28T12:00:00Z")));
+    assert_eq!(this_hour.cost, "0.3".parse::<Money>().unwrap());
+    let by_feature = s.by_dim(Dim::Feature, s.hours_from(utc("2026-11-01T00:00:00Z")));
+    let chat = s.lookup(Dim::Feature, "chat").unwrap();
+    assert_eq!(by_feature[&chat].requests, 2);
+}
+
+#[test]
+fn late_event_lands_in_its_own_hour() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![fact("2026-11-28T12:10:00Z", "chat", "u1", "m", "1")]),
+        now,
+    );
+    // Arrives later, but happened three hours ago.
+    s.apply(
+        &batch(vec![fact("2026-11-28T09:15:00Z", "chat", "u1", "m", "2")]),
+        now,
+    );
+    let h9 = s.hour_index(utc("2026-11-28T09:00:00Z"));
+    let series = s.hourly_series(Dim::Feature, None, h9, h9 + 3);
+    let costs: Vec<_> = series.iter().map(|a| a.cost.to_string()).collect();
+    assert_eq!(costs, ["2", "0", "0", "1"]);
+}
+
+#[test]
+fn drill_down_filters_by_any_path() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![
+            fact("2026-11-28T12:01:00Z", "chat", "u1", "gpt-4o", "1"),
+            fact("2026-11-28T12:02:00Z", "chat", "u1", "mini", "2"),
+            fact("2026-11-28T12:03:00Z", "chat", "u2", "gpt-4o", "4"),
+            fact("2026-11-28T12:04:00Z", "search", "u1", "gpt-4o", "8"),
+        ]),
+        now,
+    );
+    let r = s.hours_from(utc("2026-11-01T00:00:00Z"));
+    let chat = s.lookup(Dim::Feature, "chat").unwrap();
+    let u1 = s.lookup(Dim::User, "u1").unwrap();
+    let gpt = s.lookup(Dim::Model, "gpt-4o").unwrap();
+    let models = s.by_dim_filtered(
+        Dim::Model,
+        &[(Dim::Feature, chat), (Dim::User, u1)],
+        r.clone(),
+    );
+    assert_eq!(models[&gpt].cost.to_string(), "1");
+    assert_eq!(models.len(), 2);
+    let features = s.by_dim_filtered(Dim::Feature, &[(Dim::Model, gpt)], r);
+    assert_eq!(features[&chat].cost.to_string(), "5");
+}
+
+#[test]
+fn prune_drops_old_hours_but_keeps_the_month() {
+    let cfg = StoreConfig {
+        retention_hours: 24,
+        ..Default::default()
+    };
+    let now = utc("2026-11-28T12:30:00Z");
+    let mut s = Store::new(cfg, now);
+    s.apply(
+        &batch(vec![fact("2026-11-01T00:10:00Z", "chat", "u", "m", "1")]),
+        now,
+    );
+    s.apply(
+        &batch(vec![fact("2026-10-31T23:10:00Z", "chat", "u", "m", "1")]),
+        now,
+    );
+    assert_eq!(
+        s.intake().too_old,
+        1,
+        "before the month start and the retention"
+    );
+    assert_eq!(s.total(0..=i64::MAX).requests, 1);
+    // In December, November's hours fall out.
+    let later = utc("2026-12-03T00:00:00Z");
+    s.prune(later);
+    assert_eq!(s.total(0..=i64::MAX).requests, 0);
+}
+
+#[test]
+fn empty_names_become_none() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![fact("2026-11-28T12:01:00Z", "", "", "m", "1")]),
+        now,
+    );
+    assert!(s.lookup(Dim::Feature, NONE_NAME).is_some());
+}
+
+#[test]
+fn minute_buckets_cover_recent_minutes_only() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![
+            fact("2026-11-28T12:29:10Z", "chat", "u", "m", "1"),
+            fact("2026-11-28T12:29:50Z", "chat", "u", "m", "1"),
+            fact("2026-11-28T06:00:00Z", "chat", "u", "m", "5"),
+        ]),
+        now,
+    );
+    let m = Calendar::minute_index(now);
+    assert_eq!(s.minutes_total(m - 1, m).cost.to_string(), "2");
+    assert_eq!(
+        s.minutes_total(0, m).cost.to_string(),
+        "2",
+        "06:00 is older than 180 minutes"
+    );
+}
+
+#[test]
+fn memory_is_bounded_by_combinations_not_rows() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    let facts: Vec<Fact> = (0..10_000)
+        .map(|i| {
+            fact(
+                "2026-11-28T12:01:00Z",
+                "chat",
+                &format!("u{}", i % 10),
+                "m",
+                "0.01",
+            )
+        })
+        .collect();
+    s.apply(&batch(facts), now);
+    let (hours, cells, combos) = s.footprint();
+    assert_eq!((hours, cells, combos), (1, 10, 10));
+    assert_eq!(s.total(0..=i64::MAX).cost.to_string(), "100");
+}
