@@ -11,4 +11,5 @@ pub mod config;
 pub mod detect;
 pub mod model;
 pub mod money;
+pub mod report;
 pub mod store;

@@ -41,3 +41,11 @@ pub struct Anomaly {
     /// One line for people: "support_qa jumped 300% in the last 5m ($41 vs typical $9.80)".
     pub message: String,
 }
+
+mod forecast;
+mod rules;
+
+pub use forecast::{MonthForecast, month_forecast};
+pub use rules::{
+    DetectParams, detect, same_time_previous_days, spike_windows, today_vs_previous_days,
+};

@@ -275,6 +275,23 @@ impl Store {
         out
     }
 
+    /// Total of the events matching every constraint of `filter`.
+    pub fn total_filtered(&self, filter: &[(Dim, NameId)], hours: RangeInclusive<i64>) -> Agg {
+        if filter.is_empty() {
+            return self.total(hours);
+        }
+        let mut a = Agg::default();
+        for (_, b) in self.hours.range(hours) {
+            for (combo, cell) in &b.cells {
+                let key = &self.combo_keys[*combo as usize];
+                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
+                    a.add(cell);
+                }
+            }
+        }
+        a
+    }
+
     /// One value per hour over `[from, to]` for one name (or the total with `None`).
     pub fn hourly_series(&self, dim: Dim, id: Option<NameId>, from: i64, to: i64) -> Vec<Agg> {
         let mut out = vec![Agg::default(); (to - from + 1).max(0) as usize];
