@@ -127,7 +127,7 @@ fn parse_spike(s: &str) -> Result<Spike, String> {
     let factor: f64 = factor
         .parse()
         .map_err(|_| format!("factor {factor:?} is not a number"))?;
-    if feature.is_empty() || !(factor > 0.0) || !factor.is_finite() {
+    if feature.is_empty() || factor.is_nan() || factor <= 0.0 || !factor.is_finite() {
         return Err(format!(
             "expected a feature name and a positive factor, got {s:?}"
         ));

@@ -27,7 +27,7 @@ pub enum ConfigError {
     Invalid { path: String, message: String },
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub database: DatabaseConfig,
@@ -144,18 +144,6 @@ impl Default for DetectConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            database: Default::default(),
-            budget: Default::default(),
-            billing: Default::default(),
-            view: Default::default(),
-            detect: Default::default(),
-            log: Default::default(),
-        }
-    }
-}
 
 fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let s = String::deserialize(d)?;
@@ -247,7 +235,8 @@ impl Config {
         {
             return bad("budget.monthly_usd", "must not be negative");
         }
-        if !(self.detect.today_vs_week_ratio > 1.0) || !(self.detect.spike_ratio > 1.0) {
+        let above_one = |r: f64| r.is_finite() && r > 1.0;
+        if !above_one(self.detect.today_vs_week_ratio) || !above_one(self.detect.spike_ratio) {
             return bad("detect", "ratios must be greater than 1.0");
         }
         Ok(())

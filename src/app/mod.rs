@@ -1,2 +1,3 @@
 pub mod overview;
+pub mod state;
 pub mod view;

@@ -1,0 +1,96 @@
+//! "Top 5 cost drivers this week": a feature, user, model, tenant or region, its
+//! cost and its share of the week.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Widget};
+
+use super::theme::Theme;
+use super::{format, spans_width, text};
+use crate::app::view::Driver;
+use crate::model::NONE_NAME;
+use crate::money::Money;
+
+pub const SHOWN: usize = 5;
+
+/// Rows the pane wants: title plus one per driver (or the "nothing" line).
+pub fn desired_height(drivers: &[Driver]) -> u16 {
+    1 + drivers.len().clamp(1, SHOWN) as u16
+}
+
+pub fn render(drivers: &[Driver], week_total: Money, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let long = vec![
+        Span::styled(" Top 5 cost drivers this week ", theme.title()),
+        Span::styled(
+            format!("({} total) ", week_total.display_usd()),
+            theme.muted(),
+        ),
+    ];
+    let medium = vec![Span::styled(
+        " Top 5 cost drivers this week ",
+        theme.title(),
+    )];
+    let title = if spans_width(&long) + 2 <= area.width as usize {
+        Line::from(long)
+    } else if spans_width(&medium) + 2 <= area.width as usize {
+        Line::from(medium)
+    } else {
+        Line::from(Span::styled(" Top drivers, 7d ", theme.title()))
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border())
+        .title(title);
+    if drivers.is_empty() {
+        Paragraph::new(Span::styled(" No spend this week.", theme.muted()))
+            .block(block)
+            .render(area, buf);
+        return;
+    }
+    let shown = &drivers[..drivers.len().min(SHOWN)];
+    let costs: Vec<String> = shown.iter().map(|d| d.cost.display_usd()).collect();
+    let shares: Vec<String> = shown.iter().map(|d| format::percent(d.share)).collect();
+    let dim_w = shown.iter().map(|d| d.dim.name().len()).max().unwrap_or(0);
+    let cost_w = costs.iter().map(String::len).max().unwrap_or(0).min(12);
+    let share_w = shares.iter().map(String::len).max().unwrap_or(0);
+    // " " + dim + name + cost + share, one space between.
+    let longest = shown
+        .iter()
+        .map(|d| text::width(&text::sanitize(&d.name)).max(NONE_NAME.len()))
+        .max()
+        .unwrap_or(0);
+    let name_w = (area.width as usize)
+        .saturating_sub(1 + dim_w + cost_w + share_w + 4)
+        .clamp(1, longest.max(1));
+
+    let rows = shown
+        .iter()
+        .zip(costs)
+        .zip(shares)
+        .map(|((d, cost), share)| {
+            let name = if d.name.is_empty() {
+                NONE_NAME.to_string()
+            } else {
+                text::clean(&d.name, name_w)
+            };
+            Row::new(vec![
+                Cell::from(""),
+                Cell::from(Span::styled(d.dim.name(), theme.muted())),
+                Cell::from(name),
+                Cell::from(Line::from(cost).right_aligned()),
+                Cell::from(Line::from(share).right_aligned()),
+            ])
+        });
+    let widths = [
+        Constraint::Length(0),
+        Constraint::Length(dim_w as u16),
+        Constraint::Length(name_w.min(u16::MAX as usize) as u16),
+        Constraint::Length(cost_w as u16),
+        Constraint::Length(share_w as u16),
+    ];
+    Table::new(rows, widths)
+        .column_spacing(1)
+        .block(block)
+        .render(area, buf);
+}

@@ -1,0 +1,315 @@
+//! The per-feature table: spend now, today and this week, unit costs, the change
+//! against the 7-day average, and a 24-hour sparkline per row.
+//!
+//! Columns are dropped as the width shrinks, least important first: cost per 1k
+//! tokens, requests, 7-day spend, cost per request, this hour, then the sparkline.
+//! The marker, name, today and change columns always stay.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Constraint, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{
+    Block, Borders, Cell, Paragraph, Row, StatefulWidget, Table, TableState, Widget,
+};
+
+use super::theme::Theme;
+use super::{format, text};
+use crate::app::view::FeatureRow;
+use crate::model::NONE_NAME;
+use crate::money::Money;
+
+const SPACING: u16 = 1;
+/// The name column's width when deciding which columns fit.
+const NAME_COMFORT: usize = 16;
+const NAME_MIN: usize = 6;
+const NAME_MAX: usize = 40;
+/// Hours in the sparkline when it fits.
+const SPARK_HOURS: usize = 24;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Mark,
+    Name,
+    Hour,
+    Today,
+    Week,
+    Requests,
+    PerRequest,
+    Per1k,
+    Change,
+    Spark,
+}
+
+const ORDER: [Col; 10] = [
+    Col::Mark,
+    Col::Name,
+    Col::Hour,
+    Col::Today,
+    Col::Week,
+    Col::Requests,
+    Col::PerRequest,
+    Col::Per1k,
+    Col::Change,
+    Col::Spark,
+];
+/// First dropped first.
+const DROP: [Col; 6] = [
+    Col::Per1k,
+    Col::Requests,
+    Col::Week,
+    Col::PerRequest,
+    Col::Hour,
+    Col::Spark,
+];
+
+impl Col {
+    fn title(self) -> &'static str {
+        match self {
+            Col::Mark => "",
+            Col::Name => "feature",
+            Col::Hour => "hour",
+            Col::Today => "today",
+            Col::Week => "7 days",
+            Col::Requests => "req today",
+            Col::PerRequest => "$/req",
+            Col::Per1k => "$/1k tok",
+            Col::Change => "vs 7d",
+            Col::Spark => "last 24h",
+        }
+    }
+}
+
+/// Rows the table wants: title, column header, one per feature (one for the
+/// "nothing yet" line when empty).
+pub fn desired_height(rows: &[FeatureRow]) -> u16 {
+    if rows.is_empty() {
+        2
+    } else {
+        2 + rows.len().min(u16::MAX as usize - 2) as u16
+    }
+}
+
+fn money(m: Option<Money>) -> String {
+    m.map(Money::display_usd).unwrap_or_else(|| "—".into())
+}
+
+fn cell_text(col: Col, f: &FeatureRow) -> String {
+    match col {
+        Col::Mark => if f.anomalous { "!" } else { "" }.into(),
+        Col::Name => String::new(), // fitted separately
+        Col::Hour => f.this_hour.display_usd(),
+        Col::Today => f.today.display_usd(),
+        Col::Week => f.last_7d.display_usd(),
+        Col::Requests => format::count(f.requests_today),
+        Col::PerRequest => money(f.cost_per_request),
+        Col::Per1k => money(f.cost_per_1k_tokens),
+        Col::Change => f
+            .change_vs_7d
+            .map(format::change)
+            .unwrap_or_else(|| "—".into()),
+        Col::Spark => String::new(), // drawn to the column's width
+    }
+}
+
+fn display_name(name: &str) -> String {
+    if name.is_empty() {
+        NONE_NAME.to_string()
+    } else {
+        text::sanitize(name)
+    }
+}
+
+/// Chooses the columns and their widths for `avail` cells.
+fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col, usize)> {
+    let spark_len = rows.iter().map(|r| r.spark_24h.len()).max().unwrap_or(0);
+    let name_want = names
+        .iter()
+        .map(|n| text::width(n))
+        .max()
+        .unwrap_or(0)
+        .clamp(Col::Name.title().len(), NAME_MAX);
+    let natural = |col: Col| -> usize {
+        match col {
+            Col::Mark => 1,
+            Col::Name => name_want.min(NAME_COMFORT),
+            Col::Spark => spark_len.min(SPARK_HOURS).max(col.title().len()),
+            _ => rows
+                .iter()
+                .map(|r| cell_text(col, r).len())
+                .max()
+                .unwrap_or(0)
+                .max(col.title().len())
+                .min(12),
+        }
+    };
+    let mut cols: Vec<(Col, usize)> = ORDER
+        .iter()
+        .filter(|c| **c != Col::Spark || spark_len > 0)
+        .map(|&c| (c, natural(c)))
+        .collect();
+    let total = |cols: &[(Col, usize)]| {
+        cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * SPACING as usize
+    };
+    for drop in DROP {
+        if total(&cols) <= avail {
+            break;
+        }
+        cols.retain(|(c, _)| *c != drop);
+    }
+    // Give the name what is left (up to its longest), or take from it if even the
+    // must-have columns do not fit.
+    let used = total(&cols);
+    if let Some(name) = cols.iter_mut().find(|(c, _)| *c == Col::Name) {
+        if used <= avail {
+            name.1 = (name.1 + avail - used).min(name_want);
+        } else {
+            name.1 = name.1.saturating_sub(used - avail).max(NAME_MIN);
+        }
+    }
+    cols
+}
+
+pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border())
+        .title(Line::from(vec![Span::styled(
+            " Spend by feature ",
+            theme.title(),
+        )]));
+    if rows.is_empty() {
+        Paragraph::new(Span::styled(" No spend recorded yet.", theme.muted()))
+            .block(block)
+            .render(area, buf);
+        return;
+    }
+    let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
+    let cols = fit_columns(rows, &names, area.width as usize);
+    let selected = selected.min(rows.len() - 1);
+
+    let header = Row::new(cols.iter().map(|&(col, _)| {
+        let line = Line::from(col.title());
+        Cell::from(if right_aligned(col) {
+            line.right_aligned()
+        } else {
+            line
+        })
+    }))
+    .style(theme.muted());
+
+    let body = rows.iter().zip(&names).enumerate().map(|(i, (r, name))| {
+        let cells = cols.iter().map(|&(col, w)| {
+            let (content, style) = match col {
+                Col::Mark => (
+                    cell_text(col, r),
+                    if r.anomalous {
+                        theme.anomalous()
+                    } else {
+                        Style::new()
+                    },
+                ),
+                Col::Name => (
+                    text::fit(name, w),
+                    if r.anomalous {
+                        theme.anomalous()
+                    } else {
+                        Style::new()
+                    },
+                ),
+                Col::Change => (cell_text(col, r), theme.change(r.change_vs_7d)),
+                Col::Spark => {
+                    let spark = format::spark_from_zero(&r.spark_24h, w);
+                    let style = theme.sparkline(r.anomalous);
+                    let style = if i == selected {
+                        style.patch(theme.not_selected())
+                    } else {
+                        style
+                    };
+                    (spark, style)
+                }
+                _ => (cell_text(col, r), Style::new()),
+            };
+            let line = Line::from(content);
+            Cell::from(if right_aligned(col) {
+                line.right_aligned()
+            } else {
+                line
+            })
+            .style(style)
+        });
+        let row = Row::new(cells);
+        if i == selected {
+            row.style(theme.selected())
+        } else {
+            row
+        }
+    });
+
+    let widths = cols
+        .iter()
+        .map(|&(_, w)| Constraint::Length(w.min(u16::MAX as usize) as u16));
+    let table = Table::new(body, widths)
+        .header(header)
+        .column_spacing(SPACING)
+        .block(block);
+    let mut state = TableState::new().with_selected(Some(selected));
+    StatefulWidget::render(table, area, buf, &mut state);
+}
+
+fn right_aligned(col: Col) -> bool {
+    !matches!(col, Col::Mark | Col::Name | Col::Spark)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(name: &str) -> FeatureRow {
+        FeatureRow {
+            name: name.into(),
+            this_hour: Money::from_dollars(41),
+            today: Money::from_dollars(612),
+            last_7d: Money::from_dollars(2140),
+            requests_today: 18_234,
+            cost_per_request: Some(Money::from_micros(34_000)),
+            cost_per_1k_tokens: Some(Money::from_micros(4_200)),
+            change_vs_7d: Some(3.12),
+            spark_24h: vec![1; 24],
+            anomalous: false,
+        }
+    }
+
+    fn cols_at(width: usize) -> Vec<Col> {
+        let rows = vec![row("support_qa"), row("summarize_email_thread")];
+        let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
+        fit_columns(&rows, &names, width)
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    #[test]
+    fn columns_drop_least_important_first() {
+        let wide = cols_at(200);
+        assert_eq!(wide.len(), 10);
+        let at80 = cols_at(80);
+        assert!(!at80.contains(&Col::Per1k));
+        assert!(!at80.contains(&Col::Requests));
+        assert!(at80.contains(&Col::Spark));
+        assert!(at80.contains(&Col::Hour));
+        let at40 = cols_at(40);
+        assert_eq!(at40, vec![Col::Mark, Col::Name, Col::Today, Col::Change]);
+    }
+
+    #[test]
+    fn widths_never_exceed_the_area_when_the_must_haves_fit() {
+        for width in 30..220 {
+            let rows = vec![row("support_qa"), row(&"x".repeat(100))];
+            let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
+            let cols = fit_columns(&rows, &names, width);
+            let total: usize = cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len() - 1;
+            assert!(total <= width, "width {width}: {cols:?}");
+        }
+    }
+}

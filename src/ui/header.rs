@@ -1,0 +1,192 @@
+//! The header: month, spend, burn, forecast, and the two budget gauges.
+
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::theme::{Level, Theme};
+use super::{format, spans_width, text};
+use crate::app::view::Header;
+use crate::money::Money;
+
+/// Rows the header takes.
+pub const HEIGHT: u16 = 3;
+
+pub fn render(h: &Header, theme: Theme, area: Rect, buf: &mut Buffer) {
+    // One blank column on each side.
+    let area = Rect {
+        x: area.x.saturating_add(1),
+        width: area.width.saturating_sub(2),
+        ..area
+    };
+    if area.is_empty() {
+        return;
+    }
+    let w = area.width as usize;
+    let row = |i: u16| Rect {
+        y: area.y + i,
+        height: 1,
+        ..area
+    };
+
+    // Row 1: what month, how far into it; the budget at the right.
+    let month = format!(
+        "{}, {}",
+        format::month(&h.month),
+        text::clean(&h.time_zone, 32)
+    );
+    let days = format::days(h.days_elapsed);
+    let full = vec![
+        Span::styled("burnrate", theme.title()),
+        Span::raw("  "),
+        Span::styled(month.clone(), theme.value()),
+        Span::raw("  "),
+        Span::styled("day ", theme.muted()),
+        Span::raw(format!("{days} of {}", h.days_in_month)),
+    ];
+    let mut left = if spans_width(&full) <= w {
+        full
+    } else {
+        vec![
+            Span::styled(month, theme.value()),
+            Span::styled("  day ", theme.muted()),
+            Span::raw(format!("{days}/{}", h.days_in_month)),
+        ]
+    };
+    let right = h.budget.map(|b| {
+        vec![
+            Span::styled("budget ", theme.muted()),
+            Span::raw(b.display_usd()),
+            Span::styled("/month", theme.muted()),
+        ]
+    });
+    if let Some(right) = right
+        && spans_width(&left) + 2 + spans_width(&right) <= w
+    {
+        let pad = w - spans_width(&left) - spans_width(&right);
+        left.push(Span::raw(" ".repeat(pad)));
+        left.extend(right);
+    }
+    Line::from(left).render(row(0), buf);
+
+    // Row 2: the numbers, with shorter labels when narrow.
+    if area.height > 1 {
+        Line::from(figures(h, theme, w)).render(row(1), buf);
+    }
+
+    // Row 3: the gauges, or why there are none.
+    if area.height > 2 {
+        match h.budget {
+            Some(budget) => gauges(h, budget, theme, row(2), buf),
+            None => Line::from(vec![
+                Span::styled("no budget set ", theme.warn()),
+                Span::styled("(budget.monthly_usd)", theme.muted()),
+            ])
+            .render(row(2), buf),
+        }
+    }
+}
+
+fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
+    let method = text::clean(&h.forecast_method, 24);
+    let v = |m: Money| Span::styled(m.display_usd(), theme.value());
+    let l = |s: &'static str| Span::styled(s, theme.muted());
+    let method_span = || Span::styled(format!(" ({method})"), theme.muted());
+    let candidates = [
+        vec![
+            l("month-to-date "),
+            v(h.month_to_date),
+            l("   burn "),
+            v(h.daily_burn),
+            l("/day"),
+            l("   forecast "),
+            v(h.forecast),
+            method_span(),
+        ],
+        vec![
+            l("MTD "),
+            v(h.month_to_date),
+            l("  burn "),
+            v(h.daily_burn),
+            l("/d"),
+            l("  forecast "),
+            v(h.forecast),
+            method_span(),
+        ],
+        vec![
+            l("MTD "),
+            v(h.month_to_date),
+            l("  burn "),
+            v(h.daily_burn),
+            l("/d"),
+            l("  fcst "),
+            v(h.forecast),
+        ],
+        vec![
+            l("MTD "),
+            v(h.month_to_date),
+            l(" "),
+            v(h.daily_burn),
+            l("/d"),
+            l(" fcst "),
+            v(h.forecast),
+        ],
+    ];
+    let last = candidates.len() - 1;
+    candidates
+        .into_iter()
+        .enumerate()
+        .find(|(i, c)| *i == last || spans_width(c) <= w)
+        .map(|(_, c)| c)
+        .unwrap_or_default()
+}
+
+/// Spend over budget as a ratio; a zero (or negative) budget is infinitely exceeded
+/// by any spend.
+fn ratio(spend: Money, budget: Money) -> f64 {
+    if budget.picos() > 0 {
+        spend.as_f64() / budget.as_f64()
+    } else if spend.picos() > 0 {
+        f64::INFINITY
+    } else {
+        0.0
+    }
+}
+
+fn gauges(h: &Header, budget: Money, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let gap = 3;
+    let half = area.width.saturating_sub(gap) / 2;
+    let left = Rect {
+        width: half,
+        ..area
+    };
+    // Both halves the same width, so the bars line up in length.
+    let right = Rect {
+        x: area.x + half + gap,
+        width: half,
+        ..area
+    };
+    gauge("spent", ratio(h.month_to_date, budget), theme, left, buf);
+    gauge("forecast", ratio(h.forecast, budget), theme, right, buf);
+}
+
+/// "spent    ██████░░░░  62%" or, over budget, "forecast ██████████ 128% OVER".
+fn gauge(label: &'static str, ratio: f64, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let level = Theme::budget_level(ratio);
+    let style = theme.level(level);
+    let pct = format!(" {:>4}", format::percent(ratio));
+    let over = if level == Level::Bad { " OVER" } else { "" };
+    let label = format!("{label:<9}");
+    let fixed = label.len() + pct.len() + over.len();
+    let bar_w = (area.width as usize).saturating_sub(fixed);
+    let mut spans = vec![Span::styled(label, theme.muted())];
+    if bar_w >= 3 {
+        let (full, empty) = format::gauge(ratio, bar_w);
+        spans.push(Span::styled(full, style));
+        spans.push(Span::styled(empty, theme.gauge_empty()));
+    }
+    spans.push(Span::styled(pct, style));
+    spans.push(Span::styled(over, style));
+    Line::from(spans).render(area, buf);
+}

@@ -1,0 +1,252 @@
+//! Rendering: draws a [`Screen`] and nothing else. Reads the view models, never
+//! changes them, does no I/O and computes no money (only formats it).
+//!
+//! Layout of the overview, top to bottom: header (3 rows), per-feature table,
+//! anomaly pane, then "top cost drivers" beside the 30-day cost-per-request trend,
+//! and the status bar on the last row. As the terminal shrinks, table columns and
+//! then the lower panes give way first; below [`MIN_WIDTH`] x [`MIN_HEIGHT`] the
+//! screen says it is too small.
+//!
+//! Every text that came from the database goes through [`text::sanitize`] before it
+//! is drawn.
+
+mod anomalies;
+mod drivers;
+mod features;
+mod format;
+mod header;
+mod status;
+pub mod text;
+mod theme;
+mod trend;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod tests;
+
+use ratatui::Frame;
+use ratatui::buffer::Buffer;
+use ratatui::layout::{Alignment, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Paragraph, Widget, Wrap};
+
+use crate::app::view::{BackfillProgress, Screen};
+use theme::Theme;
+
+/// Smallest terminal the overview is drawn in.
+pub const MIN_WIDTH: u16 = 40;
+pub const MIN_HEIGHT: u16 = 10;
+
+/// Draws the whole screen into the frame.
+pub fn draw(frame: &mut Frame, screen: &Screen) {
+    let area = frame.area();
+    render(screen, area, frame.buffer_mut());
+}
+
+/// Draws the whole screen into any buffer area (the frame's, or a test's).
+pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
+    let area = area.intersection(buf.area);
+    if area.is_empty() {
+        return;
+    }
+    let theme = Theme::new(screen.color);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        too_small(area, buf, theme);
+        return;
+    }
+    let header_area = Rect {
+        height: header::HEIGHT,
+        ..area
+    };
+    let status_area = Rect {
+        y: area.bottom() - 1,
+        height: 1,
+        ..area
+    };
+    let body = Rect {
+        y: header_area.bottom(),
+        height: area.height - header::HEIGHT - 1,
+        ..area
+    };
+
+    header::render(&screen.overview.header, theme, header_area, buf);
+    match screen.backfill {
+        Some(progress) => loading(progress, theme, body, buf),
+        None => overview(screen, theme, body, buf),
+    }
+    status::render(screen.status, screen.overview.now, theme, status_area, buf);
+}
+
+/// Where the overview's panes go inside the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Panes {
+    features: Rect,
+    anomalies: Rect,
+    drivers: Rect,
+    trend: Rect,
+}
+
+fn layout(screen: &Screen, body: Rect) -> Panes {
+    let o = screen.overview;
+    let has_anomalies = !o.anomalies.is_empty();
+    let feat_want = features::desired_height(&o.features);
+    let anom_want = anomalies::desired_height(&o.anomalies, body.width);
+    let bottom_want = drivers::desired_height(&o.top_drivers).max(3);
+
+    // Each pane's least and wanted heights; the least are handed out first, in order
+    // of importance, then each grows to what it wants, again in order.
+    let feat_min = feat_want.min(5);
+    let anom_min = if has_anomalies { anom_want.min(3) } else { 1 };
+    let bottom_min = 3;
+    let mut left = body.height;
+    let mut take = |want: u16, min: u16| {
+        // All of `want` if it fits, else what is left if that is at least `min`.
+        let got = if want.min(left) >= min {
+            want.min(left)
+        } else {
+            0
+        };
+        left -= got;
+        got
+    };
+    let (mut feat, mut anom, mut bottom);
+    if has_anomalies {
+        anom = take(anom_min, 0);
+        feat = take(feat_min, 0);
+    } else {
+        feat = take(feat_min, 0);
+        anom = take(anom_min, 0);
+    }
+    bottom = take(bottom_min, bottom_min);
+    if has_anomalies {
+        anom += take(anom_want - anom, 0);
+        feat += take(feat_want - feat, 0);
+    } else {
+        feat += take(feat_want - feat, 0);
+        anom += take(2u16.saturating_sub(anom), 0);
+    }
+    if bottom > 0 {
+        bottom += take(bottom_want - bottom, 0);
+        bottom += take(u16::MAX, 0);
+    } else {
+        // No room for the lower panes: the table may use the rest.
+        feat += take(u16::MAX, 0);
+    }
+
+    let features = Rect {
+        height: feat,
+        ..body
+    };
+    let anomalies = Rect {
+        y: features.bottom(),
+        height: anom,
+        ..body
+    };
+    let bottom = Rect {
+        y: anomalies.bottom(),
+        height: bottom,
+        ..body
+    };
+    let (drivers, trend) = if body.width >= 60 {
+        let dw = body.width * 55 / 100;
+        (
+            Rect {
+                width: dw,
+                ..bottom
+            },
+            Rect {
+                x: bottom.x + dw + 1,
+                width: body.width - dw - 1,
+                ..bottom
+            },
+        )
+    } else {
+        (bottom, Rect { width: 0, ..bottom })
+    };
+    Panes {
+        features,
+        anomalies,
+        drivers,
+        trend,
+    }
+}
+
+fn overview(screen: &Screen, theme: Theme, body: Rect, buf: &mut Buffer) {
+    let o = screen.overview;
+    let panes = layout(screen, body);
+    if !panes.features.is_empty() {
+        features::render(&o.features, screen.selected, theme, panes.features, buf);
+    }
+    if !panes.anomalies.is_empty() {
+        anomalies::render(&o.anomalies, theme, panes.anomalies, buf);
+    }
+    if !panes.drivers.is_empty() {
+        drivers::render(&o.top_drivers, o.week_total, theme, panes.drivers, buf);
+    }
+    if !panes.trend.is_empty() {
+        trend::render(&o.cost_per_request_30d, theme, panes.trend, buf);
+    }
+}
+
+/// Shown instead of the panes while history loads.
+fn loading(progress: BackfillProgress, theme: Theme, body: Rect, buf: &mut Buffer) {
+    let BackfillProgress {
+        done_steps,
+        total_steps,
+    } = progress;
+    let ratio = if total_steps == 0 {
+        0.0
+    } else {
+        done_steps as f64 / total_steps as f64
+    };
+    let label = if total_steps == 0 {
+        "Loading history…".to_string()
+    } else {
+        format!("Loading history: {done_steps}/{total_steps} days")
+    };
+    let bar_w = (body.width as usize).saturating_sub(12).min(50);
+    let (full, empty) = format::gauge(ratio, bar_w);
+    let lines = vec![
+        Line::from(Span::styled(label, theme.title())),
+        Line::from(""),
+        Line::from(vec![
+            Span::styled(full, theme.good()),
+            Span::styled(empty, theme.gauge_empty()),
+            Span::raw(format!(" {:>4}", format::percent(ratio))),
+        ]),
+        Line::from(""),
+        Line::from(Span::styled(
+            "Live numbers start when the history is in.",
+            theme.muted(),
+        )),
+    ];
+    let height = (lines.len() as u16).min(body.height);
+    let y = body.y + (body.height - height) / 2;
+    Paragraph::new(lines)
+        .alignment(Alignment::Center)
+        .render(Rect { y, height, ..body }, buf);
+}
+
+fn too_small(area: Rect, buf: &mut Buffer, theme: Theme) {
+    let msg = format!(
+        "Terminal too small: {}x{}. burnrate needs {MIN_WIDTH}x{MIN_HEIGHT}.",
+        area.width, area.height
+    );
+    let lines = vec![Line::from(Span::styled(msg, theme.warn()))];
+    let y = area.y + area.height.saturating_sub(2) / 2;
+    let area = Rect {
+        y,
+        height: area.bottom() - y,
+        ..area
+    };
+    Paragraph::new(lines)
+        .alignment(Alignment::Center)
+        .wrap(Wrap { trim: true })
+        .render(area, buf);
+}
+
+/// Display width of a line's spans.
+fn spans_width(spans: &[Span]) -> usize {
+    spans.iter().map(|s| text::width(&s.content)).sum()
+}

@@ -1,0 +1,223 @@
+//! The status bar (bottom line): is the data live, how fresh, how fast, and which
+//! keys do what. Segments are dropped, least important first, when the line is
+//! too narrow; the connection state and a disconnection's error always stay.
+
+use chrono::{DateTime, Utc};
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Widget;
+
+use super::theme::{Level, Theme};
+use super::{format, spans_width, text};
+use crate::app::view::StatusView;
+use crate::model::{Connection, TailMode};
+
+/// Watermark lag shown from this many seconds on.
+const LAG_SHOWN_SECS: i64 = 5;
+/// Refresh age that turns the age yellow, then red.
+const STALE_WARN_SECS: i64 = 30;
+const STALE_BAD_SECS: i64 = 300;
+/// Cells a disconnection's error keeps (or all of it if shorter), whatever else must go.
+const ERROR_KEEP: usize = 48;
+
+const SEP: &str = " │ ";
+
+struct Segment {
+    /// Lower is more important.
+    priority: u8,
+    spans: Vec<Span<'static>>,
+}
+
+pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect, buf: &mut Buffer) {
+    if area.is_empty() {
+        return;
+    }
+    let w = area.width as usize;
+    let (badge, level, error) = match &status.connection {
+        Connection::Live => (" Live ".to_string(), Level::Good, None),
+        Connection::Connecting => (" Connecting… ".to_string(), Level::Warn, None),
+        Connection::Backfilling {
+            done_steps,
+            total_steps,
+        } => (
+            format!(" Backfilling {done_steps}/{total_steps} "),
+            Level::Warn,
+            None,
+        ),
+        Connection::Disconnected { error, since } => {
+            let as_of = status.last_refresh.unwrap_or(*since);
+            let detail = format!(
+                " — data as of {} UTC: {}",
+                as_of.format("%H:%M:%S"),
+                text::sanitize(error).trim()
+            );
+            (" DISCONNECTED ".to_string(), Level::Bad, Some(detail))
+        }
+    };
+
+    // In display order; fitted by priority.
+    let mut segs = Vec::new();
+    if status.paused {
+        segs.push(Segment {
+            priority: 1,
+            spans: vec![Span::styled(" PAUSED ", theme.badge(Level::Warn))],
+        });
+    }
+    let endpoint = text::clean(&status.endpoint, 40);
+    if !endpoint.is_empty() {
+        segs.push(Segment {
+            priority: 6,
+            spans: vec![Span::raw(endpoint)],
+        });
+    }
+    let (age, age_level) = match status.last_refresh {
+        Some(t) => {
+            let secs = (now - t).num_seconds();
+            let level = if secs >= STALE_BAD_SECS {
+                Some(Level::Bad)
+            } else if secs >= STALE_WARN_SECS {
+                Some(Level::Warn)
+            } else {
+                None
+            };
+            (format::age(now, t), level)
+        }
+        None => (String::new(), None),
+    };
+    segs.push(Segment {
+        priority: 2,
+        spans: if age.is_empty() {
+            vec![Span::styled("no data yet", theme.muted())]
+        } else {
+            vec![
+                Span::styled("updated ", theme.muted()),
+                Span::styled(age, age_level.map(|l| theme.level(l)).unwrap_or_default()),
+            ]
+        },
+    });
+    if status.rejected > 0 {
+        segs.push(Segment {
+            priority: 3,
+            spans: vec![Span::styled(
+                format!("{} rejected", format::count(status.rejected)),
+                theme.warn(),
+            )],
+        });
+    }
+    if let Some(lag) = status.watermark_lag_secs.filter(|l| *l > LAG_SHOWN_SECS) {
+        segs.push(Segment {
+            priority: 4,
+            spans: vec![Span::styled(
+                format!("lag {}", format::secs(lag)),
+                theme.warn(),
+            )],
+        });
+    }
+    segs.push(Segment {
+        priority: 5,
+        spans: vec![
+            Span::raw(format::rate(status.events_per_sec)),
+            Span::styled(" ev/s", theme.muted()),
+        ],
+    });
+    segs.push(Segment {
+        priority: 8,
+        spans: vec![
+            Span::raw(format::count(status.rows_read)),
+            Span::styled(" rows", theme.muted()),
+        ],
+    });
+    // A best-effort tail can miss rows: worth more room than the row count.
+    let mode = match status.mode {
+        TailMode::IdOverlap => Segment {
+            priority: 4,
+            spans: vec![Span::styled(status.mode.label(), theme.warn())],
+        },
+        _ => Segment {
+            priority: 9,
+            spans: vec![Span::styled(status.mode.label(), theme.muted())],
+        },
+    };
+    segs.push(mode);
+
+    let key = |k: &'static str| Span::styled(k, theme.key());
+    let label = |l: &'static str| Span::styled(l, theme.muted());
+    let full_hint = vec![
+        key("q"),
+        label(" quit  "),
+        key("↑↓"),
+        label(" select  "),
+        key("r"),
+        label(" refresh  "),
+        key("?"),
+        label(" help"),
+    ];
+    let short_hint = vec![key("?"), label(" help")];
+
+    let badge = vec![Span::styled(badge, theme.badge(level))];
+    let error_w = error.as_ref().map_or(0, |e| text::width(e));
+    let error_keep = error_w.min(ERROR_KEEP);
+    let sep_w = text::width(SEP);
+    let (short_w, full_w) = (spans_width(&short_hint), spans_width(&full_hint));
+
+    // Pick segments by priority while they fit beside the badge, the error and a
+    // short hint. Segments from the ev/s rate down (priority 5+) also yield to the
+    // whole error; the full key hint counts as one more segment (priority 7).
+    const HINT: usize = usize::MAX;
+    let mut used = spans_width(&badge) + error_keep + 1 + short_w;
+    let mut keep = vec![false; segs.len()];
+    let mut full = false;
+    let mut order: Vec<(u8, usize)> = segs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.priority, i))
+        .collect();
+    order.push((7, HINT));
+    order.sort();
+    for (priority, i) in order {
+        let need = if i == HINT {
+            full_w - short_w
+        } else {
+            sep_w + spans_width(&segs[i].spans)
+        };
+        let reserve = if priority >= 5 {
+            error_w - error_keep
+        } else {
+            0
+        };
+        if used + need + reserve <= w {
+            used += need;
+            if i == HINT {
+                full = true;
+            } else {
+                keep[i] = true;
+            }
+        }
+    }
+    let hint = if full {
+        full_hint
+    } else if used <= w {
+        short_hint
+    } else {
+        used -= short_w + 1;
+        Vec::new()
+    };
+
+    let mut line = badge;
+    if let Some(error) = error {
+        // The error takes whatever the kept segments leave, and at least ERROR_KEEP.
+        let room = w.saturating_sub(used - error_keep);
+        line.push(Span::styled(text::fit(&error, room), theme.bad()));
+    }
+    for (seg, _) in segs.into_iter().zip(&keep).filter(|(_, k)| **k) {
+        line.push(Span::styled(SEP, theme.muted()));
+        line.extend(seg.spans);
+    }
+    if !hint.is_empty() {
+        let pad = w.saturating_sub(spans_width(&line) + spans_width(&hint));
+        line.push(Span::raw(" ".repeat(pad.max(1))));
+        line.extend(hint);
+    }
+    Line::from(line).render(area, buf);
+}

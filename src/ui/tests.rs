@@ -1,0 +1,467 @@
+//! Whole-screen tests on ratatui's `TestBackend`: snapshots of what the on-call
+//! engineer sees, and specific facts about colours, safety and robustness.
+
+use insta::{assert_debug_snapshot, assert_snapshot};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::buffer::Buffer;
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier};
+
+use super::fixtures::{self, Fixture};
+use super::{draw, render};
+
+fn terminal(f: &Fixture, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).expect("test backend");
+    terminal
+        .draw(|frame| draw(frame, &f.screen()))
+        .expect("draw");
+    terminal
+}
+
+fn buffer(f: &Fixture, width: u16, height: u16) -> Buffer {
+    terminal(f, width, height).backend().buffer().clone()
+}
+
+/// The text of row `y`, as a terminal shows it (the cell after a wide character
+/// is covered by it).
+fn row(buf: &Buffer, y: u16) -> String {
+    let mut out = String::new();
+    let mut covered = 0;
+    for x in 0..buf.area.width {
+        let cell = &buf[(x, y)];
+        if covered == 0 {
+            out.push_str(cell.symbol());
+        }
+        covered = covered
+            .max(super::text::width(cell.symbol()))
+            .saturating_sub(1);
+    }
+    out
+}
+
+/// The whole screen as text.
+fn screen_text(buf: &Buffer) -> String {
+    (0..buf.area.height)
+        .map(|y| row(buf, y))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// First position of `needle` on row `y`, as a cell x.
+fn find_in_row(buf: &Buffer, y: u16, needle: &str) -> Option<u16> {
+    let cells: Vec<&str> = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
+    let first = needle.chars().next()?.to_string();
+    (0..cells.len())
+        .find(|&x| cells[x] == first && cells[x..].concat().starts_with(needle))
+        .map(|x| x as u16)
+}
+
+/// (x, y) of the first cell whose text starts `needle` anywhere on screen.
+fn find(buf: &Buffer, needle: &str) -> Option<(u16, u16)> {
+    (0..buf.area.height).find_map(|y| find_in_row(buf, y, needle).map(|x| (x, y)))
+}
+
+// ---- snapshots: the screens themselves ----
+
+#[test]
+fn realistic_80x24() {
+    assert_snapshot!(terminal(&fixtures::realistic(), 80, 24).backend());
+}
+
+#[test]
+fn realistic_160x48() {
+    assert_snapshot!(terminal(&fixtures::busy_status(), 160, 48).backend());
+}
+
+#[test]
+fn realistic_120x32() {
+    assert_snapshot!(terminal(&fixtures::realistic(), 120, 32).backend());
+}
+
+#[test]
+fn empty_no_budget_80x24() {
+    assert_snapshot!(terminal(&fixtures::empty(), 80, 24).backend());
+}
+
+#[test]
+fn over_budget_80x24() {
+    assert_snapshot!(terminal(&fixtures::over_budget(), 80, 24).backend());
+}
+
+#[test]
+fn many_anomalies_80x24() {
+    assert_snapshot!(terminal(&fixtures::many_anomalies(), 80, 24).backend());
+}
+
+#[test]
+fn many_anomalies_120x40() {
+    assert_snapshot!(terminal(&fixtures::many_anomalies(), 120, 40).backend());
+}
+
+#[test]
+fn disconnected_80x24() {
+    assert_snapshot!(terminal(&fixtures::disconnected(), 80, 24).backend());
+}
+
+#[test]
+fn backfilling_80x24() {
+    assert_snapshot!(terminal(&fixtures::backfilling(), 80, 24).backend());
+}
+
+#[test]
+fn hostile_names_100x30() {
+    assert_snapshot!(terminal(&fixtures::hostile(), 100, 30).backend());
+}
+
+#[test]
+fn minimum_size_40x10() {
+    assert_snapshot!(terminal(&fixtures::realistic(), 40, 10).backend());
+}
+
+#[test]
+fn too_small_30x8() {
+    assert_snapshot!(terminal(&fixtures::realistic(), 30, 8).backend());
+}
+
+/// Under NO_COLOR the snapshot includes every cell's style: the styles column must
+/// show only modifiers, never a colour.
+#[test]
+fn no_color_80x24_styles() {
+    assert_debug_snapshot!(buffer(&fixtures::no_color(), 80, 24));
+}
+
+// ---- facts ----
+
+#[test]
+fn the_header_says_month_spend_burn_forecast_and_days() {
+    let buf = buffer(&fixtures::realistic(), 80, 24);
+    let top = screen_text(&buf);
+    for s in [
+        "Nov 2026, UTC",
+        "day 13.1 of 30",
+        "$8,412",
+        "$640.61",
+        "$19,218",
+        "(run rate)",
+        "budget $20,000/month",
+    ] {
+        assert!(top.contains(s), "missing {s:?} in\n{top}");
+    }
+}
+
+#[test]
+fn gauges_are_green_under_80_yellow_under_100_and_red_over() {
+    // Realistic: month-to-date 42% (green), forecast 96% (yellow).
+    let buf = buffer(&fixtures::realistic(), 80, 24);
+    let y = 2;
+    let spent = find_in_row(&buf, y, "█").expect("spent gauge");
+    assert_eq!(buf[(spent, y)].fg, Color::Green);
+    let forecast = find_in_row(&buf, y, "forecast").expect("forecast gauge") + 9;
+    assert_eq!(buf[(forecast, y)].symbol(), "█");
+    assert_eq!(buf[(forecast, y)].fg, Color::Yellow);
+
+    // Over budget: both red, and the text says so without colour.
+    let buf = buffer(&fixtures::over_budget(), 80, 24);
+    let spent = find_in_row(&buf, y, "█").expect("spent gauge");
+    assert_eq!(buf[(spent, y)].fg, Color::Red);
+    let forecast = find_in_row(&buf, y, "forecast").expect("forecast gauge") + 9;
+    assert_eq!(buf[(forecast, y)].fg, Color::Red);
+    assert!(row(&buf, y).contains("112% OVER"), "{}", row(&buf, y));
+    assert!(row(&buf, y).contains("256% OVER"), "{}", row(&buf, y));
+}
+
+#[test]
+fn without_a_budget_the_header_names_the_setting() {
+    let buf = buffer(&fixtures::empty(), 80, 24);
+    assert!(row(&buf, 2).contains("no budget set (budget.monthly_usd)"));
+    assert!(find(&buf, "█").is_none(), "no gauge without a budget");
+}
+
+#[test]
+fn change_is_red_above_50_percent_and_green_when_down() {
+    let buf = buffer(&fixtures::realistic(), 120, 32);
+    let (x, y) = find(&buf, "+312%").expect("support_qa change");
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    let (x, y) = find(&buf, "+64%").expect("agent_planner change");
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    let (x, y) = find(&buf, "+7%").expect("summarize_email change");
+    assert_eq!(buf[(x, y)].fg, Color::Reset);
+    let (x, y) = find(&buf, "-41%").expect("search_rerank change");
+    assert_eq!(buf[(x, y)].fg, Color::Green);
+}
+
+#[test]
+fn the_selected_row_is_reversed_and_anomalous_rows_are_marked() {
+    let mut f = fixtures::realistic();
+    f.selected = 1;
+    let buf = buffer(&f, 120, 32);
+    let (x, y) = find(&buf, "code_review_bot").expect("selected row");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+    let (x, y) = find(&buf, "support_qa").expect("anomalous row");
+    assert!(!buf[(x, y)].modifier.contains(Modifier::REVERSED));
+    assert_eq!(buf[(x, y)].fg, Color::Red);
+    assert_eq!(buf[(x - 2, y)].symbol(), "!");
+    // The sparkline keeps its shape on the selected row.
+    let spark = (0..buf.area.width)
+        .rev()
+        .find(|&sx| "▁▂▃▄▅▆▇█".contains(buf[(sx, y + 1)].symbol()));
+    let sx = spark.expect("sparkline on the selected row");
+    assert!(!buf[(sx, y + 1)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn the_selection_scrolls_into_view() {
+    let mut f = fixtures::realistic();
+    f.selected = 6; // the last of 7 rows, in a table too short for all
+    let buf = buffer(&f, 80, 14);
+    let (x, y) = find(&buf, "embeddings_b").expect("selected row is visible");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn the_anomaly_pane_is_highlighted_only_when_it_lists_something() {
+    let buf = buffer(&fixtures::realistic(), 80, 24);
+    let (x, y) = find(&buf, " ! 1 ANOMALY ").expect("anomaly title");
+    assert_eq!(buf[(x, y)].bg, Color::Red);
+    assert_eq!(buf[(79, y)].symbol(), "─");
+    assert_eq!(buf[(79, y)].fg, Color::Red, "border turns red");
+    assert!(find(&buf, "support_qa jumped 320%").is_some());
+    assert!(find(&buf, "observed $41.20 vs expected $9.80 (4.2x)").is_some());
+    assert!(find(&buf, "top: model gpt-4.1 $38.70 94%").is_some());
+
+    let mut quiet = fixtures::realistic();
+    quiet.overview.anomalies.clear();
+    quiet
+        .overview
+        .features
+        .iter_mut()
+        .for_each(|r| r.anomalous = false);
+    let buf = buffer(&quiet, 80, 24);
+    let (x, y) = find(&buf, "No anomalies").expect("calm pane");
+    assert_eq!(buf[(x, y)].fg, Color::Green);
+    assert_eq!(buf[(79, y - 1)].fg, Color::DarkGray, "border stays quiet");
+}
+
+#[test]
+fn anomalies_that_do_not_fit_are_counted() {
+    let buf = buffer(&fixtures::many_anomalies(), 80, 16);
+    let text = screen_text(&buf);
+    assert!(text.contains(" ! 3 ANOMALIES "), "{text}");
+    assert!(text.contains("more (see the anomaly log)"), "{text}");
+}
+
+#[test]
+fn the_status_bar_reports_health_freshness_and_keys() {
+    let buf = buffer(&fixtures::realistic(), 80, 24);
+    let status = row(&buf, 23);
+    for s in [" Live ", "updated 2s ago", "41 ev/s", "? help"] {
+        assert!(status.contains(s), "missing {s:?} in {status:?}");
+    }
+    assert_eq!(buf[(0, 23)].bg, Color::Green);
+    assert!(!status.contains("lag"), "a 1-second lag is not news");
+
+    let buf = buffer(&fixtures::busy_status(), 160, 48);
+    let status = row(&buf, 47);
+    for s in [
+        " PAUSED ",
+        "db.internal:5432/billing",
+        "37 rejected",
+        "lag 42s",
+        "id overlap (best effort)",
+        "q quit  ↑↓ select  r refresh  ? help",
+    ] {
+        assert!(status.contains(s), "missing {s:?} in {status:?}");
+    }
+    let (x, _) = find(&buf, "id overlap").expect("mode");
+    assert_eq!(
+        buf[(x, 47)].fg,
+        Color::Yellow,
+        "a best-effort tail is a warning"
+    );
+}
+
+#[test]
+fn a_disconnection_says_how_old_the_data_is_and_why() {
+    let buf = buffer(&fixtures::disconnected(), 80, 24);
+    let status = row(&buf, 23);
+    assert!(
+        status.starts_with(" DISCONNECTED  — data as of 03:07:52 UTC: could not connect"),
+        "{status:?}"
+    );
+    assert_eq!(buf[(1, 23)].bg, Color::Red);
+    assert!(!status.contains('\t'));
+    // Wide enough, the whole error shows, on one line.
+    let buf = buffer(&fixtures::disconnected(), 240, 30);
+    assert!(
+        row(&buf, 29).contains("TCP/IP connections on port 5432?"),
+        "{}",
+        row(&buf, 29)
+    );
+    assert!(row(&buf, 29).contains("updated 4m ago"));
+}
+
+#[test]
+fn backfill_shows_progress_instead_of_a_blank_screen() {
+    let buf = buffer(&fixtures::backfilling(), 80, 24);
+    let text = screen_text(&buf);
+    assert!(text.contains("Loading history: 12/31 days"), "{text}");
+    assert!(text.contains("39%"), "{text}");
+    assert!(text.contains("Backfilling 12/31"), "{text}");
+    assert!(
+        !text.contains("Spend by feature"),
+        "panes wait for the history"
+    );
+}
+
+#[test]
+fn no_color_sets_no_colour_anywhere() {
+    for (name, mut f) in fixtures::all() {
+        f.color = false;
+        for (w, h) in [(80, 24), (160, 48), (30, 8)] {
+            let buf = buffer(&f, w, h);
+            for cell in &buf.content {
+                assert_eq!(
+                    (cell.fg, cell.bg),
+                    (Color::Reset, Color::Reset),
+                    "{name} {w}x{h}: {cell:?}"
+                );
+            }
+        }
+    }
+    // And the screen still reads: the selection and the alert use modifiers.
+    let buf = buffer(&fixtures::no_color(), 80, 24);
+    let (x, y) = find(&buf, "support_qa").expect("selected row");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+    let (x, y) = find(&buf, " ! 1 ANOMALY ").expect("anomaly title");
+    assert!(
+        buf[(x, y)]
+            .modifier
+            .contains(Modifier::REVERSED | Modifier::BOLD)
+    );
+}
+
+#[test]
+fn hostile_text_never_reaches_the_terminal() {
+    let f = fixtures::hostile();
+    for (w, h) in [(80, 24), (100, 30), (200, 60), (40, 10)] {
+        let buf = buffer(&f, w, h);
+        for cell in &buf.content {
+            for c in cell.symbol().chars() {
+                assert!(
+                    !c.is_control(),
+                    "{w}x{h}: control U+{:04X} in a cell",
+                    c as u32
+                );
+                assert!(
+                    !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200b}'..='\u{200f}' | '\u{feff}'),
+                    "{w}x{h}: U+{:04X} in a cell",
+                    c as u32
+                );
+            }
+        }
+        let text = screen_text(&buf);
+        assert!(!text.contains('\x1b'), "ESC reached the buffer");
+        assert!(!text.contains("pwned"), "an OSC payload was drawn");
+        assert!(!text.contains("[2J"), "a CSI's parameters were drawn");
+        assert!(
+            !text.contains("evil.example"),
+            "a hyperlink target was drawn"
+        );
+    }
+    // Names stay recognisable, and the tampering stays visible.
+    let text = screen_text(&buffer(&f, 200, 60));
+    assert!(text.contains("evil\u{FFFD}gpj.exe"), "{text}");
+    assert!(text.contains("admin\u{FFFD}x\u{FFFD}"), "{text}");
+    assert!(text.contains("click me"), "{text}");
+    assert!(text.contains("(none)"), "an empty name reads (none)");
+    assert!(text.contains("DISCONNECTED  — data as of"), "{text}");
+}
+
+#[test]
+fn long_names_are_cut_to_the_column_with_an_ellipsis() {
+    let buf = buffer(&fixtures::hostile(), 100, 30);
+    let text = screen_text(&buf);
+    assert!(text.contains("xxxxxxx…"), "{text}");
+    assert!(
+        !text.contains(&"x".repeat(60)),
+        "a 500-character name is cut"
+    );
+    assert!(text.contains("翻訳サービス"), "{text}");
+}
+
+#[test]
+fn empty_data_draws_placeholders() {
+    let buf = buffer(&fixtures::empty(), 80, 24);
+    let text = screen_text(&buf);
+    for s in [
+        "No spend recorded yet.",
+        "No anomalies",
+        "No spend this week.",
+        "No requests in 30 days.",
+        "Connecting…",
+        "no data yet",
+    ] {
+        assert!(text.contains(s), "missing {s:?} in\n{text}");
+    }
+}
+
+#[test]
+fn a_too_small_terminal_says_so() {
+    let buf = buffer(&fixtures::realistic(), 39, 24);
+    assert!(screen_text(&buf).contains("too small"));
+    let buf = buffer(&fixtures::realistic(), 80, 9);
+    assert!(screen_text(&buf).contains("too small"));
+    let buf = buffer(&fixtures::realistic(), 40, 10);
+    assert!(!screen_text(&buf).contains("too small"));
+}
+
+#[test]
+fn the_80x24_screen_keeps_every_pane() {
+    let buf = buffer(&fixtures::realistic(), 80, 24);
+    let text = screen_text(&buf);
+    for s in [
+        "Spend by feature",
+        "ANOMALY",
+        "Top 5 cost drivers",
+        "Cost per request, 30 days",
+        "$/req",
+        "last 24h",
+    ] {
+        assert!(text.contains(s), "missing {s:?} in\n{text}");
+    }
+    // Every feature row is there.
+    for name in [
+        "support_qa",
+        "code_review_bot",
+        "agent_planner",
+        "summarize_email",
+        "search_rerank",
+        "translate_ui",
+    ] {
+        assert!(text.contains(name), "missing {name:?} in\n{text}");
+    }
+}
+
+#[test]
+fn never_panics_at_any_size_on_any_data() {
+    for (name, f) in fixtures::all() {
+        for w in (0..=90).step_by(3).chain([120, 160, 250, 500]) {
+            for h in (0..=30).step_by(2).chain([48, 100]) {
+                let result = std::panic::catch_unwind(|| buffer(&f, w, h));
+                assert!(result.is_ok(), "{name} panicked at {w}x{h}");
+            }
+        }
+    }
+}
+
+#[test]
+fn renders_into_an_offset_area_and_a_zero_area() {
+    let f = fixtures::realistic();
+    let mut buf = Buffer::empty(Rect::new(0, 0, 100, 40));
+    render(&f.screen(), Rect::new(10, 5, 80, 24), &mut buf);
+    assert_eq!(buf[(9, 5)].symbol(), " ", "nothing drawn left of the area");
+    assert!(row(&buf, 5).contains("burnrate"));
+    render(&f.screen(), Rect::new(0, 0, 0, 0), &mut buf);
+    render(&f.screen(), Rect::new(90, 30, 50, 50), &mut buf); // partly outside
+}

@@ -1,0 +1,81 @@
+//! What a user sees when something is wrong: a clear message naming what and where,
+//! never a stack trace or a password.
+
+use std::process::{Command, Output};
+
+fn burnrate(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_burnrate"));
+    cmd.args(args)
+        .env("XDG_STATE_HOME", state.path())
+        .env("XDG_CONFIG_HOME", state.path())
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run burnrate")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A port on 127.0.0.1 that nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn unreachable_database_names_host_and_suggests_fixes() {
+    let port = closed_port();
+    let url = format!("postgres://alice:hunter2secret@127.0.0.1:{port}/spend");
+    for args in [vec!["snapshot", "--json"], vec!["watch"], vec!["db", "init"]] {
+        let mut all = args.clone();
+        all.extend(["--database-url", &url]);
+        let out = burnrate(&all, &[]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{args:?} must fail: {t}");
+        assert!(t.contains(&format!("127.0.0.1:{port}")), "{args:?} names host and port: {t}");
+        assert!(t.contains("--database-url") && t.contains("burnrate demo"), "{args:?} suggests fixes: {t}");
+        assert!(!t.contains("hunter2secret"), "{args:?} leaked the password: {t}");
+        assert!(!t.contains("panicked") && !t.contains("Backtrace") && !t.contains("Location:"), "{t}");
+    }
+    // The same through DATABASE_URL.
+    let out = burnrate(&["snapshot", "--json"], &[("DATABASE_URL", &url)]);
+    let t = text(&out);
+    assert!(t.contains(&format!("127.0.0.1:{port}")) && !t.contains("hunter2secret"), "{t}");
+}
+
+#[test]
+fn bad_config_names_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burnrate.toml");
+    std::fs::write(&path, "[database]\ntable = \"cost_events\"\nrefresh_intervall = \"2s\"\n").unwrap();
+    let p = path.to_str().unwrap();
+    let out = burnrate(&["snapshot", "--json", "--config", p], &[]);
+    let t = text(&out);
+    assert!(!out.status.success());
+    assert!(t.contains(p) && t.contains("line 3") && t.contains("refresh_intervall"), "{t}");
+
+    // Through $BURNRATE_CONFIG too.
+    let out = burnrate(&["snapshot", "--json"], &[("BURNRATE_CONFIG", p)]);
+    assert!(text(&out).contains("refresh_intervall"));
+
+    // A named file that does not exist is an error, not silently the defaults.
+    let out = burnrate(&["snapshot", "--json", "--config", "/nonexistent/burnrate.toml"], &[]);
+    let t = text(&out);
+    assert!(!out.status.success() && t.contains("/nonexistent/burnrate.toml"), "{t}");
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = burnrate(&["--help"], &[]);
+    let t = text(&out);
+    for cmd in ["watch", "demo", "db", "simulate", "snapshot", "--database-url", "--config"] {
+        assert!(t.contains(cmd), "--help lacks {cmd}: {t}");
+    }
+}
