@@ -42,7 +42,10 @@ impl TestDb {
             .unwrap_or(0);
         let name = format!("burnrate_t_{}_{}_{}", std::process::id(), n, nanos);
         let admin = connect(&admin_url()).await;
-        admin.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create test database");
         let base = admin_url();
         let url = match base.rfind('/') {
             Some(i) => format!("{}/{}", &base[..i], name),
@@ -66,7 +69,10 @@ impl TestDb {
             )
             .await;
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .await
             .expect("drop test database");
     }

@@ -1,0 +1,363 @@
+//! The backfill: history aggregated server-side, one query per day, newest first, all
+//! in ONE repeatable-read snapshot whose horizon becomes the tail's starting point.
+//!
+//! Interruptions are exact without buffering the history in memory: each chunk is
+//! sent as soon as it is read, and the plan remembers, per chunk, the horizon it was
+//! counted at. A retry on a new connection takes a new snapshot and, for a chunk
+//! already sent, reads only the rows between the old horizon and the new one (an
+//! increment); unsent chunks are read in full. Every `Backfill` message is therefore
+//! a delta to add, and no row is counted twice or skipped. The plan (chunk bounds,
+//! minute floor) stays as first computed, so increments land in the same buckets.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::mpsc;
+use tokio_postgres::IsolationLevel;
+use tokio_postgres::Row;
+
+use super::error::{ErrorContext, SourceError};
+use super::idgaps::GapTracker;
+use super::pg::{Cursor, Live, PgSource, client_deadline, epoch_to_utc, timed};
+use super::sql::{Horizon, Params, SNAPSHOT_XMIN, Sql};
+use crate::calendar::Calendar;
+use crate::model::{Agg, Connection, Fact, FactBatch, RejectReason, SourceMsg, TailMode};
+use crate::money::Money;
+use crate::store::{Store, StoreConfig};
+
+/// Id-overlap mode: how far below the highest id the backfill looks for ids still
+/// missing (transactions in flight), to await them like any later gap.
+pub const ID_GAP_WINDOW: i64 = 50_000;
+
+#[derive(Debug, Clone)]
+pub(super) struct BackfillPlan {
+    history_start: DateTime<Utc>,
+    /// Rows from here on are grouped by minute, older ones by calendar hour.
+    minute_floor: DateTime<Utc>,
+    phase: i64,
+    /// [from, to) per query, newest first; the newest is open-ended so future-dated
+    /// rows are not lost.
+    chunks: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// Per step (the chunks, then the reject count): the horizon already sent.
+    sent: Vec<Option<Horizon>>,
+}
+
+impl BackfillPlan {
+    pub(super) fn new(cfg: &StoreConfig, now: DateTime<Utc>) -> BackfillPlan {
+        let history_start = Store::history_start(cfg, now);
+        // The store's own rule, so minute groups are exactly what it keeps by minute.
+        let minute_floor = Calendar::minute_start(Store::new(*cfg, now).minute_floor(now));
+        let day = Duration::days(1);
+        let mut chunks = Vec::new();
+        let mut from = history_start;
+        while from + day <= now {
+            chunks.push((from, Some(from + day)));
+            from += day;
+        }
+        chunks.push((from, None));
+        chunks.reverse();
+        let sent = vec![None; chunks.len() + 1];
+        BackfillPlan {
+            history_start,
+            minute_floor,
+            phase: cfg.calendar.phase_secs(),
+            chunks,
+            sent,
+        }
+    }
+
+    pub(super) fn total_steps(&self) -> u64 {
+        self.sent.len() as u64
+    }
+}
+
+impl PgSource {
+    /// Reads the history into `tx` as `Backfill` messages (the last one `done`), with
+    /// `Backfilling` progress, then sets the tail's starting point. Does nothing once
+    /// complete; after an interruption, call again (on any connection) to finish
+    /// exactly. `now` fixes the history window on the first call.
+    pub async fn backfill(
+        &mut self,
+        tx: &mpsc::Sender<SourceMsg>,
+        now: DateTime<Utc>,
+    ) -> Result<(), SourceError> {
+        if self.cursor.is_some() {
+            return Ok(());
+        }
+        self.ensure_connected().await?;
+        let mode = self.mode.unwrap_or(TailMode::TxWatermark);
+        let plan = self
+            .plan
+            .get_or_insert_with(|| BackfillPlan::new(&self.opts.store, now));
+        let total = plan.total_steps();
+        self.status
+            .send(
+                tx,
+                Connection::Backfilling {
+                    done_steps: 0,
+                    total_steps: total,
+                },
+                mode,
+                None,
+            )
+            .await?;
+
+        let ctx = ErrorContext {
+            endpoint: &self.target.endpoint,
+            table: &self.table_text,
+            statement_timeout: self.opts.statement_timeout,
+        };
+        let limit = client_deadline(self.opts.statement_timeout);
+        let Some(Live { client, sql, .. }) = self.conn.as_mut() else {
+            return Err(ctx.unexpected("no connection after connecting"));
+        };
+        let txn = timed(
+            &ctx,
+            limit,
+            "starting the backfill",
+            client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start(),
+        )
+        .await?;
+
+        // The horizon comes first: a repeatable-read snapshot is taken by the first
+        // statement and every later statement of the backfill sees exactly it.
+        let (horizon, cursor) = match mode {
+            TailMode::IdOverlap => {
+                let row = timed(
+                    &ctx,
+                    limit,
+                    "reading the id range",
+                    txn.query_one(&sql.id_bounds(), &[]),
+                )
+                .await?;
+                let max: Option<i64> = get(&row, 0, &ctx)?;
+                let min: Option<i64> = get(&row, 1, &ctx)?;
+                let (max_id, tracker) = match (max, min) {
+                    (Some(max), Some(min)) => {
+                        let start = max.saturating_sub(ID_GAP_WINDOW).max(min.saturating_sub(1));
+                        let ids = timed(
+                            &ctx,
+                            limit,
+                            "reading recent ids",
+                            txn.query(&sql.id_window(), &[&start, &max]),
+                        )
+                        .await?;
+                        let mut tracker = GapTracker::new(start);
+                        let seen_at = Instant::now();
+                        for r in &ids {
+                            tracker.observe(get(r, 0, &ctx)?, seen_at);
+                        }
+                        (max, tracker)
+                    }
+                    _ => (0, GapTracker::new(0)),
+                };
+                (
+                    Horizon::Id {
+                        max_id,
+                        gaps: tracker.pending_ranges(),
+                    },
+                    Cursor::Id(tracker),
+                )
+            }
+            _ => {
+                let row = timed(
+                    &ctx,
+                    limit,
+                    "reading the watermark",
+                    txn.query_one(SNAPSHOT_XMIN, &[]),
+                )
+                .await?;
+                let text: String = get(&row, 0, &ctx)?;
+                let xmin: u64 = text
+                    .parse()
+                    .map_err(|_| ctx.unexpected(format!("snapshot xmin {text:?}")))?;
+                // Tail from (xmin, -inf): every row with tx >= xmin, none below.
+                (
+                    Horizon::Tx { xmin },
+                    Cursor::Tx {
+                        tx: xmin,
+                        id: i64::MIN,
+                    },
+                )
+            }
+        };
+        tracing::info!(table = %ctx.table, ?horizon, steps = total, "backfill started");
+
+        for step in 0..plan.chunks.len() {
+            let (chunk_from, chunk_to) = plan.chunks[step];
+            let mut p = Params::default();
+            let from = p.push(chunk_from);
+            let to = chunk_to.map(|t| p.push(t));
+            let minute_floor = p.push(plan.minute_floor);
+            let phase = p.push(plan.phase);
+            let filter = Sql::horizon_filter(plan.sent[step].as_ref(), &horizon, &mut p)
+                .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+            let text = sql.backfill_groups(from, to, minute_floor, phase, &filter);
+            let rows = timed(
+                &ctx,
+                limit,
+                "aggregating history",
+                txn.query(&text, &p.refs()),
+            )
+            .await?;
+            let batch = groups_to_batch(&rows, &ctx)?;
+            if !batch.facts.is_empty() || !batch.rejected.is_empty() {
+                tx.send(SourceMsg::Backfill { batch, done: false })
+                    .await
+                    .map_err(|_| SourceError::ChannelClosed)?;
+            }
+            plan.sent[step] = Some(horizon.clone());
+            let done_steps = step as u64 + 1;
+            self.status
+                .send(
+                    tx,
+                    Connection::Backfilling {
+                        done_steps,
+                        total_steps: total,
+                    },
+                    mode,
+                    None,
+                )
+                .await?;
+        }
+
+        let last = plan.chunks.len();
+        let mut p = Params::default();
+        let from = p.push(plan.history_start);
+        let filter = Sql::horizon_filter(plan.sent[last].as_ref(), &horizon, &mut p)
+            .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+        let row = timed(
+            &ctx,
+            limit,
+            "counting rejected rows",
+            txn.query_one(&sql.backfill_rejects(from, &filter), &p.refs()),
+        )
+        .await?;
+        let mut batch = FactBatch::default();
+        let reasons = [
+            RejectReason::NullTimestamp,
+            RejectReason::NullCost,
+            RejectReason::NonFiniteCost,
+            RejectReason::BadTokens,
+        ];
+        for (i, reason) in reasons.into_iter().enumerate() {
+            let n = count(get::<i64>(&row, i, &ctx)?, &ctx)?;
+            if n > 0 {
+                batch.rejected.insert(reason, n);
+                batch.rows += n;
+            }
+        }
+        tx.send(SourceMsg::Backfill { batch, done: true })
+            .await
+            .map_err(|_| SourceError::ChannelClosed)?;
+        plan.sent[last] = Some(horizon);
+        // Everything is sent: from here on only the tail may add rows.
+        self.cursor = Some(cursor);
+        self.plan = None;
+        if let Err(e) = txn.commit().await {
+            tracing::debug!(error = %e, "ending the read-only backfill transaction failed; harmless");
+        }
+        tracing::info!(table = %ctx.table, "backfill done");
+        self.status.send(tx, Connection::Live, mode, None).await
+    }
+}
+
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a Row,
+    idx: usize,
+    ctx: &ErrorContext<'_>,
+) -> Result<T, SourceError> {
+    row.try_get(idx)
+        .map_err(|e| ctx.unexpected(format!("column {idx}: {e}")))
+}
+
+fn count(n: i64, ctx: &ErrorContext<'_>) -> Result<u64, SourceError> {
+    u64::try_from(n).map_err(|_| ctx.unexpected(format!("negative count {n}")))
+}
+
+/// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
+fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, SourceError> {
+    let mut batch = FactBatch {
+        facts: Vec::with_capacity(rows.len()),
+        ..Default::default()
+    };
+    for r in rows {
+        let at = epoch_to_utc(get(r, 0, ctx)?, ctx)?;
+        let names: [String; 5] = [
+            get(r, 1, ctx)?,
+            get(r, 2, ctx)?,
+            get(r, 3, ctx)?,
+            get(r, 4, ctx)?,
+            get(r, 5, ctx)?,
+        ];
+        let cost_text: Option<String> = get(r, 6, ctx)?;
+        let requests = count(get(r, 7, ctx)?, ctx)?;
+        let input_tokens = count(get(r, 8, ctx)?, ctx)?;
+        let output_tokens = count(get(r, 9, ctx)?, ctx)?;
+        batch.rows += requests;
+        // Rows here are finite one by one; only a sum beyond Money's range can fail.
+        match cost_text.as_deref().map(str::parse::<Money>) {
+            Some(Ok(cost)) => batch.facts.push(Fact {
+                at,
+                names,
+                agg: Agg {
+                    cost,
+                    requests,
+                    input_tokens,
+                    output_tokens,
+                },
+            }),
+            _ => {
+                tracing::warn!(%at, "a group's cost sum is out of range; counted as rejected");
+                *batch
+                    .rejected
+                    .entry(RejectReason::NonFiniteCost)
+                    .or_default() += requests;
+            }
+        }
+    }
+    Ok(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn plan_covers_history_in_days_newest_first() {
+        let cfg = StoreConfig {
+            retention_hours: 48,
+            minute_retention: 180,
+            ..Default::default()
+        };
+        let now = utc("2026-11-28T12:30:00Z");
+        let plan = BackfillPlan::new(&cfg, now);
+        // The month start is earlier than 48 hours back, so history starts there.
+        assert_eq!(plan.history_start, utc("2026-11-01T00:00:00Z"));
+        assert_eq!(plan.minute_floor, utc("2026-11-28T09:30:00Z"));
+        assert_eq!(
+            plan.chunks.first(),
+            Some(&(utc("2026-11-28T00:00:00Z"), None))
+        );
+        assert_eq!(
+            plan.chunks.last(),
+            Some(&(
+                utc("2026-11-01T00:00:00Z"),
+                Some(utc("2026-11-02T00:00:00Z"))
+            ))
+        );
+        assert_eq!(plan.chunks.len(), 28);
+        for pair in plan.chunks.windows(2) {
+            assert_eq!(pair[1].1, Some(pair[0].0), "chunks are contiguous");
+        }
+        assert_eq!(plan.total_steps(), 29);
+    }
+}

@@ -1,0 +1,297 @@
+//! The PostgreSQL source: one backfill with server-side aggregation, then a tail of
+//! new rows only (see `backfill.rs`, `tail.rs`, and `run.rs` for the long-running
+//! task with reconnects).
+//!
+//! Exactly-once across reconnects rests on two pieces of state that outlive a
+//! connection: the backfill's per-step horizon (what each chunk has already sent)
+//! and the tail cursor. A new connection resumes from them; nothing is re-sent.
+
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use super::backfill::BackfillPlan;
+use super::connect::ConnectTarget;
+use super::error::{ErrorContext, SourceError};
+use super::idgaps::GapTracker;
+use super::schema::{TableInfo, TableName, inspect};
+use super::sql::Sql;
+use crate::config::DatabaseConfig;
+use crate::model::{Connection, SourceMsg, SourceStatus, TailMode};
+use crate::store::StoreConfig;
+
+/// What the PostgreSQL source needs besides where to connect.
+#[derive(Debug, Clone)]
+pub struct SourceOptions {
+    /// The table, optionally schema-qualified; validated before any SQL is built.
+    pub table: String,
+    pub refresh_interval: Duration,
+    /// Set on the session; zero means no limit (as in PostgreSQL).
+    pub statement_timeout: Duration,
+    pub tail_batch_rows: u32,
+    /// Id-overlap mode: how long a missing id is awaited.
+    pub id_gap_settle: Duration,
+    /// Decides the history to backfill and how buckets align.
+    pub store: StoreConfig,
+}
+
+impl SourceOptions {
+    pub fn new(db: &DatabaseConfig, store: StoreConfig) -> SourceOptions {
+        SourceOptions {
+            table: db.table.clone(),
+            refresh_interval: db.refresh_interval,
+            statement_timeout: db.statement_timeout,
+            tail_batch_rows: db.tail_batch_rows.max(1),
+            id_gap_settle: db.id_gap_settle,
+            store,
+        }
+    }
+}
+
+/// What one `poll` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PollStats {
+    /// Rows read (rejected ones included).
+    pub rows: u64,
+    pub rejected: u64,
+    /// Queries run for new rows (a backlog takes several).
+    pub batches: u32,
+    pub watermark_lag_secs: Option<i64>,
+    /// Id-overlap mode: ids given up in this poll after the settle time.
+    pub given_up_ids: u64,
+}
+
+/// Where the tail resumes.
+#[derive(Debug, Clone)]
+pub(super) enum Cursor {
+    /// The last (tx, id) read; everything at or below it is final.
+    Tx {
+        tx: u64,
+        id: i64,
+    },
+    Id(GapTracker),
+}
+
+/// A live connection and what was learnt about the table on it.
+pub(super) struct Live {
+    pub(super) client: Client,
+    pub(super) info: TableInfo,
+    pub(super) sql: Sql,
+}
+
+/// Sends a status only when it changed, so a steady tail does not spam the channel.
+pub(super) struct StatusSender {
+    pub(super) endpoint: String,
+    last: Option<SourceStatus>,
+}
+
+impl StatusSender {
+    pub(super) async fn send(
+        &mut self,
+        tx: &mpsc::Sender<SourceMsg>,
+        connection: Connection,
+        mode: TailMode,
+        watermark_lag_secs: Option<i64>,
+    ) -> Result<(), SourceError> {
+        let status = SourceStatus {
+            endpoint: self.endpoint.clone(),
+            connection,
+            mode,
+            watermark_lag_secs,
+        };
+        if self.last.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        self.last = Some(status.clone());
+        tx.send(SourceMsg::Status(status))
+            .await
+            .map_err(|_| SourceError::ChannelClosed)
+    }
+
+    pub(super) fn last(&self) -> Option<&SourceStatus> {
+        self.last.as_ref()
+    }
+}
+
+pub struct PgSource {
+    pub(super) target: ConnectTarget,
+    pub(super) opts: SourceOptions,
+    pub(super) table: TableName,
+    /// The table as messages show it.
+    pub(super) table_text: String,
+    pub(super) conn: Option<Live>,
+    /// Chosen on the first connection and kept: the cursor's meaning depends on it.
+    pub(super) mode: Option<TailMode>,
+    /// The backfill in progress (kept across reconnects until it completes).
+    pub(super) plan: Option<BackfillPlan>,
+    /// Set once the backfill completed; the tail's position from then on.
+    pub(super) cursor: Option<Cursor>,
+    /// tx mode: the snapshot xmin last seen and since when, to measure how long a
+    /// running transaction has held the watermark back.
+    pub(super) watermark_stuck: Option<(u64, std::time::Instant)>,
+    pub(super) status: StatusSender,
+}
+
+impl PgSource {
+    /// Validates the options; connects later, on first use.
+    pub fn new(target: ConnectTarget, opts: SourceOptions) -> Result<PgSource, SourceError> {
+        let table = TableName::parse(&opts.table)?;
+        Ok(PgSource {
+            table_text: table.to_string(),
+            status: StatusSender {
+                endpoint: target.endpoint.clone(),
+                last: None,
+            },
+            target,
+            opts,
+            table,
+            conn: None,
+            mode: None,
+            plan: None,
+            cursor: None,
+            watermark_stuck: None,
+        })
+    }
+
+    /// Connects, sets the session up and checks the table's columns.
+    pub async fn connect(
+        target: ConnectTarget,
+        opts: SourceOptions,
+    ) -> Result<PgSource, SourceError> {
+        let mut source = PgSource::new(target, opts)?;
+        source.ensure_connected().await?;
+        Ok(source)
+    }
+
+    pub fn endpoint(&self) -> &str {
+        &self.target.endpoint
+    }
+
+    /// The tail mode (known after the first connection).
+    pub fn mode(&self) -> Option<TailMode> {
+        self.mode
+    }
+
+    pub fn table(&self) -> &TableName {
+        &self.table
+    }
+
+    /// The table as checked on the current connection.
+    pub fn table_info(&self) -> Option<&TableInfo> {
+        self.conn.as_ref().map(|c| &c.info)
+    }
+
+    pub fn backfill_done(&self) -> bool {
+        self.cursor.is_some()
+    }
+
+    /// Drops the connection; the next call reconnects and resumes where it stopped.
+    pub fn disconnect(&mut self) {
+        self.conn = None;
+    }
+
+    /// The status the source last reported, if any.
+    pub fn last_status(&self) -> Option<&SourceStatus> {
+        self.status.last()
+    }
+
+    /// Reports a status (used by `run` for Connecting / Disconnected).
+    pub async fn report(
+        &mut self,
+        tx: &mpsc::Sender<SourceMsg>,
+        connection: Connection,
+    ) -> Result<(), SourceError> {
+        let mode = self.mode.unwrap_or(TailMode::TxWatermark);
+        let lag = self.status.last().and_then(|s| s.watermark_lag_secs);
+        self.status.send(tx, connection, mode, lag).await
+    }
+
+    pub(super) async fn ensure_connected(&mut self) -> Result<(), SourceError> {
+        match &self.conn {
+            Some(c) if !c.client.is_closed() => return Ok(()),
+            Some(_) => {
+                tracing::warn!(endpoint = %self.target.endpoint, "connection closed; reconnecting")
+            }
+            None => {}
+        }
+        self.conn = None;
+        let client = self.target.connect().await?;
+        let ctx = ErrorContext {
+            endpoint: &self.target.endpoint,
+            table: &self.table_text,
+            statement_timeout: self.opts.statement_timeout,
+        };
+        let limit = client_deadline(self.opts.statement_timeout);
+        let timeout_ms = format!("{}ms", self.opts.statement_timeout.as_millis());
+        timed(&ctx, limit, "setting statement_timeout", async {
+            client
+                .execute(
+                    "SELECT set_config('statement_timeout', $1, false)",
+                    &[&timeout_ms],
+                )
+                .await
+        })
+        .await?;
+        let info = match limit {
+            Some(d) => {
+                tokio::time::timeout(d, inspect(&client, &self.table, &self.target.endpoint))
+                    .await
+                    .map_err(|_| ctx.no_answer("checking the table", d))??
+            }
+            None => inspect(&client, &self.table, &self.target.endpoint).await?,
+        };
+        match (self.mode, info.mode) {
+            (None, mode) => self.mode = Some(mode),
+            (Some(TailMode::TxWatermark), found) if found != TailMode::TxWatermark => {
+                // The cursor is a transaction id; it cannot be carried over to ids.
+                return Err(SourceError::ColumnMissing {
+                    table: self.table_text.clone(),
+                    endpoint: self.target.endpoint.clone(),
+                    column: "tx".into(),
+                });
+            }
+            // Id overlap keeps working if a tx column appears meanwhile.
+            _ => {}
+        }
+        tracing::info!(endpoint = %self.target.endpoint, table = %self.table_text, mode = ?self.mode, "connected");
+        let sql = Sql::new(&info);
+        self.conn = Some(Live { client, info, sql });
+        Ok(())
+    }
+}
+
+/// The client-side limit for one statement: the server's statement_timeout plus a
+/// margin, so a dead network is noticed even when the server cannot cancel.
+pub(super) fn client_deadline(statement_timeout: Duration) -> Option<Duration> {
+    (!statement_timeout.is_zero()).then(|| statement_timeout + Duration::from_secs(10))
+}
+
+/// Runs a driver call with the client-side deadline and maps its error.
+pub(super) async fn timed<T, F>(
+    ctx: &ErrorContext<'_>,
+    limit: Option<Duration>,
+    doing: &'static str,
+    fut: F,
+) -> Result<T, SourceError>
+where
+    F: Future<Output = Result<T, tokio_postgres::Error>>,
+{
+    match limit {
+        None => fut.await.map_err(|e| ctx.db(e, doing)),
+        Some(d) => match tokio::time::timeout(d, fut).await {
+            Ok(r) => r.map_err(|e| ctx.db(e, doing)),
+            Err(_) => Err(ctx.no_answer(doing, d)),
+        },
+    }
+}
+
+pub(super) fn epoch_to_utc(
+    secs: i64,
+    ctx: &ErrorContext<'_>,
+) -> Result<DateTime<Utc>, SourceError> {
+    DateTime::from_timestamp(secs, 0)
+        .ok_or_else(|| ctx.unexpected(format!("bucket {secs} is out of range")))
+}

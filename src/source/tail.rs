@@ -1,0 +1,345 @@
+//! The tail: only rows that are new since the last poll, each exactly once.
+//!
+//! tx mode reads past a (tx, id) cursor below the snapshot's xmin in one statement
+//! (see the notes on tailing): every transaction below xmin has ended, so what the
+//! cursor passes is final. Id-overlap mode reads above the highest id seen plus the
+//! gaps still awaited, and gives a gap up after the settle time.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use tokio_postgres::Row;
+
+use super::error::{ErrorContext, SourceError};
+use super::pg::{Cursor, Live, PgSource, PollStats, client_deadline, timed};
+use super::sql::WATERMARK_STATE;
+use crate::model::{Agg, Connection, Fact, FactBatch, RejectReason, SourceMsg, TailMode};
+use crate::money::Money;
+
+/// One row as the tail reads it, before validation.
+#[derive(Debug, Clone)]
+struct TailRow {
+    id: i64,
+    at: Option<DateTime<Utc>>,
+    cost: Option<String>,
+    names: [String; 5],
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+}
+
+/// Validates one row. Reasons are checked in the order the backfill's reject count
+/// uses, so a row with several faults is counted once, under the same reason.
+pub fn row_to_fact(
+    at: Option<DateTime<Utc>>,
+    cost: Option<&str>,
+    names: [String; 5],
+    input_tokens: Option<i64>,
+    output_tokens: Option<i64>,
+) -> Result<Fact, RejectReason> {
+    let at = at.ok_or(RejectReason::NullTimestamp)?;
+    let cost = cost.ok_or(RejectReason::NullCost)?;
+    // NaN and ±Infinity fail as NotFinite; an amount beyond Money's range cannot be
+    // summed either.
+    let cost: Money = cost.parse().map_err(|_| RejectReason::NonFiniteCost)?;
+    let input = u64::try_from(input_tokens.unwrap_or(0)).map_err(|_| RejectReason::BadTokens)?;
+    let output = u64::try_from(output_tokens.unwrap_or(0)).map_err(|_| RejectReason::BadTokens)?;
+    Ok(Fact {
+        at,
+        names,
+        agg: Agg::one(cost, input, output),
+    })
+}
+
+fn add_row(batch: &mut FactBatch, row: TailRow) {
+    batch.rows += 1;
+    match row_to_fact(
+        row.at,
+        row.cost.as_deref(),
+        row.names,
+        row.input_tokens,
+        row.output_tokens,
+    ) {
+        Ok(fact) => batch.facts.push(fact),
+        Err(reason) => *batch.rejected.entry(reason).or_default() += 1,
+    }
+}
+
+/// Reads `Sql::row_list` columns starting at `off`.
+fn read_row(r: &Row, off: usize, ctx: &ErrorContext<'_>) -> Result<TailRow, SourceError> {
+    let bad = |e: tokio_postgres::Error| ctx.unexpected(format!("reading a new row: {e}"));
+    Ok(TailRow {
+        id: r.try_get(off).map_err(bad)?,
+        at: r.try_get(off + 1).map_err(bad)?,
+        cost: r.try_get(off + 2).map_err(bad)?,
+        names: [
+            r.try_get(off + 3).map_err(bad)?,
+            r.try_get(off + 4).map_err(bad)?,
+            r.try_get(off + 5).map_err(bad)?,
+            r.try_get(off + 6).map_err(bad)?,
+            r.try_get(off + 7).map_err(bad)?,
+        ],
+        input_tokens: r.try_get(off + 8).map_err(bad)?,
+        output_tokens: r.try_get(off + 9).map_err(bad)?,
+    })
+}
+
+async fn send_tail(
+    tx: &mpsc::Sender<SourceMsg>,
+    batch: FactBatch,
+    stats: &mut PollStats,
+) -> Result<(), SourceError> {
+    stats.rows += batch.rows;
+    stats.rejected += batch.rejected.values().sum::<u64>();
+    tx.send(SourceMsg::Tail {
+        batch,
+        polled_at: Utc::now(),
+    })
+    .await
+    .map_err(|_| SourceError::ChannelClosed)
+}
+
+/// Seconds the watermark trails: zero when no transaction holds it, else the longer
+/// of how long this xmin has been seen unchanged and the holder's age (if visible).
+fn watermark_lag(row: &Row, stuck: &mut Option<(u64, Instant)>) -> Option<i64> {
+    let xmin: u64 = row.try_get::<_, String>(0).ok()?.parse().ok()?;
+    let xmax: u64 = row.try_get::<_, String>(1).ok()?.parse().ok()?;
+    let holder_age: Option<i64> = row.try_get(2).ok()?;
+    if xmin >= xmax {
+        *stuck = None;
+        return Some(0);
+    }
+    let since = match *stuck {
+        Some((seen, since)) if seen == xmin => since,
+        _ => {
+            let now = Instant::now();
+            *stuck = Some((xmin, now));
+            now
+        }
+    };
+    Some(
+        (since.elapsed().as_secs() as i64)
+            .max(holder_age.unwrap_or(0))
+            .max(0),
+    )
+}
+
+impl PgSource {
+    /// One tail step: reads every row committed since the last poll (several queries
+    /// if there is a backlog), sends them as `Tail` messages (at least one, possibly
+    /// empty, so the receiver knows the poll happened), and reports the watermark lag.
+    pub async fn poll(&mut self, tx: &mpsc::Sender<SourceMsg>) -> Result<PollStats, SourceError> {
+        if self.cursor.is_none() {
+            return Err(SourceError::NotBackfilled);
+        }
+        self.ensure_connected().await?;
+        let ctx = ErrorContext {
+            endpoint: &self.target.endpoint,
+            table: &self.table_text,
+            statement_timeout: self.opts.statement_timeout,
+        };
+        let limit = client_deadline(self.opts.statement_timeout);
+        let Some(Live { client, sql, .. }) = self.conn.as_ref() else {
+            return Err(ctx.unexpected("no connection after connecting"));
+        };
+        let batch_rows = i64::from(self.opts.tail_batch_rows.max(1));
+        let mut stats = PollStats::default();
+
+        match self.cursor.as_mut() {
+            None => return Err(SourceError::NotBackfilled),
+            Some(Cursor::Tx {
+                tx: last_tx,
+                id: last_id,
+            }) => {
+                let text = sql.tail_tx();
+                loop {
+                    let after_tx = last_tx.to_string();
+                    let rows = timed(
+                        &ctx,
+                        limit,
+                        "reading new rows",
+                        client.query(&text, &[&after_tx, &*last_id, &batch_rows]),
+                    )
+                    .await?;
+                    let mut batch = FactBatch {
+                        facts: Vec::with_capacity(rows.len()),
+                        ..Default::default()
+                    };
+                    let mut position = None;
+                    for r in &rows {
+                        let tx_text: String = r
+                            .try_get(0)
+                            .map_err(|e| ctx.unexpected(format!("tx: {e}")))?;
+                        let row_tx: u64 = tx_text
+                            .parse()
+                            .map_err(|_| ctx.unexpected(format!("tx {tx_text:?}")))?;
+                        let row = read_row(r, 1, &ctx)?;
+                        position = Some((row_tx, row.id));
+                        add_row(&mut batch, row);
+                    }
+                    send_tail(tx, batch, &mut stats).await?;
+                    // Move only once the rows are handed over.
+                    if let Some((t, i)) = position {
+                        (*last_tx, *last_id) = (t, i);
+                    }
+                    stats.batches += 1;
+                    if (rows.len() as i64) < batch_rows {
+                        break;
+                    }
+                }
+                stats.watermark_lag_secs = match timed(
+                    &ctx,
+                    limit,
+                    "reading the watermark",
+                    client.query_one(WATERMARK_STATE, &[]),
+                )
+                .await
+                {
+                    Ok(row) => watermark_lag(&row, &mut self.watermark_stuck),
+                    // Informational only, but a connection failure still counts.
+                    Err(
+                        e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
+                    ) => return Err(e),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "watermark lag unavailable");
+                        None
+                    }
+                };
+            }
+            Some(Cursor::Id(tracker)) => {
+                let now = Instant::now();
+                let mut work = tracker.clone();
+                let ranges = work.pending_ranges();
+                if !ranges.is_empty() {
+                    let (lo, hi): (Vec<i64>, Vec<i64>) = ranges.into_iter().unzip();
+                    let rows = timed(
+                        &ctx,
+                        limit,
+                        "re-reading awaited ids",
+                        client.query(&sql.tail_id_gaps(), &[&lo, &hi, &batch_rows]),
+                    )
+                    .await?;
+                    let mut batch = FactBatch::default();
+                    for r in &rows {
+                        let row = read_row(r, 0, &ctx)?;
+                        if work.observe(row.id, now) {
+                            add_row(&mut batch, row);
+                        }
+                    }
+                    if batch.rows > 0 {
+                        send_tail(tx, batch, &mut stats).await?;
+                        *tracker = work.clone();
+                    }
+                }
+                let text = sql.tail_id_new();
+                loop {
+                    let rows = timed(
+                        &ctx,
+                        limit,
+                        "reading new rows",
+                        client.query(&text, &[&work.max_seen(), &batch_rows]),
+                    )
+                    .await?;
+                    let mut batch = FactBatch {
+                        facts: Vec::with_capacity(rows.len()),
+                        ..Default::default()
+                    };
+                    for r in &rows {
+                        let row = read_row(r, 0, &ctx)?;
+                        if work.observe(row.id, now) {
+                            add_row(&mut batch, row);
+                        }
+                    }
+                    send_tail(tx, batch, &mut stats).await?;
+                    *tracker = work.clone();
+                    stats.batches += 1;
+                    if (rows.len() as i64) < batch_rows {
+                        break;
+                    }
+                }
+                stats.given_up_ids = work.expire(now, self.opts.id_gap_settle);
+                if stats.given_up_ids > 0 {
+                    tracing::info!(
+                        ids = stats.given_up_ids,
+                        low_water = work.low_water(),
+                        "gave up missing ids after the settle time (rolled back, or committing too late to be read)"
+                    );
+                }
+                stats.watermark_lag_secs = Some(
+                    work.oldest_pending_age(now)
+                        .map_or(0, |d| d.as_secs() as i64),
+                );
+                *tracker = work;
+            }
+        }
+        let mode = self.mode.unwrap_or(TailMode::TxWatermark);
+        self.status
+            .send(tx, Connection::Live, mode, stats.watermark_lag_secs)
+            .await?;
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> [String; 5] {
+        [
+            "chat".into(),
+            "u1".into(),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]
+    }
+
+    #[test]
+    fn rows_are_validated_in_a_fixed_order() {
+        let at = Some(Utc::now());
+        let ok = row_to_fact(at, Some("0.000001234567"), names(), Some(10), None).unwrap();
+        assert_eq!(ok.agg, Agg::one("0.000001234567".parse().unwrap(), 10, 0));
+        assert_eq!(ok.name(crate::model::Dim::Model), "");
+
+        assert_eq!(
+            row_to_fact(None, None, names(), Some(-1), None),
+            Err(RejectReason::NullTimestamp)
+        );
+        assert_eq!(
+            row_to_fact(at, None, names(), Some(-1), None),
+            Err(RejectReason::NullCost)
+        );
+        for bad in ["NaN", "Infinity", "-Infinity"] {
+            assert_eq!(
+                row_to_fact(at, Some(bad), names(), Some(-1), None),
+                Err(RejectReason::NonFiniteCost)
+            );
+        }
+        assert_eq!(
+            row_to_fact(at, Some("1"), names(), Some(1), Some(-5)),
+            Err(RejectReason::BadTokens)
+        );
+        // Negative costs (refunds, credits) are real money, not rejects.
+        assert!(row_to_fact(at, Some("-0.5"), names(), None, None).is_ok());
+    }
+
+    #[test]
+    fn rejected_rows_are_counted_not_summed() {
+        let mut batch = FactBatch::default();
+        let row = |cost: Option<&str>| TailRow {
+            id: 1,
+            at: Some(Utc::now()),
+            cost: cost.map(str::to_string),
+            names: names(),
+            input_tokens: None,
+            output_tokens: None,
+        };
+        add_row(&mut batch, row(Some("1.5")));
+        add_row(&mut batch, row(Some("NaN")));
+        add_row(&mut batch, row(None));
+        assert_eq!(batch.rows, 3);
+        assert_eq!(batch.facts.len(), 1);
+        assert_eq!(batch.rejected.get(&RejectReason::NonFiniteCost), Some(&1));
+        assert_eq!(batch.rejected.get(&RejectReason::NullCost), Some(&1));
+    }
+}

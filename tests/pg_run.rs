@@ -1,0 +1,215 @@
+//! The long-running source task: reconnects resume exactly, an interrupted backfill
+//! is finished without double counting, and "refresh now" polls at once.
+
+mod common;
+mod pg_common;
+
+use std::time::Duration;
+
+use burnrate::model::{Connection, SourceMsg};
+use burnrate::source::{PgSource, SourceControl, SourceError, run, schema};
+use burnrate::store::StoreConfig;
+use chrono::{Duration as ChronoDuration, Utc};
+use common::TestDb;
+use pg_common::*;
+use tokio::sync::mpsc;
+
+async fn source_pids(admin: &tokio_postgres::Client, db: &str) -> Vec<i32> {
+    let rows = admin
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'burnrate'",
+            &[&db],
+        )
+        .await
+        .unwrap();
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
+async fn fresh_table() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::create().await;
+    schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let client = db.client().await;
+    (db, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_resumes_after_a_lost_connection_without_double_counting() {
+    let (db, c) = fresh_table().await;
+    let admin = db.client().await;
+    for i in 0..10 {
+        insert(&c, "chat", 1_000_000_007 * (i + 1), 5, 5).await;
+    }
+    let cfg = StoreConfig::default();
+    let (tx, rx) = mpsc::channel(1000);
+    let (shared, collector) = spawn_collector(cfg, rx);
+    let (control, handle) = SourceControl::new();
+    let task = tokio::spawn(run(target(&db.url), options(cfg), tx, control));
+
+    wait_for(&shared, 20, "the backfill", |s| s.requests() == 10).await;
+    for i in 0..5 {
+        insert(&c, "search", 3_000_000 + i, 1, 1).await;
+    }
+    wait_for(&shared, 20, "the first tail rows", |s| s.requests() == 15).await;
+
+    let before = source_pids(&admin, &db.name).await;
+    assert!(kill_source_connections(&admin, &db.name).await >= 1);
+    for i in 0..5 {
+        insert(&c, "after_loss", 11 + i, 2, 2).await;
+    }
+    wait_for(&shared, 30, "rows written while disconnected", |s| {
+        s.requests() == 20
+    })
+    .await;
+    for i in 0..3 {
+        insert(&c, "after_reconnect", 17 + i, 1, 1).await;
+    }
+    wait_for(&shared, 20, "rows after the reconnect", |s| {
+        s.requests() == 23
+    })
+    .await;
+    let after = source_pids(&admin, &db.name).await;
+    assert!(
+        !after.is_empty() && after.iter().all(|p| !before.contains(p)),
+        "a new session: {before:?} -> {after:?}"
+    );
+    // A few more polls must not add anything.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    handle.shutdown();
+    task.await.unwrap().expect("clean shutdown");
+    collector.await.unwrap();
+    let truth = ground_truth(&c).await;
+    {
+        let seen = shared.lock().unwrap();
+        // (Whether a Disconnected status shows depends on whether the kill hit a query in
+        // flight or an idle session, which is reconnected silently.)
+        assert!(matches!(
+            seen.statuses.last().map(|s| &s.connection),
+            Some(Connection::Live)
+        ));
+        assert_eq!(
+            seen.backfill_done, 1,
+            "a completed backfill is not repeated"
+        );
+        assert_eq!(store_by_feature(&seen.store), truth);
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_backfill_is_finished_exactly() {
+    let (db, c) = fresh_table().await;
+    let admin = db.client().await;
+    let now = Utc::now();
+    // Rows spread over ten days: one backfill query per day, so there is a middle.
+    for day in 0..10 {
+        for k in 0..3 {
+            let at = now - ChronoDuration::days(day) - ChronoDuration::minutes(5 + k);
+            insert_at(
+                &c,
+                at,
+                &format!("day{day}"),
+                &format!("0.{:012}", 1000 * day + k + 1),
+            )
+            .await;
+        }
+    }
+    let cfg = StoreConfig::default();
+    let mut source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    // A one-slot channel: the backfill cannot run ahead of this test.
+    let (tx, mut rx) = mpsc::channel(1);
+    let mut seen = Collector::new(cfg);
+    let first = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = source.backfill(&tx, now).await;
+            (source, r)
+        })
+    };
+    loop {
+        let msg = rx.recv().await.expect("message");
+        let is_data = matches!(msg, SourceMsg::Backfill { .. });
+        seen.apply(msg);
+        if is_data {
+            break;
+        }
+    }
+    // Cut the connection mid-backfill, then write rows into days already sent and
+    // days still to come.
+    assert!(kill_source_connections(&admin, &db.name).await >= 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for day in [0, 5, 9] {
+        insert_at(
+            &c,
+            now - ChronoDuration::days(day) - ChronoDuration::minutes(1),
+            "late_write",
+            "0.5",
+        )
+        .await;
+    }
+    let (mut source, result) = {
+        let drain = async {
+            while let Some(m) = rx.recv().await {
+                seen.apply(m);
+            }
+        };
+        tokio::select! {
+            r = first => r.unwrap(),
+            _ = drain => unreachable!("the sender is still held"),
+        }
+    };
+    seen.drain(&mut rx);
+    let err = result.expect_err("the backfill was interrupted");
+    assert!(
+        matches!(
+            err,
+            SourceError::ConnectionLost { .. } | SourceError::Query { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(seen.backfill_done, 0);
+    assert!(!source.backfill_done());
+
+    // Finish on a new connection: increments for sent days, full reads for the rest.
+    drop(tx);
+    let (tx, mut rx) = mpsc::channel(10_000);
+    source.backfill(&tx, now).await.expect("second backfill");
+    catch_up(&mut source, &tx, &c).await;
+    seen.drain(&mut rx);
+    assert_eq!(seen.backfill_done, 1);
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_now_polls_without_waiting_for_the_interval() {
+    let (db, c) = fresh_table().await;
+    let cfg = StoreConfig::default();
+    let mut opts = options(cfg);
+    opts.refresh_interval = Duration::from_secs(3600);
+    let (tx, rx) = mpsc::channel(1000);
+    let (shared, collector) = spawn_collector(cfg, rx);
+    let (control, handle) = SourceControl::new();
+    let task = tokio::spawn(run(target(&db.url), opts, tx, control));
+    wait_for(&shared, 20, "live", |s| {
+        s.statuses
+            .last()
+            .is_some_and(|st| st.connection == Connection::Live)
+            && s.tail_messages >= 1
+    })
+    .await;
+    insert(&c, "now", 5, 1, 1).await;
+    handle.refresh_now();
+    wait_for(&shared, 5, "the row after refresh_now", |s| {
+        s.requests() == 1
+    })
+    .await;
+    handle.shutdown();
+    task.await.unwrap().expect("clean shutdown");
+    collector.await.unwrap();
+    db.drop_db().await;
+}

@@ -1,0 +1,342 @@
+//! The gap-free tail against a real PostgreSQL: out-of-order commits, rollbacks, a
+//! long transaction, the backfill/tail handoff, late events and rejected rows.
+
+mod common;
+mod pg_common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use burnrate::calendar::Calendar;
+use burnrate::model::{Dim, RejectReason, TailMode};
+use burnrate::money::Money;
+use burnrate::source::PgSource;
+use burnrate::source::schema;
+use burnrate::store::StoreConfig;
+use chrono::{Duration as ChronoDuration, Utc};
+use common::TestDb;
+use pg_common::*;
+use rand::Rng;
+use tokio::sync::mpsc;
+
+async fn fresh_table() -> (TestDb, tokio_postgres::Client) {
+    let db = TestDb::create().await;
+    schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let client = db.client().await;
+    (db, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_order_commit_is_never_skipped() {
+    let (db, c) = fresh_table().await;
+    let cfg = StoreConfig::default();
+    let mut source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    assert_eq!(source.mode(), Some(TailMode::TxWatermark));
+    let (tx, mut rx) = mpsc::channel(1000);
+    let mut seen = Collector::new(cfg);
+    source.backfill(&tx, Utc::now()).await.expect("backfill");
+
+    // A takes the lower id and xid, B commits first: the trap of `id > last_seen`.
+    let mut a = db.client().await;
+    let mut b = db.client().await;
+    let ta = a.transaction().await.unwrap();
+    insert(&ta, "a", 1_000_000, 10, 1).await;
+    let tb = b.transaction().await.unwrap();
+    insert(&tb, "b", 2_000_000, 20, 2).await;
+    tb.commit().await.unwrap();
+
+    let stats = source.poll(&tx).await.expect("poll");
+    assert_eq!(
+        stats.rows, 0,
+        "B is above the watermark while A runs, so it waits"
+    );
+    assert!(stats.watermark_lag_secs.is_some());
+
+    ta.commit().await.unwrap();
+    assert_eq!(
+        catch_up(&mut source, &tx, &c).await,
+        2,
+        "both rows once A ended"
+    );
+    assert_eq!(catch_up(&mut source, &tx, &c).await, 0, "nothing twice");
+
+    seen.drain(&mut rx);
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_totals_match_sql_exactly() {
+    let (db, c) = fresh_table().await;
+    let cfg = StoreConfig::default();
+    let mut opts = options(cfg);
+    // Small batches so backlogs take several queries per poll.
+    opts.tail_batch_rows = 7;
+    let mut source = PgSource::connect(target(&db.url), opts)
+        .await
+        .expect("connect");
+    let (tx, rx) = mpsc::channel(100_000);
+    let (shared, collector) = spawn_collector(cfg, rx);
+    source.backfill(&tx, Utc::now()).await.expect("backfill");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                source.poll(&tx).await.expect("poll");
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+            source
+        })
+    };
+
+    let features = ["chat", "search", "summarize", "agent"];
+    let mut writers = Vec::new();
+    for w in 0..4u64 {
+        let url = db.url.clone();
+        writers.push(tokio::spawn(async move {
+            let mut client = common::connect(&url).await;
+            for _ in 0..25 {
+                let (rows, pause_ms, rollback, costs) = {
+                    let mut rng = rand::rng();
+                    let rows = rng.random_range(1..=3);
+                    let costs: Vec<(usize, i64, i64, i64)> = (0..rows)
+                        .map(|_| {
+                            (
+                                rng.random_range(0..4),
+                                rng.random_range(1..5_000_000_000_000i64),
+                                rng.random_range(0..5000),
+                                rng.random_range(0..800),
+                            )
+                        })
+                        .collect();
+                    (rows, rng.random_range(0..30), rng.random_bool(0.2), costs)
+                };
+                let t = client.transaction().await.unwrap();
+                for (f, picos, i, o) in costs.iter().take(rows) {
+                    insert(&t, features[*f], *picos, *i, *o).await;
+                }
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+                if rollback {
+                    t.rollback().await.unwrap();
+                } else {
+                    t.commit().await.unwrap();
+                }
+            }
+            w
+        }));
+    }
+    // One transaction stays open for seconds (holding the watermark back), another
+    // rolls back after a while.
+    let long_commit = {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let mut client = common::connect(&url).await;
+            let t = client.transaction().await.unwrap();
+            for i in 0..5 {
+                insert(&t, "long", 123_456_789_012 + i, 7, 7).await;
+            }
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            t.commit().await.unwrap();
+        })
+    };
+    let long_rollback = {
+        let url = db.url.clone();
+        tokio::spawn(async move {
+            let mut client = common::connect(&url).await;
+            let t = client.transaction().await.unwrap();
+            insert(&t, "never", 9_000_000_000_000, 1, 1).await;
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            t.rollback().await.unwrap();
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    long_commit.await.unwrap();
+    long_rollback.await.unwrap();
+
+    stop.store(true, Ordering::SeqCst);
+    let mut source = poller.await.unwrap();
+    // Every writer has ended, so catching up reaches the end of the table.
+    catch_up(&mut source, &tx, &c).await;
+    drop(tx);
+    drop(source);
+    collector.await.unwrap();
+
+    let truth = ground_truth(&c).await;
+    assert!(truth.contains_key("long"));
+    assert!(!truth.contains_key("never"));
+    {
+        let seen = shared.lock().unwrap();
+        assert_eq!(store_by_feature(&seen.store), truth);
+        assert!(
+            seen.max_lag() >= 1,
+            "the long transaction showed as watermark lag"
+        );
+    }
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_and_tail_hand_off_with_a_transaction_open_across_the_backfill() {
+    let (db, c) = fresh_table().await;
+    for i in 0..20 {
+        insert(&c, "before", 1_000_000 + i, 1, 1).await;
+    }
+    settle(&c).await;
+    // Open across the backfill: below the backfill's horizon must be only finished
+    // transactions, so this one is left to the tail.
+    let mut a = db.client().await;
+    let ta = a.transaction().await.unwrap();
+    insert(&ta, "open", 5_000_000_000, 3, 3).await;
+    // Committed after A started but before the backfill: above the horizon too.
+    insert(&c, "after_open", 7_000_000, 1, 1).await;
+
+    let cfg = StoreConfig::default();
+    let mut source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    let (tx, mut rx) = mpsc::channel(1000);
+    let mut seen = Collector::new(cfg);
+    source.backfill(&tx, Utc::now()).await.expect("backfill");
+    seen.drain(&mut rx);
+    assert_eq!(seen.backfill_done, 1);
+    let after_backfill = store_by_feature(&seen.store);
+    assert_eq!(after_backfill.keys().collect::<Vec<_>>(), ["before"]);
+    assert_eq!(after_backfill["before"].requests, 20);
+
+    source.poll(&tx).await.expect("poll");
+    seen.drain(&mut rx);
+    assert!(!store_by_feature(&seen.store).contains_key("open"));
+
+    ta.commit().await.unwrap();
+    insert(&c, "later", 11, 1, 1).await;
+    catch_up(&mut source, &tx, &c).await;
+    seen.drain(&mut rx);
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_event_lands_in_its_own_hour() {
+    let (db, c) = fresh_table().await;
+    // India's half-hour offset: hour buckets start at :30 UTC, so an hour floored in
+    // UTC would land in the wrong bucket.
+    let cal = Calendar::new("Asia/Kolkata".parse().unwrap());
+    let cfg = StoreConfig {
+        calendar: cal,
+        ..Default::default()
+    };
+    let now = Utc::now();
+    let five_hours_ago = cal.hour_start(cal.hour_index(now) - 5) + ChronoDuration::minutes(10);
+    let recent = now - ChronoDuration::minutes(10);
+    insert_at(&c, five_hours_ago, "old", "1.5").await;
+    insert_at(
+        &c,
+        five_hours_ago + ChronoDuration::minutes(40),
+        "old",
+        "0.25",
+    )
+    .await;
+    insert_at(&c, recent, "recent", "2").await;
+    settle(&c).await;
+
+    let mut source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    let (tx, mut rx) = mpsc::channel(1000);
+    let mut seen = Collector::new(cfg);
+    source.backfill(&tx, now).await.expect("backfill");
+    seen.drain(&mut rx);
+
+    let h = cal.hour_index(five_hours_ago);
+    let series: Vec<String> = seen
+        .store
+        .hourly_series(Dim::Feature, None, h - 1, h + 1)
+        .iter()
+        .map(|a| a.cost.to_string())
+        .collect();
+    assert_eq!(series, ["0", "1.75", "0"]);
+    // Recent history arrives by minute, for short-window detection.
+    let m = Calendar::minute_index(recent);
+    assert_eq!(
+        seen.store.minutes_total(m, m).cost,
+        "2".parse::<Money>().unwrap()
+    );
+
+    // A row written now about an event seven hours ago goes to that hour, not this one.
+    let seven_hours_ago = cal.hour_start(cal.hour_index(now) - 7) + ChronoDuration::minutes(59);
+    insert_at(&c, seven_hours_ago, "late", "3").await;
+    catch_up(&mut source, &tx, &c).await;
+    seen.drain(&mut rx);
+    let h7 = cal.hour_index(seven_hours_ago);
+    let late = seen.store.lookup(Dim::Feature, "late").unwrap();
+    let series = seen
+        .store
+        .hourly_series(Dim::Feature, Some(late), h7, cal.hour_index(Utc::now()));
+    assert_eq!(series[0].cost, "3".parse::<Money>().unwrap());
+    assert!(series[1..].iter().all(|a| a.is_empty()));
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_rows_are_counted_by_reason_and_never_summed() {
+    let (db, c) = fresh_table().await;
+    c.batch_execute("ALTER TABLE cost_events ALTER COLUMN \"timestamp\" DROP NOT NULL")
+        .await
+        .unwrap();
+    let bad_rows = "INSERT INTO cost_events (\"timestamp\", feature_name, cost_usd, input_tokens, output_tokens) VALUES \
+        (now(), 'chat', NULL, 1, 1), \
+        (now(), 'chat', 'NaN', 1, 1), \
+        (now(), 'chat', 'Infinity', 1, 1), \
+        (now(), 'chat', '-Infinity', 1, 1), \
+        (NULL, 'chat', 1, 1, 1), \
+        (now(), 'chat', 1, -5, 1), \
+        (now(), 'chat', 0.000000000001, NULL, NULL), \
+        (now(), NULL, 2.5, 10, 20)";
+    c.batch_execute(bad_rows).await.unwrap();
+    insert(&c, "chat", 3_000_000_000_000, 5, 5).await;
+    settle(&c).await;
+
+    let cfg = StoreConfig::default();
+    let mut source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    let (tx, mut rx) = mpsc::channel(1000);
+    let mut seen = Collector::new(cfg);
+    source.backfill(&tx, Utc::now()).await.expect("backfill");
+    seen.drain(&mut rx);
+    let expected = |n: u64| {
+        [
+            (RejectReason::NullCost, n),
+            (RejectReason::NonFiniteCost, 3 * n),
+            (RejectReason::NullTimestamp, n),
+            (RejectReason::BadTokens, n),
+        ]
+        .into_iter()
+        .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert_eq!(seen.store.intake().rejected, expected(1));
+    assert_eq!(seen.store.intake().rows, 9);
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+
+    // The same rows through the tail are judged the same way.
+    c.batch_execute(bad_rows).await.unwrap();
+    catch_up(&mut source, &tx, &c).await;
+    seen.drain(&mut rx);
+    assert_eq!(seen.store.intake().rejected, expected(2));
+    assert_eq!(seen.store.intake().rows, 17);
+    let truth = ground_truth(&c).await;
+    assert_eq!(store_by_feature(&seen.store), truth);
+    assert_eq!(truth["(none)"].requests, 2, "a NULL name is kept as (none)");
+    db.drop_db().await;
+}
