@@ -144,7 +144,6 @@ impl Default for DetectConfig {
     }
 }
 
-
 fn de_tz<'de, D: Deserializer<'de>>(d: D) -> Result<Tz, D::Error> {
     let s = String::deserialize(d)?;
     s.parse::<Tz>().map_err(|_| {

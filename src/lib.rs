@@ -7,9 +7,14 @@
 pub mod app;
 pub mod calendar;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod logging;
 pub mod model;
 pub mod money;
 pub mod report;
+pub mod sim;
+pub mod source;
 pub mod store;
+pub mod ui;

@@ -29,11 +29,20 @@ pub fn init(cfg: &Config) -> LogGuard {
                 .with_ansi(false)
                 .try_init()
                 .is_ok();
-            LogGuard { _guard: Some(guard), path: ok.then_some(path) }
+            LogGuard {
+                _guard: Some(guard),
+                path: ok.then_some(path),
+            }
         }
         Err(e) => {
-            eprintln!("burnrate: not logging: cannot open log file {}: {e} (set log.file in the config)", path.display());
-            LogGuard { _guard: None, path: None }
+            eprintln!(
+                "burnrate: not logging: cannot open log file {}: {e} (set log.file in the config)",
+                path.display()
+            );
+            LogGuard {
+                _guard: None,
+                path: None,
+            }
         }
     }
 }
@@ -42,5 +51,8 @@ fn open(path: &Path) -> std::io::Result<std::fs::File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::OpenOptions::new().create(true).append(true).open(path)
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }

@@ -3,7 +3,10 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    if let Err(e) = color_eyre::config::HookBuilder::default().display_env_section(false).install() {
+    if let Err(e) = color_eyre::config::HookBuilder::default()
+        .display_env_section(false)
+        .install()
+    {
         eprintln!("burnrate: cannot install the error reporter: {e}");
     }
     let cli = burnrate::cli::Cli::parse();

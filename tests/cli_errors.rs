@@ -20,7 +20,11 @@ fn burnrate(args: &[&str], envs: &[(&str, &str)]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// A port on 127.0.0.1 that nothing listens on.
@@ -33,49 +37,94 @@ fn closed_port() -> u16 {
 fn unreachable_database_names_host_and_suggests_fixes() {
     let port = closed_port();
     let url = format!("postgres://alice:hunter2secret@127.0.0.1:{port}/spend");
-    for args in [vec!["snapshot", "--json"], vec!["watch"], vec!["db", "init"]] {
+    for args in [
+        vec!["snapshot", "--json"],
+        vec!["watch"],
+        vec!["db", "init"],
+    ] {
         let mut all = args.clone();
         all.extend(["--database-url", &url]);
         let out = burnrate(&all, &[]);
         let t = text(&out);
         assert!(!out.status.success(), "{args:?} must fail: {t}");
-        assert!(t.contains(&format!("127.0.0.1:{port}")), "{args:?} names host and port: {t}");
-        assert!(t.contains("--database-url") && t.contains("burnrate demo"), "{args:?} suggests fixes: {t}");
-        assert!(!t.contains("hunter2secret"), "{args:?} leaked the password: {t}");
-        assert!(!t.contains("panicked") && !t.contains("Backtrace") && !t.contains("Location:"), "{t}");
+        assert!(
+            t.contains(&format!("127.0.0.1:{port}")),
+            "{args:?} names host and port: {t}"
+        );
+        assert!(
+            t.contains("--database-url") && t.contains("burnrate demo"),
+            "{args:?} suggests fixes: {t}"
+        );
+        assert!(
+            !t.contains("hunter2secret"),
+            "{args:?} leaked the password: {t}"
+        );
+        assert!(
+            !t.contains("panicked") && !t.contains("Backtrace") && !t.contains("Location:"),
+            "{t}"
+        );
     }
     // The same through DATABASE_URL.
     let out = burnrate(&["snapshot", "--json"], &[("DATABASE_URL", &url)]);
     let t = text(&out);
-    assert!(t.contains(&format!("127.0.0.1:{port}")) && !t.contains("hunter2secret"), "{t}");
+    assert!(
+        t.contains(&format!("127.0.0.1:{port}")) && !t.contains("hunter2secret"),
+        "{t}"
+    );
 }
 
 #[test]
 fn bad_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("burnrate.toml");
-    std::fs::write(&path, "[database]\ntable = \"cost_events\"\nrefresh_intervall = \"2s\"\n").unwrap();
+    std::fs::write(
+        &path,
+        "[database]\ntable = \"cost_events\"\nrefresh_intervall = \"2s\"\n",
+    )
+    .unwrap();
     let p = path.to_str().unwrap();
     let out = burnrate(&["snapshot", "--json", "--config", p], &[]);
     let t = text(&out);
     assert!(!out.status.success());
-    assert!(t.contains(p) && t.contains("line 3") && t.contains("refresh_intervall"), "{t}");
+    assert!(
+        t.contains(p) && t.contains("line 3") && t.contains("refresh_intervall"),
+        "{t}"
+    );
 
     // Through $BURNRATE_CONFIG too.
     let out = burnrate(&["snapshot", "--json"], &[("BURNRATE_CONFIG", p)]);
     assert!(text(&out).contains("refresh_intervall"));
 
     // A named file that does not exist is an error, not silently the defaults.
-    let out = burnrate(&["snapshot", "--json", "--config", "/nonexistent/burnrate.toml"], &[]);
+    let out = burnrate(
+        &[
+            "snapshot",
+            "--json",
+            "--config",
+            "/nonexistent/burnrate.toml",
+        ],
+        &[],
+    );
     let t = text(&out);
-    assert!(!out.status.success() && t.contains("/nonexistent/burnrate.toml"), "{t}");
+    assert!(
+        !out.status.success() && t.contains("/nonexistent/burnrate.toml"),
+        "{t}"
+    );
 }
 
 #[test]
 fn help_lists_the_commands() {
     let out = burnrate(&["--help"], &[]);
     let t = text(&out);
-    for cmd in ["watch", "demo", "db", "simulate", "snapshot", "--database-url", "--config"] {
+    for cmd in [
+        "watch",
+        "demo",
+        "db",
+        "simulate",
+        "snapshot",
+        "--database-url",
+        "--config",
+    ] {
         assert!(t.contains(cmd), "--help lacks {cmd}: {t}");
     }
 }

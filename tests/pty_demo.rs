@@ -37,7 +37,10 @@ impl Term {
             if text.contains(what) {
                 return text;
             }
-            assert!(start.elapsed() < timeout, "{what:?} did not appear within {timeout:?}; screen:\n{text}");
+            assert!(
+                start.elapsed() < timeout,
+                "{what:?} did not appear within {timeout:?}; screen:\n{text}"
+            );
         }
     }
 }
@@ -58,7 +61,12 @@ fn termios_is_cooked(fd: std::os::unix::io::RawFd) -> bool {
 fn demo_shows_the_overview_lights_up_and_quits_cleanly() {
     let (cols, rows) = (100, 30);
     let pty = native_pty_system()
-        .openpty(PtySize { rows, cols, pixel_width: 0, pixel_height: 0 })
+        .openpty(PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
         .expect("open a pseudo-terminal");
     let state = tempfile::tempdir().unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_burnrate"));
@@ -81,11 +89,21 @@ fn demo_shows_the_overview_lights_up_and_quits_cleanly() {
             }
         }
     });
-    let mut term = Term { parser: vt100::Parser::new(rows, cols, 0), rx, raw: Vec::new() };
+    let mut term = Term {
+        parser: vt100::Parser::new(rows, cols, 0),
+        rx,
+        raw: Vec::new(),
+    };
 
     let screen = term.wait_for("support_qa", Duration::from_secs(90));
-    assert!(term.parser.screen().alternate_screen(), "the dashboard uses the alternate screen");
-    assert!(screen.contains("demo"), "status bar names the source:\n{screen}");
+    assert!(
+        term.parser.screen().alternate_screen(),
+        "the dashboard uses the alternate screen"
+    );
+    assert!(
+        screen.contains("demo"),
+        "status bar names the source:\n{screen}"
+    );
     // The spike starts one second in; the anomaly pane must say so within a minute.
     let screen = term.wait_for("jumped", Duration::from_secs(60));
     assert!(screen.contains("support_qa jumped"), "{screen}");
@@ -99,7 +117,10 @@ fn demo_shows_the_overview_lights_up_and_quits_cleanly() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "q did not quit within 10 s");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "q did not quit within 10 s"
+        );
     };
     term.pump(Duration::from_millis(200));
     assert!(status.success(), "exit status {status:?}");

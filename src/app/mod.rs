@@ -1,3 +1,4 @@
 pub mod overview;
+pub mod run;
 pub mod state;
 pub mod view;

@@ -2,13 +2,12 @@
 //! signals; state changes in `App`; a frame is drawn only when something changed.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
 use crossterm::event::{Event, EventStream};
 use futures_util::StreamExt;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use super::state::{App, Command};
 use crate::model::SourceMsg;
@@ -30,7 +29,7 @@ pub fn color_enabled() -> bool {
 pub async fn run_tui(
     mut app: App,
     mut rx: mpsc::Receiver<SourceMsg>,
-    refresh_now: Arc<Notify>,
+    refresh_now: impl Fn(),
 ) -> color_eyre::Result<Exit> {
     if !std::io::stdout().is_terminal() {
         color_eyre::eyre::bail!(
@@ -47,7 +46,7 @@ async fn event_loop(
     terminal: &mut ratatui::DefaultTerminal,
     app: &mut App,
     rx: &mut mpsc::Receiver<SourceMsg>,
-    refresh_now: &Notify,
+    refresh_now: &impl Fn(),
 ) -> color_eyre::Result<Exit> {
     let color = color_enabled();
     let mut input = EventStream::new();
@@ -67,7 +66,7 @@ async fn event_loop(
             ev = input.next() => match ev {
                 Some(Ok(Event::Key(key))) => match app.on_key(key) {
                     Some(Command::Quit) => return Ok(Exit::Quit),
-                    Some(Command::RefreshNow) => refresh_now.notify_one(),
+                    Some(Command::RefreshNow) => refresh_now(),
                     None => {}
                 },
                 Some(Ok(Event::Resize(_, _))) => app.dirty = true,
@@ -107,7 +106,10 @@ impl Signals {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
-            Ok(Signals { term: signal(SignalKind::terminate())?, hup: signal(SignalKind::hangup())? })
+            Ok(Signals {
+                term: signal(SignalKind::terminate())?,
+                hup: signal(SignalKind::hangup())?,
+            })
         }
         #[cfg(not(unix))]
         Ok(Signals {})

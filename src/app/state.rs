@@ -35,7 +35,11 @@ impl RateMeter {
         self.trim(at);
     }
     fn trim(&mut self, now: DateTime<Utc>) {
-        while self.samples.front().is_some_and(|(t, _)| now - *t > Duration::seconds(Self::WINDOW_SECS)) {
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now - *t > Duration::seconds(Self::WINDOW_SECS))
+        {
             self.samples.pop_front();
         }
     }
@@ -59,6 +63,8 @@ pub struct App {
     data_changed: bool,
     last_built: Option<DateTime<Utc>>,
     rate: RateMeter,
+    /// The history is in; late "backfilling" statuses no longer hide the overview.
+    history_loaded: bool,
 }
 
 impl App {
@@ -66,7 +72,10 @@ impl App {
         App {
             store,
             overview: Overview::default(),
-            status: StatusView { endpoint: endpoint.to_string(), ..Default::default() },
+            status: StatusView {
+                endpoint: endpoint.to_string(),
+                ..Default::default()
+            },
             backfill: Some(BackfillProgress::default()),
             selected: 0,
             budget,
@@ -75,6 +84,7 @@ impl App {
             data_changed: true,
             last_built: None,
             rate: RateMeter::default(),
+            history_loaded: false,
         }
     }
 
@@ -97,6 +107,7 @@ impl App {
                 self.status.rejected = self.store.intake().rejected_total();
                 self.data_changed = true;
                 if done {
+                    self.history_loaded = true;
                     self.backfill = None;
                     self.status.last_refresh = Some(now);
                     self.dirty = true;
@@ -118,8 +129,16 @@ impl App {
     }
 
     fn on_status(&mut self, s: SourceStatus) {
-        if let Connection::Backfilling { done_steps, total_steps } = s.connection {
-            self.backfill = Some(BackfillProgress { done_steps, total_steps });
+        if let Connection::Backfilling {
+            done_steps,
+            total_steps,
+        } = s.connection
+            && !self.history_loaded
+        {
+            self.backfill = Some(BackfillProgress {
+                done_steps,
+                total_steps,
+            });
         }
         self.status.endpoint = s.endpoint;
         self.status.connection = s.connection;
@@ -139,7 +158,9 @@ impl App {
             return false;
         }
         self.overview = build_overview(&self.store, now, self.budget, &self.params);
-        self.selected = self.selected.min(self.overview.features.len().saturating_sub(1));
+        self.selected = self
+            .selected
+            .min(self.overview.features.len().saturating_sub(1));
         self.last_built = Some(now);
         self.data_changed = false;
         self.dirty = true;
@@ -152,7 +173,10 @@ impl App {
         self.status.events_per_sec = self.rate.per_sec();
         self.store.prune(now);
         // Time-relative figures (this hour, today, spikes) change as the clock moves.
-        if self.last_built.is_none_or(|t| now - t >= Duration::seconds(5)) {
+        if self
+            .last_built
+            .is_none_or(|t| now - t >= Duration::seconds(5))
+        {
             self.data_changed = true;
         }
         if !self.status.paused {
@@ -218,16 +242,34 @@ mod tests {
             min_excess: Money::from_dollars(1),
             contributors: 3,
         };
-        App::new(Store::new(StoreConfig::default(), now), None, params, "demo")
+        App::new(
+            Store::new(StoreConfig::default(), now),
+            None,
+            params,
+            "demo",
+        )
     }
 
     fn tail(now: DateTime<Utc>, feature: &str) -> SourceMsg {
         let fact = Fact {
             at: now,
-            names: [feature.into(), "u".into(), "m".into(), "t".into(), "r".into()],
+            names: [
+                feature.into(),
+                "u".into(),
+                "m".into(),
+                "t".into(),
+                "r".into(),
+            ],
             agg: Agg::one(Money::from_dollars(1), 10, 10),
         };
-        SourceMsg::Tail { batch: FactBatch { facts: vec![fact], rows: 1, rejected: Default::default() }, polled_at: now }
+        SourceMsg::Tail {
+            batch: FactBatch {
+                facts: vec![fact],
+                rows: 1,
+                rejected: Default::default(),
+            },
+            polled_at: now,
+        }
     }
 
     #[test]
@@ -237,22 +279,46 @@ mod tests {
         a.on_source(
             SourceMsg::Status(SourceStatus {
                 endpoint: "demo".into(),
-                connection: Connection::Backfilling { done_steps: 1, total_steps: 4 },
+                connection: Connection::Backfilling {
+                    done_steps: 1,
+                    total_steps: 4,
+                },
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
             }),
             now,
         );
-        assert_eq!(a.backfill, Some(BackfillProgress { done_steps: 1, total_steps: 4 }));
-        assert!(!a.rebuild_if_due(now, Duration::milliseconds(200)), "no overview while loading");
-        a.on_source(SourceMsg::Backfill { batch: FactBatch::default(), done: true }, now);
+        assert_eq!(
+            a.backfill,
+            Some(BackfillProgress {
+                done_steps: 1,
+                total_steps: 4
+            })
+        );
+        assert!(
+            !a.rebuild_if_due(now, Duration::milliseconds(200)),
+            "no overview while loading"
+        );
+        a.on_source(
+            SourceMsg::Backfill {
+                batch: FactBatch::default(),
+                done: true,
+            },
+            now,
+        );
         assert_eq!(a.backfill, None);
         a.on_source(tail(now, "chat"), now);
         assert!(a.rebuild_if_due(now, Duration::milliseconds(200)));
         assert_eq!(a.overview.features[0].name, "chat");
         a.on_source(tail(now, "search"), now);
-        assert!(!a.rebuild_if_due(now + Duration::milliseconds(50), Duration::milliseconds(200)));
-        assert!(a.rebuild_if_due(now + Duration::milliseconds(250), Duration::milliseconds(200)));
+        assert!(!a.rebuild_if_due(
+            now + Duration::milliseconds(50),
+            Duration::milliseconds(200)
+        ));
+        assert!(a.rebuild_if_due(
+            now + Duration::milliseconds(250),
+            Duration::milliseconds(200)
+        ));
         assert_eq!(a.overview.features.len(), 2);
         assert_eq!(a.status.rows_read, 2);
     }
@@ -261,7 +327,13 @@ mod tests {
     fn pause_freezes_numbers_but_keeps_rows() {
         let now = utc("2026-11-28T12:00:00Z");
         let mut a = app(now);
-        a.on_source(SourceMsg::Backfill { batch: FactBatch::default(), done: true }, now);
+        a.on_source(
+            SourceMsg::Backfill {
+                batch: FactBatch::default(),
+                done: true,
+            },
+            now,
+        );
         a.on_source(tail(now, "chat"), now);
         a.rebuild_if_due(now, Duration::zero());
         a.on_key(KeyEvent::from(KeyCode::Char('p')));
@@ -270,16 +342,29 @@ mod tests {
         assert_eq!(a.overview.features[0].today, Money::from_dollars(1));
         a.on_key(KeyEvent::from(KeyCode::Char('p')));
         assert!(a.rebuild_if_due(now + Duration::seconds(2), Duration::zero()));
-        assert_eq!(a.overview.features[0].today, Money::from_dollars(2), "caught up on resume");
+        assert_eq!(
+            a.overview.features[0].today,
+            Money::from_dollars(2),
+            "caught up on resume"
+        );
     }
 
     #[test]
     fn keys() {
         let now = utc("2026-11-28T12:00:00Z");
         let mut a = app(now);
-        assert_eq!(a.on_key(KeyEvent::from(KeyCode::Char('q'))), Some(Command::Quit));
-        assert_eq!(a.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)), Some(Command::Quit));
-        assert_eq!(a.on_key(KeyEvent::from(KeyCode::Char('r'))), Some(Command::RefreshNow));
+        assert_eq!(
+            a.on_key(KeyEvent::from(KeyCode::Char('q'))),
+            Some(Command::Quit)
+        );
+        assert_eq!(
+            a.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Command::Quit)
+        );
+        assert_eq!(
+            a.on_key(KeyEvent::from(KeyCode::Char('r'))),
+            Some(Command::RefreshNow)
+        );
         a.on_key(KeyEvent::from(KeyCode::Down));
         assert_eq!(a.selected, 0, "no rows to move to");
     }

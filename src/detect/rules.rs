@@ -84,8 +84,10 @@ fn sum_until(
     total
 }
 
-/// Today so far against the mean of the previous 7 days up to the same time of day,
-/// per name of `dim`. Returns (name, today, expected) for every name.
+/// Today so far against the typical day of the previous 7 up to the same time of day,
+/// per name of `dim`: (name, today, typical). Typical is the median, not the mean, so
+/// two quiet weekend days do not make every weekday look 20% "up", and one bad day
+/// does not hide the next.
 pub fn today_vs_previous_days(
     store: &Store,
     dim: Dim,
@@ -93,23 +95,32 @@ pub fn today_vs_previous_days(
 ) -> Vec<(NameId, Money, Option<Money>)> {
     let cal = store.calendar();
     let today_start = cal.day_start(now);
-    let today = store.by_dim(dim, store.hours_from(today_start));
     let have_days = store
         .oldest_hour()
         .map(|h| (today_start - cal.hour_start(h)).num_hours() / 24)
         .unwrap_or(0)
         .min(7);
+    let today = store.by_dim(dim, store.hours_from(today_start));
     today
         .into_iter()
         .map(|(id, agg)| {
             let expected = (have_days > 0).then(|| {
                 let past = same_time_previous_days(store, dim, Some(id), now, have_days);
-                let sum: Money = past.iter().sum();
-                Money::from_picos(sum.picos() / have_days as i128)
+                median(past)
             });
             (id, agg.cost, expected)
         })
         .collect()
+}
+
+/// The median; the lower middle value of an even count keeps it exact money.
+fn median(mut values: Vec<Money>) -> Money {
+    values.sort();
+    match values.len() {
+        0 => Money::ZERO,
+        n if n % 2 == 1 => values[n / 2],
+        n => Money::from_picos((values[n / 2 - 1].picos() + values[n / 2].picos()) / 2),
+    }
 }
 
 fn ratio(observed: Money, expected: Money) -> f64 {
@@ -268,9 +279,7 @@ fn typical_window(store: &Store, dim: Dim, id: NameId, now: DateTime<Utc>, w: i6
         let sum: Money = series.iter().map(|a| a.cost).sum();
         samples.push(Money::from_picos(sum.picos() / 24));
     }
-    samples.sort();
-    let median = samples[samples.len() / 2];
-    Money::from_picos(median.picos() * w as i128 / 60)
+    Money::from_picos(median(samples).picos() * w as i128 / 60)
 }
 
 #[cfg(test)]
@@ -278,6 +287,7 @@ mod tests {
     use super::*;
     use crate::model::{Fact, FactBatch};
     use crate::store::StoreConfig;
+    use chrono::Datelike;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -466,6 +476,58 @@ mod tests {
                 .name,
             "bot"
         );
+    }
+
+    #[test]
+    fn quiet_weekends_do_not_make_a_busy_weekday_an_anomaly() {
+        // Monday 12:00, 30% busier than last week's weekdays; Saturday and Sunday ran
+        // at 40%. Against the mean (1.57x) this would fire; against the median it is 1.3x.
+        let now = utc("2026-11-30T12:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        let cal = *s.calendar();
+        let mut facts = Vec::new();
+        for day in 1..=7 {
+            let start = cal.day_start(now) - Duration::days(day);
+            let weekend = matches!(
+                cal.local_date(start).weekday(),
+                chrono::Weekday::Sat | chrono::Weekday::Sun
+            );
+            let per_hour = if weekend { 40 } else { 100 };
+            for h in 0..24 {
+                facts.push(fact(
+                    start + Duration::hours(h),
+                    "chat",
+                    "u",
+                    Money::from_dollars(per_hour),
+                    10,
+                ));
+            }
+        }
+        for h in 0..12 {
+            facts.push(fact(
+                cal.day_start(now) + Duration::hours(h),
+                "chat",
+                "u",
+                Money::from_dollars(130),
+                10,
+            ));
+        }
+        s.apply(
+            &FactBatch {
+                rows: 1,
+                facts,
+                rejected: Default::default(),
+            },
+            now,
+        );
+        let rows = today_vs_previous_days(&s, Dim::Feature, now);
+        assert_eq!(
+            rows[0].2,
+            Some(Money::from_dollars(1200)),
+            "the typical weekday"
+        );
+        let found = detect(&s, now, &params());
+        assert!(found.iter().all(|a| a.rule != "today_vs_7d"), "{found:#?}");
     }
 
     #[test]

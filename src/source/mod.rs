@@ -2,3 +2,21 @@
 //!
 //! `pg`: PostgreSQL (backfill, gap-free tail, schema); `demo`: the built-in
 //! synthetic stream; `writer`: writes synthetic events for `burnrate simulate`.
+
+mod backfill;
+pub mod connect;
+pub mod demo;
+pub mod error;
+pub mod idgaps;
+pub mod pg;
+pub mod run;
+pub mod schema;
+mod sql;
+mod tail;
+pub mod writer;
+
+pub use connect::ConnectTarget;
+pub use error::SourceError;
+pub use pg::{PgSource, PollStats, SourceOptions};
+pub use run::{SourceControl, SourceHandle, run};
+pub use tail::row_to_fact;

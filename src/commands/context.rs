@@ -1,0 +1,45 @@
+//! What every command starts from: the validated config and the global flags.
+
+use chrono::Utc;
+
+use crate::cli::GlobalArgs;
+use crate::config::{Config, ConfigOrigin};
+use crate::detect::DetectParams;
+use crate::source::connect::ConnectTarget;
+use crate::source::error::SourceError;
+use crate::store::{Store, StoreConfig};
+
+pub struct Context {
+    pub cfg: Config,
+    pub origin: ConfigOrigin,
+    pub global: GlobalArgs,
+}
+
+impl Context {
+    /// History kept in memory: the view window, and at least five weeks so that
+    /// same-hour-of-week baselines exist (the current month is always kept too).
+    pub fn store_config(&self) -> StoreConfig {
+        let window_hours = self.cfg.view.window.as_secs().div_ceil(3600) as i64;
+        StoreConfig {
+            calendar: self.cfg.calendar(),
+            retention_hours: window_hours.max(35 * 24),
+            ..StoreConfig::default()
+        }
+    }
+
+    pub fn new_store(&self) -> Store {
+        Store::new(self.store_config(), Utc::now())
+    }
+
+    pub fn detect_params(&self) -> DetectParams {
+        DetectParams::from(&self.cfg.detect)
+    }
+
+    /// `--database-url`, `DATABASE_URL`, `database.url`, then the libpq variables.
+    pub fn connect_target(&self) -> Result<ConnectTarget, SourceError> {
+        ConnectTarget::resolve(
+            self.global.database_url.as_deref(),
+            self.cfg.database.url.as_deref(),
+        )
+    }
+}

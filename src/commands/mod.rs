@@ -1,0 +1,78 @@
+//! Bodies of the subcommands; `main` parses the CLI and dispatches here.
+
+pub mod context;
+pub mod db;
+pub mod demo;
+pub mod simulate;
+pub mod snapshot;
+pub mod watch;
+
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command, DbCommand};
+use crate::config::Config;
+use context::Context;
+
+/// Exit code for a configuration file that cannot be used.
+const EXIT_CONFIG: u8 = 2;
+
+/// Loads the config, starts logging and the runtime, runs the command, and turns
+/// any error into one clear message on stderr (no backtrace, no secrets).
+pub fn main(cli: Cli) -> ExitCode {
+    let (cfg, origin) = match Config::load(cli.global.config.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("burnrate: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let log = crate::logging::init(&cfg);
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), config = ?origin, "burnrate starting");
+    let ctx = Context {
+        cfg,
+        origin,
+        global: cli.global.clone(),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("burnrate: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(dispatch(&ctx, cli.command));
+    // Background tasks (a source stuck on a dead socket) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "burnrate failed");
+            eprintln!("burnrate: {e:#}");
+            if let Some(path) = &log.path {
+                eprintln!("(log: {})", path.display());
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(ctx: &Context, command: Option<Command>) -> color_eyre::Result<()> {
+    match command {
+        None | Some(Command::Watch) => watch::watch(ctx).await,
+        Some(Command::Demo(args)) => demo::demo(ctx, &args).await,
+        Some(Command::Db {
+            command: DbCommand::Init,
+        }) => db::init(ctx).await,
+        Some(Command::Snapshot(args)) => snapshot::snapshot(ctx, &args).await,
+        Some(Command::Simulate(args)) => {
+            let target = ctx.connect_target()?;
+            // Simulated rows need the table; creating it is idempotent.
+            crate::source::schema::init(&target, &ctx.cfg.database.table).await?;
+            let mut client = target.connect().await?;
+            simulate::run(&args, &mut client, &ctx.cfg.database.table).await
+        }
+    }
+}
