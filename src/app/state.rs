@@ -4,8 +4,9 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::event::{KeyEvent, KeyEventKind};
 
+use super::keymap::{Action, action_for, help_lines};
 use super::overview::build_overview;
 use super::view::{BackfillProgress, Overview, Screen, StatusView};
 use crate::detect::DetectParams;
@@ -65,6 +66,8 @@ pub struct App {
     rate: RateMeter,
     /// The history is in; late "backfilling" statuses no longer hide the overview.
     history_loaded: bool,
+    pub show_help: bool,
+    help: Vec<(&'static str, &'static str)>,
 }
 
 impl App {
@@ -85,6 +88,8 @@ impl App {
             last_built: None,
             rate: RateMeter::default(),
             history_loaded: false,
+            show_help: false,
+            help: help_lines(),
         }
     }
 
@@ -95,6 +100,7 @@ impl App {
             backfill: self.backfill,
             selected: self.selected,
             color,
+            help: self.show_help.then_some(self.help.as_slice()),
         }
     }
 
@@ -189,36 +195,45 @@ impl App {
         if key.kind == KeyEventKind::Release {
             return None;
         }
-        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        let action = action_for(&key);
+        if self.show_help {
+            // Any key closes the help; quitting still works from it.
+            self.show_help = false;
+            self.dirty = true;
+            return (action == Some(Action::Quit)).then_some(Command::Quit);
+        }
         let rows = self.overview.features.len();
-        let cmd = match key.code {
-            KeyCode::Char('q') | KeyCode::Char('Q') => Some(Command::Quit),
-            KeyCode::Char('c') if ctrl => Some(Command::Quit),
-            KeyCode::Down | KeyCode::Char('j') => {
+        let cmd = match action? {
+            Action::Quit => Some(Command::Quit),
+            Action::Down => {
                 self.selected = (self.selected + 1).min(rows.saturating_sub(1));
                 None
             }
-            KeyCode::Up | KeyCode::Char('k') => {
+            Action::Up => {
                 self.selected = self.selected.saturating_sub(1);
                 None
             }
-            KeyCode::Home | KeyCode::Char('g') => {
+            Action::First => {
                 self.selected = 0;
                 None
             }
-            KeyCode::End | KeyCode::Char('G') => {
+            Action::Last => {
                 self.selected = rows.saturating_sub(1);
                 None
             }
-            KeyCode::Char('p') => {
+            Action::TogglePause => {
                 self.status.paused = !self.status.paused;
                 None
             }
-            KeyCode::Char('r') => {
+            Action::RefreshNow => {
                 self.data_changed = true;
                 Some(Command::RefreshNow)
             }
-            _ => return None,
+            Action::ToggleHelp => {
+                self.show_help = true;
+                None
+            }
+            Action::CloseOverlay => None,
         };
         self.dirty = true;
         cmd
@@ -230,6 +245,7 @@ mod tests {
     use super::*;
     use crate::model::{Agg, Fact, FactBatch, TailMode};
     use crate::store::StoreConfig;
+    use crossterm::event::{KeyCode, KeyModifiers};
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -367,5 +383,13 @@ mod tests {
         );
         a.on_key(KeyEvent::from(KeyCode::Down));
         assert_eq!(a.selected, 0, "no rows to move to");
+        a.on_key(KeyEvent::from(KeyCode::Char('?')));
+        assert!(
+            a.screen(true)
+                .help
+                .is_some_and(|h| h.iter().any(|(k, _)| k.contains('q')))
+        );
+        assert_eq!(a.on_key(KeyEvent::from(KeyCode::Char('x'))), None);
+        assert!(a.screen(true).help.is_none(), "any key closes the help");
     }
 }

@@ -121,4 +121,6 @@ pub struct Screen<'a> {
     pub selected: usize,
     /// The terminal may use colour (false under NO_COLOR).
     pub color: bool,
+    /// The help overlay: (keys, what they do), generated from the keymap.
+    pub help: Option<&'a [(&'static str, &'static str)]>,
 }

@@ -26,6 +26,7 @@ impl Fixture {
             backfill: self.backfill,
             selected: self.selected,
             color: self.color,
+            help: None,
         }
     }
 }

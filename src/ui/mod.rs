@@ -15,6 +15,7 @@ mod drivers;
 mod features;
 mod format;
 mod header;
+mod help;
 mod status;
 pub mod text;
 mod theme;
@@ -76,6 +77,9 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
         None => overview(screen, theme, body, buf),
     }
     status::render(screen.status, screen.overview.now, theme, status_area, buf);
+    if let Some(lines) = screen.help {
+        help::render(lines, theme, area, buf);
+    }
 }
 
 /// Where the overview's panes go inside the body.
