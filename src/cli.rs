@@ -65,7 +65,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 40.0)]
     pub rate: f64,
     /// Seconds after start at which the runaway spike begins.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 10)]
     pub spike_after: u64,
 }
 

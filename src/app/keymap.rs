@@ -67,7 +67,7 @@ pub const KEYMAP: &[Binding] = &[
         keys: &[Key::Char('p')],
         label: "p",
         action: Action::TogglePause,
-        help: "pause / resume: numbers hold still; rows are still read and caught up on resume",
+        help: "pause / resume (rows are still read; the screen catches up)",
     },
     Binding {
         keys: &[Key::Char('r')],

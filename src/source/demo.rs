@@ -64,7 +64,7 @@ impl Default for DemoSettings {
         DemoSettings {
             seed: 42,
             rate: 40.0,
-            spike_after: StdDuration::from_secs(20),
+            spike_after: StdDuration::from_secs(10),
             spike_feature: "support_qa".into(),
             spike_factor: 25.0,
             users: 2_000,
