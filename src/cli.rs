@@ -74,7 +74,8 @@ pub struct SimulateArgs {
     /// Days of history to write before live traffic (fast, with COPY).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub backfill_days: u32,
-    /// Live events per second; 0 writes the backfill only.
+    /// Live events per second on average: live traffic follows the same daily and
+    /// weekly rhythm as the history (see --flat). 0 writes the backfill only.
     #[arg(long, default_value_t = 0.0, value_name = "EVENTS_PER_S")]
     pub rate: f64,
     /// How long to write live traffic ("90s", "10m"); default: until Ctrl-C.
@@ -86,9 +87,15 @@ pub struct SimulateArgs {
     /// A runaway on one feature from now on: FEATURE:FACTOR, e.g. support_qa:8.
     #[arg(long, value_parser = parse_spike, value_name = "FEATURE:FACTOR")]
     pub spike: Option<Spike>,
-    /// Average events per second of the history (before the daily rhythm).
-    #[arg(long, default_value_t = 5.0)]
-    pub backfill_rate: f64,
+    /// Average events per second of the history. Default: --rate, so that live
+    /// traffic continues the history and a clean simulation shows no anomaly
+    /// (5 when --rate is 0).
+    #[arg(long, value_name = "EVENTS_PER_S")]
+    pub backfill_rate: Option<f64>,
+    /// Live traffic at exactly --rate events per second, without the daily rhythm
+    /// (for load tests).
+    #[arg(long)]
+    pub flat: bool,
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,

@@ -297,7 +297,8 @@ async fn simulate_writes_history_then_live_traffic_with_the_spike() {
             feature: "support_qa".into(),
             factor: 10.0,
         }),
-        backfill_rate: 0.5,
+        backfill_rate: Some(0.5),
+        flat: true,
         quiet: true,
     };
     let now = Utc::now();
@@ -389,7 +390,8 @@ async fn simulate_stops_on_request_and_rejects_bad_options() {
         duration: None,
         seed: 1,
         spike: None,
-        backfill_rate: 5.0,
+        backfill_rate: Some(5.0),
+        flat: true,
         quiet: true,
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

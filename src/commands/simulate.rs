@@ -28,6 +28,9 @@ use crate::source::writer::{self, WriteStats};
 
 /// Users in the simulated population.
 pub const SIMULATE_USERS: u32 = 5_000;
+
+/// History density without live traffic to match, in events per second on average.
+pub const DEFAULT_BACKFILL_RATE: f64 = 5.0;
 /// Rows per COPY statement (one chunk is written entirely or not at all).
 const COPY_CHUNK_ROWS: usize = 100_000;
 /// Live traffic is inserted this often.
@@ -160,7 +163,7 @@ pub async fn execute(
     let table = TableName::parse(table)?;
     for (what, v) in [
         ("--rate", args.rate),
-        ("--backfill-rate", args.backfill_rate),
+        ("--backfill-rate", args.backfill_rate.unwrap_or(0.0)),
     ] {
         if !(v.is_finite() && v >= 0.0) {
             bail!("{what} must be a number of events per second >= 0, got {v}");
@@ -175,13 +178,21 @@ pub async fn execute(
     let mut generator = Generator::new(GeneratorConfig {
         seed: args.seed,
         users: SIMULATE_USERS,
-        base_rate: args.backfill_rate,
+        base_rate: DEFAULT_BACKFILL_RATE,
         shape: RateShape::Seasonal,
         noise: 1.0,
         spike,
         run_id: now.timestamp_micros() as u64,
     })
     .wrap_err("invalid simulate options")?;
+    // History and live traffic share one average rate and one rhythm, so separate
+    // runs (history now, a spike later) fit together.
+    let history_rate = match args.backfill_rate {
+        Some(rate) => rate,
+        None if args.rate > 0.0 => args.rate,
+        None => DEFAULT_BACKFILL_RATE,
+    };
+    generator.set_base_rate(history_rate)?;
     if let Some(t) = generator.spike_target() {
         tracing::info!(
             feature = t.feature,
@@ -193,7 +204,7 @@ pub async fn execute(
     }
 
     let mut summary = Summary::default();
-    if args.backfill_days > 0 && args.backfill_rate > 0.0 {
+    if args.backfill_days > 0 && history_rate > 0.0 {
         let start = now - Duration::days(i64::from(args.backfill_days));
         let bar = progress_bar(
             opts.progress,
@@ -223,7 +234,9 @@ pub async fn execute(
         return Ok(summary);
     }
     generator.set_base_rate(args.rate)?;
-    generator.set_shape(RateShape::Flat);
+    if args.flat {
+        generator.set_shape(RateShape::Flat);
+    }
     let end = args
         .duration
         .and_then(|d| Duration::from_std(d).ok())
