@@ -48,12 +48,22 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// One pass of the pipeline printed as JSON (or JSON Lines with --follow).
     Snapshot(SnapshotArgs),
+    /// Billing export: spend per group for one calendar month, as CSV or JSON.
+    Export(ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum DbCommand {
     /// Create or upgrade the cost_events table and its indexes (idempotent).
-    Init,
+    Init(DbInitArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DbInitArgs {
+    /// Also enable row-level security: members of burnrate_tenant_monitor see only
+    /// their tenant's rows (map logins to tenants in burnrate_tenant_logins).
+    #[arg(long)]
+    pub rls: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -115,6 +125,45 @@ pub struct SnapshotArgs {
     /// Keep tailing and print one JSON object per line after every refresh.
     #[arg(long)]
     pub follow: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    /// The calendar month in the billing time zone, e.g. 2026-11.
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
+    pub month: chrono::NaiveDate,
+    /// Group by these, in this order: tenant, feature, model, user, region.
+    #[arg(long, value_name = "DIMS", value_delimiter = ',', default_value = "tenant,feature", value_parser = parse_dim)]
+    pub by: Vec<crate::model::Dim>,
+    #[arg(long, value_enum, default_value_t = ExportFormat::Csv)]
+    pub format: ExportFormat,
+    /// Write here (atomically: a failed export leaves no partial file) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Only this tenant's rows.
+    #[arg(long, value_name = "ID")]
+    pub tenant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Csv,
+    Json,
+}
+
+fn parse_month(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
+        .map_err(|_| format!("expected a month as YYYY-MM (e.g. 2026-11), got {s:?}"))
+}
+
+fn parse_dim(s: &str) -> Result<crate::model::Dim, String> {
+    use crate::model::Dim;
+    Dim::ALL
+        .into_iter()
+        .find(|d| d.name() == s.trim())
+        .ok_or_else(|| {
+            format!("unknown dimension {s:?}: use tenant, feature, model, user or region")
+        })
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -5,6 +5,7 @@
 //! burnrate.toml` (or `~/.config/...`), then built-in defaults. A file named
 //! explicitly must exist; the XDG file is optional.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -32,10 +33,14 @@ pub enum ConfigError {
 pub struct Config {
     pub database: DatabaseConfig,
     pub budget: BudgetConfig,
+    pub quota: QuotaConfig,
     pub billing: BillingConfig,
     pub view: ViewConfig,
     pub detect: DetectConfig,
     pub log: LogConfig,
+    /// Dashboard keys by action name, replacing that action's default keys
+    /// (`quit = ["q", "Ctrl-c"]`); actions not named keep their defaults.
+    pub keys: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -58,11 +63,49 @@ pub struct DatabaseConfig {
     pub id_gap_settle: Duration,
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct BudgetConfig {
     /// Monthly budget in USD; gauges and forecasts compare against it.
     pub monthly_usd: Option<Money>,
+    /// Monthly budget per feature, by feature name.
+    pub features: BTreeMap<String, Money>,
+    /// The seed rule "forecast above the budget by more than 10%": 0.10.
+    pub forecast_over_ratio: f64,
+    /// The seed rule "the day's total above monthly budget / days in month".
+    pub daily_pace: bool,
+}
+
+impl Default for BudgetConfig {
+    fn default() -> Self {
+        BudgetConfig {
+            monthly_usd: None,
+            features: BTreeMap::new(),
+            forecast_over_ratio: 0.10,
+            daily_pace: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuotaConfig {
+    /// Warn when month-to-date spend reaches this share of a quota (the seed's 80%).
+    pub warn_at: f64,
+    /// Monthly quota per tenant, by tenant_id.
+    pub tenants: BTreeMap<String, Money>,
+    /// Monthly quota per user or key, by user_id.
+    pub users: BTreeMap<String, Money>,
+}
+
+impl Default for QuotaConfig {
+    fn default() -> Self {
+        QuotaConfig {
+            warn_at: 0.8,
+            tenants: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -93,6 +136,32 @@ pub struct DetectConfig {
     pub spike_ratio: f64,
     /// Ignore anomalies whose excess over the expected spend is below this.
     pub min_excess_usd: Money,
+    /// 15-minute spike threshold (shorter windows need a higher bar).
+    pub spike_ratio_15m: f64,
+    /// 60-minute spike threshold.
+    pub spike_ratio_60m: f64,
+    /// Robust z-score (log space) a 60-minute window must exceed; 15 minutes need
+    /// 0.5 more, 5 minutes 1 more.
+    pub spike_z: f64,
+    /// Robust z-score of today-so-far against the previous 7 days.
+    pub today_z: f64,
+    /// Floor of the robust scale (1.4826 x MAD of log costs).
+    pub mad_floor: f64,
+    /// Consecutive evaluations (one a minute) a spike must hold before it shows.
+    pub pending_evaluations: u32,
+    /// A user or key: the minimum excess for a runaway (user baselines are noisy).
+    pub runaway_min_excess_usd: Money,
+    /// A user's share of a feature's spend in the last hour that counts as a runaway
+    /// (when at least 3x its usual share).
+    pub runaway_share: f64,
+    /// The seed rule "a feature above 150% of its daily average" (whole days).
+    pub daily_average_ratio: f64,
+    /// EWMA smoothing of daily totals for slow drift.
+    pub drift_lambda: f64,
+    /// EWMA control limit in reference standard deviations.
+    pub drift_sigmas: f64,
+    /// A drift must also be at least this ratio above the reference level.
+    pub drift_min_ratio: f64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -138,8 +207,20 @@ impl Default for DetectConfig {
     fn default() -> Self {
         DetectConfig {
             today_vs_week_ratio: 1.5,
-            spike_ratio: 3.0,
+            spike_ratio: 2.5,
             min_excess_usd: Money::from_dollars(1),
+            spike_ratio_15m: 2.0,
+            spike_ratio_60m: 1.5,
+            spike_z: 3.5,
+            today_z: 3.0,
+            mad_floor: 0.1,
+            pending_evaluations: 2,
+            runaway_min_excess_usd: Money::from_dollars(5),
+            runaway_share: 0.5,
+            daily_average_ratio: 1.5,
+            drift_lambda: 0.3,
+            drift_sigmas: 3.0,
+            drift_min_ratio: 1.15,
         }
     }
 }
@@ -215,6 +296,12 @@ impl Config {
                 message: format!("key `{key}`: {msg}"),
             })
         };
+        if let Err(msg) = crate::app::keymap::Keymap::with_overrides(&self.keys) {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message: msg,
+            });
+        }
         if self.database.refresh_interval < Duration::from_millis(100) {
             return bad("database.refresh_interval", "must be at least 100ms");
         }
@@ -235,8 +322,55 @@ impl Config {
             return bad("budget.monthly_usd", "must not be negative");
         }
         let above_one = |r: f64| r.is_finite() && r > 1.0;
-        if !above_one(self.detect.today_vs_week_ratio) || !above_one(self.detect.spike_ratio) {
-            return bad("detect", "ratios must be greater than 1.0");
+        let d = &self.detect;
+        for (key, r) in [
+            ("detect.today_vs_week_ratio", d.today_vs_week_ratio),
+            ("detect.spike_ratio", d.spike_ratio),
+            ("detect.spike_ratio_15m", d.spike_ratio_15m),
+            ("detect.spike_ratio_60m", d.spike_ratio_60m),
+            ("detect.daily_average_ratio", d.daily_average_ratio),
+            ("detect.drift_min_ratio", d.drift_min_ratio),
+        ] {
+            if !above_one(r) {
+                return bad(key, "must be a ratio greater than 1.0");
+            }
+        }
+        let positive = |x: f64| x.is_finite() && x > 0.0;
+        for (key, x) in [
+            ("detect.spike_z", d.spike_z),
+            ("detect.today_z", d.today_z),
+            ("detect.mad_floor", d.mad_floor),
+            ("detect.drift_sigmas", d.drift_sigmas),
+        ] {
+            if !positive(x) {
+                return bad(key, "must be a number greater than 0");
+            }
+        }
+        let share = |x: f64| x.is_finite() && x > 0.0 && x <= 1.0;
+        if !share(d.drift_lambda) {
+            return bad("detect.drift_lambda", "must be in (0, 1]");
+        }
+        if !share(d.runaway_share) {
+            return bad("detect.runaway_share", "must be in (0, 1]");
+        }
+        if !(1..=10).contains(&d.pending_evaluations) {
+            return bad("detect.pending_evaluations", "must be between 1 and 10");
+        }
+        if !share(self.quota.warn_at) {
+            return bad("quota.warn_at", "must be in (0, 1], e.g. 0.8");
+        }
+        if !(self.budget.forecast_over_ratio.is_finite() && self.budget.forecast_over_ratio >= 0.0)
+        {
+            return bad("budget.forecast_over_ratio", "must be 0 or more, e.g. 0.10");
+        }
+        for (section, map) in [
+            ("budget.features", &self.budget.features),
+            ("quota.tenants", &self.quota.tenants),
+            ("quota.users", &self.quota.users),
+        ] {
+            if let Some((name, _)) = map.iter().find(|(_, v)| **v <= Money::ZERO) {
+                return bad(&format!("{section}.{name}"), "must be greater than 0");
+            }
         }
         Ok(())
     }
@@ -314,6 +448,23 @@ mod tests {
         assert_eq!(cfg.billing.time_zone.name(), "Asia/Kolkata");
         assert_eq!(cfg.database.refresh_interval, Duration::from_millis(500));
         assert_eq!(cfg.view.window, Duration::from_secs(7 * 86_400));
+    }
+
+    #[test]
+    fn the_keys_section_rebinds_actions_and_refuses_clashes() {
+        let cfg = Config::from_toml("[keys]\nquit = [\"x\"]\n", Path::new("k.toml")).unwrap();
+        assert_eq!(cfg.keys["quit"], ["x"]);
+        let err = Config::from_toml("[keys]\nquit = [\"j\"]\n", Path::new("k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("k.toml") && err.contains("j is bound to both"),
+            "{err}"
+        );
+        let err = Config::from_toml("[keys]\nqiut = [\"x\"]\n", Path::new("k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("keys.qiut: no such action"), "{err}");
     }
 
     #[test]

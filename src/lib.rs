@@ -5,6 +5,7 @@
 //! Only `ui` draws with ratatui; only `source` speaks SQL.
 
 pub mod app;
+pub mod backtest;
 pub mod calendar;
 pub mod cli;
 pub mod commands;

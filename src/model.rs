@@ -10,9 +10,10 @@ use serde::Serialize;
 use crate::money::Money;
 
 /// The dimensions every cost event is broken down by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Dim {
+    #[default]
     Feature,
     User,
     Model,
@@ -214,4 +215,31 @@ pub enum SourceMsg {
         batch: FactBatch,
         polled_at: DateTime<Utc>,
     },
+}
+
+/// One of the most expensive individual requests behind a drill-down selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestRow {
+    pub at: DateTime<Utc>,
+    /// Empty when the source has none.
+    pub request_id: String,
+    pub feature: String,
+    pub user: String,
+    pub model: String,
+    /// Kept for matching a path; None where unknown.
+    pub tenant: Option<String>,
+    pub region: Option<String>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost: Money,
+}
+
+/// "Which requests cost the most?": every event since `from` matching each
+/// (dimension, name) of `path` (`(none)` matches NULL or empty), most expensive
+/// first, at most `limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopQuery {
+    pub path: Vec<(Dim, String)>,
+    pub from: DateTime<Utc>,
+    pub limit: usize,
 }

@@ -216,6 +216,7 @@ mod tests {
                 spike_ratio: 3.0,
                 min_excess: Money::from_dollars(1),
                 contributors: 3,
+                ..DetectParams::default()
             },
         };
         let snap = build(&s, now, &spec, TailMode::TxWatermark, "127.0.0.1:5432/x");

@@ -73,6 +73,47 @@ fn unreachable_database_names_host_and_suggests_fixes() {
     );
 }
 
+/// Every error path with a password in the URL: nothing printed and nothing logged
+/// contains it.
+#[test]
+fn secrets_never_reach_output_or_logs() {
+    let state = tempfile::tempdir().unwrap();
+    let port = closed_port();
+    let secret = "s3cr3t-Pa55word";
+    let urls = [
+        format!("postgres://alice:{secret}@127.0.0.1:{port}/spend"),
+        format!(
+            "postgres://alice:{secret}@127.0.0.1:{port}/spend?sslmode=verify-full&sslrootcert=/nonexistent/ca.pem"
+        ),
+        format!("postgres://alice:{secret}@127.0.0.1:{port}/spend?sslmode=sometimes"),
+        format!("postgres://alice:{secret}@127.0.0.1:notaport/spend"),
+        format!("host=127.0.0.1 port={port} user=alice password={secret} bogus=1"),
+    ];
+    for url in &urls {
+        for args in [
+            vec!["snapshot", "--json"],
+            vec!["db", "init"],
+            vec!["export", "--month", "2026-11"],
+            vec!["watch"],
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_burnrate"))
+                .args(&args)
+                .args(["--database-url", url])
+                .env("XDG_STATE_HOME", state.path())
+                .env_remove("BURNRATE_CONFIG")
+                .env_remove("DATABASE_URL")
+                .output()
+                .unwrap();
+            let t = text(&out);
+            assert!(!out.status.success(), "{args:?} {url} must fail: {t}");
+            assert!(!t.contains(secret), "{args:?} printed the password: {t}");
+        }
+    }
+    let log = std::fs::read_to_string(state.path().join("burnrate").join("burnrate.log")).unwrap();
+    assert!(log.contains("burnrate failed"), "errors are logged: {log}");
+    assert!(!log.contains(secret), "the log holds the password:\n{log}");
+}
+
 #[test]
 fn bad_config_names_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();

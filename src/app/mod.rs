@@ -1,3 +1,4 @@
+pub mod drill;
 pub mod keymap;
 pub mod overview;
 pub mod run;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Duration, Utc};
 
 use super::view::{Driver, FeatureRow, Header, Overview};
-use crate::detect::{self, DetectParams};
+use crate::detect::{self, DetectParams, DetectorState};
 use crate::model::{Agg, Dim};
 use crate::money::Money;
 use crate::store::Store;
@@ -18,14 +18,28 @@ pub fn build_overview(
     now: DateTime<Utc>,
     budget: Option<Money>,
     params: &DetectParams,
+    detector: &mut DetectorState,
 ) -> Overview {
     let cal = store.calendar();
     let month = detect::month_forecast(store, now, budget);
+    // The budget the App was given wins over the one in the params (same source).
+    let with_budget;
+    let params = if params.limits.monthly.is_none() && budget.is_some() {
+        let mut p = params.clone();
+        p.limits.monthly = budget;
+        with_budget = p;
+        &with_budget
+    } else {
+        params
+    };
     let header = Header {
         month: month.month.clone(),
         month_to_date: month.month_to_date,
         daily_burn: month.daily_burn,
         forecast: month.forecast,
+        forecast_low: month.forecast_low,
+        forecast_high: month.forecast_high,
+        budget_exhausted_on: month.budget_exhausted_on,
         forecast_method: month.method.clone(),
         budget,
         days_elapsed: month.days_elapsed,
@@ -33,7 +47,7 @@ pub fn build_overview(
         time_zone: cal.tz().name().to_string(),
     };
 
-    let anomalies = detect::detect(store, now, params);
+    let anomalies = detect::evaluate(store, now, params, detector);
     let cur = cal.hour_index(now);
     let week_from = now - Duration::days(7);
     let this_hour = store.by_dim(Dim::Feature, cur..=i64::MAX);
@@ -175,8 +189,15 @@ mod tests {
             spike_ratio: 3.0,
             min_excess: Money::from_dollars(1000),
             contributors: 3,
+            ..DetectParams::default()
         };
-        let o = build_overview(&s, now, Some(Money::from_dollars(100)), &params);
+        let o = build_overview(
+            &s,
+            now,
+            Some(Money::from_dollars(100)),
+            &params,
+            &mut DetectorState::default(),
+        );
         assert_eq!(o.features[0].name, "chat", "today's spend first");
         assert_eq!(o.features[0].today, Money::from_dollars(6));
         assert_eq!(o.features[0].this_hour, Money::from_dollars(4));

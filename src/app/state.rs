@@ -4,22 +4,44 @@
 use std::collections::VecDeque;
 
 use chrono::{DateTime, Duration, Utc};
-use crossterm::event::{KeyEvent, KeyEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 
-use super::keymap::{Action, action_for, help_lines};
+use super::drill::{self, Change, Nav, Window};
+use super::keymap::{Action, Keymap};
 use super::overview::build_overview;
-use super::view::{BackfillProgress, Overview, Screen, StatusView};
-use crate::detect::DetectParams;
-use crate::model::{Connection, SourceMsg, SourceStatus};
+use super::view::{BackfillProgress, DrillView, Overview, Screen, StatusView, TopState};
+use crate::detect::{DetectParams, DetectorState};
+use crate::model::{Connection, Dim, RequestRow, SourceMsg, SourceStatus, TopQuery};
 use crate::money::Money;
 use crate::store::Store;
 
 /// What the event loop must do besides redrawing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Quit,
     /// Ask the source to poll now.
     RefreshNow,
+    /// Fetch the most expensive requests; `seq` identifies the answer that counts
+    /// (newest wins: an earlier fetch still running is cancelled or ignored).
+    FetchTop {
+        seq: u64,
+        query: TopQuery,
+    },
+}
+
+/// How long the selection must rest before the selected row's chart follows it
+/// (so holding an arrow key through 100,000 rows never waits for charts).
+pub const CHART_SETTLE: std::time::Duration = std::time::Duration::from_millis(120);
+
+/// Requests listed in the "top requests" pane.
+pub const TOP_LIMIT: usize = 20;
+
+/// Where the drill-down table sits on screen, from the UI's layout: its first row
+/// and how many rows it shows (for paging, scrolling and mouse clicks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableGeometry {
+    pub first_row_y: u16,
+    pub rows: usize,
 }
 
 /// Events per second over a sliding window of tail batches.
@@ -58,6 +80,8 @@ pub struct App {
     pub selected: usize,
     pub budget: Option<Money>,
     pub params: DetectParams,
+    /// The detector's pending state, carried from one rebuild to the next.
+    pub detector: DetectorState,
     /// The screen must be drawn again.
     pub dirty: bool,
     /// The store changed since the overview was built.
@@ -67,7 +91,28 @@ pub struct App {
     /// The history is in; late "backfilling" statuses no longer hide the overview.
     history_loaded: bool,
     pub show_help: bool,
-    help: Vec<(&'static str, &'static str)>,
+    help: Vec<(String, String)>,
+    keymap: Keymap,
+    /// The drill-down's navigation; no level open means the overview.
+    pub nav: Nav,
+    /// The open level's view model (rows built on change, never per frame).
+    pub drill: Option<DrillView>,
+    /// What navigation invalidated since the last rebuild.
+    pending: Change,
+    /// The store generation the drill view was built from.
+    drill_generation: u64,
+    /// When the drill view was last built, and how long that took.
+    drill_built: Option<DateTime<Utc>>,
+    drill_cost: std::time::Duration,
+    /// The selection moved and the chart has not followed yet.
+    selection_moved: Option<std::time::Instant>,
+    /// Terminal size, for page length and mouse hit-testing.
+    geometry: TableGeometry,
+    pub top: TopState,
+    /// The sequence number of the newest top-requests fetch.
+    top_seq: u64,
+    /// Which anomaly `a` opens next.
+    anomaly_cursor: usize,
 }
 
 impl App {
@@ -83,14 +128,58 @@ impl App {
             selected: 0,
             budget,
             params,
+            detector: DetectorState::default(),
             dirty: true,
             data_changed: true,
             last_built: None,
             rate: RateMeter::default(),
             history_loaded: false,
             show_help: false,
-            help: help_lines(),
+            help: Keymap::default().help_lines(),
+            keymap: Keymap::default(),
+            nav: Nav::default(),
+            drill: None,
+            pending: Change::None,
+            drill_generation: 0,
+            drill_built: None,
+            drill_cost: std::time::Duration::ZERO,
+            selection_moved: None,
+            geometry: TableGeometry {
+                first_row_y: 0,
+                rows: 10,
+            },
+            top: TopState::Closed,
+            top_seq: 0,
+            anomaly_cursor: 0,
         }
+    }
+
+    /// Uses a configured keymap (the help follows it).
+    pub fn with_keymap(mut self, keymap: Keymap) -> Self {
+        self.help = keymap.help_lines();
+        self.keymap = keymap;
+        self
+    }
+
+    /// The terminal was resized: where the drill-down table now sits.
+    pub fn set_geometry(&mut self, g: TableGeometry) {
+        if g != self.geometry {
+            self.geometry = g;
+            if let Some(l) = self.nav.levels.last_mut() {
+                l.scroll_into_view(g.rows);
+            }
+            self.sync_selection();
+            self.dirty = true;
+        }
+    }
+
+    pub fn top_loading(&self) -> bool {
+        matches!(self.top, TopState::Loading { .. })
+    }
+
+    /// Whether the top-requests pane is open (it changes the layout).
+    pub fn top_open(&self) -> bool {
+        self.top != TopState::Closed
     }
 
     pub fn screen(&self, color: bool) -> Screen<'_> {
@@ -101,6 +190,9 @@ impl App {
             selected: self.selected,
             color,
             help: self.show_help.then_some(self.help.as_slice()),
+            drill: self.drill.as_ref().filter(|_| !self.nav.levels.is_empty()),
+            top: &self.top,
+            window: self.nav.window,
         }
     }
 
@@ -157,13 +249,20 @@ impl App {
     /// stream costs one rebuild per interval, not one per batch. Paused screens keep
     /// their numbers; the store still takes every row.
     pub fn rebuild_if_due(&mut self, now: DateTime<Utc>, min_gap: Duration) -> bool {
+        let drilled = self.rebuild_drill(now, min_gap);
         if !self.data_changed || self.status.paused || self.backfill.is_some() {
-            return false;
+            return drilled;
         }
         if self.last_built.is_some_and(|t| now - t < min_gap) {
             return false;
         }
-        self.overview = build_overview(&self.store, now, self.budget, &self.params);
+        self.overview = build_overview(
+            &self.store,
+            now,
+            self.budget,
+            &self.params,
+            &mut self.detector,
+        );
         self.selected = self
             .selected
             .min(self.overview.features.len().saturating_sub(1));
@@ -171,6 +270,228 @@ impl App {
         self.data_changed = false;
         self.dirty = true;
         true
+    }
+
+    /// Brings the drill-down view up to date: at once after navigation, and after
+    /// new data at most every `min_gap` (not while paused).
+    fn rebuild_drill(&mut self, now: DateTime<Utc>, min_gap: Duration) -> bool {
+        let Some(level) = self.nav.levels.last().cloned() else {
+            self.drill = None;
+            self.pending = Change::None;
+            return false;
+        };
+        // New data rebuilds the level at most every `min_gap`, or every ten times
+        // what the last build took, so a huge level never saturates the loop.
+        let gap = min_gap.max(Duration::from_std(self.drill_cost * 10).unwrap_or(min_gap));
+        let stale_data = self.drill_generation != self.store.generation()
+            && !self.status.paused
+            && self.drill_built.is_none_or(|t| now - t >= gap);
+        let mut change = self.pending;
+        // The view must describe the open level, however the navigation changed.
+        // ... and the window moves on with the clock (whole hours).
+        let window_start = self
+            .store
+            .calendar()
+            .hour_start(self.nav.window.first_hour(&self.store, now));
+        let shows_level = self.drill.as_ref().is_some_and(|v| {
+            v.path == level.path
+                && v.dim == level.dim
+                && v.window == self.nav.window
+                && (v.window_start == window_start || self.status.paused)
+        });
+        if !shows_level || stale_data {
+            change = Change::Rebuild;
+        } else if self.drill.as_ref().is_some_and(|v| {
+            v.metric != self.nav.metric
+                || v.sort != self.nav.sort
+                || v.reverse != self.nav.reverse
+                || v.filter != level.filter
+        }) && change != Change::Rebuild
+        {
+            change = Change::Arrange;
+        }
+        if change == Change::None {
+            return self.chart_if_due(now);
+        }
+        let page = self.geometry.rows;
+        if change == Change::Rebuild {
+            let started = std::time::Instant::now();
+            self.drill = Some(drill::build_level(&self.store, &self.nav, &level, now));
+            self.drill_cost = started.elapsed();
+            self.drill_generation = self.store.generation();
+            self.drill_built = Some(now);
+        }
+        let Some(view) = self.drill.as_mut() else {
+            return false;
+        };
+        if change != Change::Selection {
+            drill::arrange(view, &self.nav, &level);
+            if let Some(l) = self.nav.levels.last_mut() {
+                l.reselect(view, page);
+            }
+        }
+        self.sync_selection();
+        if change == Change::Selection {
+            // While the selection moves, the chart waits for it to rest.
+            self.selection_moved = Some(std::time::Instant::now());
+            self.chart_if_due(now);
+        } else {
+            self.selection_moved = None;
+            self.update_chart(now);
+        }
+        self.pending = Change::None;
+        self.dirty = true;
+        true
+    }
+
+    /// The selected row's chart is out of date (the loop wakes up for it).
+    pub fn chart_pending(&self) -> bool {
+        self.selection_moved.is_some()
+    }
+
+    fn chart_if_due(&mut self, now: DateTime<Utc>) -> bool {
+        match self.selection_moved {
+            Some(t) if t.elapsed() >= CHART_SETTLE => {
+                self.selection_moved = None;
+                self.update_chart(now);
+                self.dirty = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn update_chart(&mut self, now: DateTime<Utc>) {
+        if let (Some(view), Some(l)) = (self.drill.as_mut(), self.nav.levels.last()) {
+            let name = view.row_at(l.selected).map(|r| r.name.clone());
+            if view.chart.as_ref().map(|c| (&c.name, c.metric))
+                != name.as_ref().map(|n| (n, view.metric))
+                || view.chart.is_none()
+            {
+                view.chart = name.map(|name| drill::chart(&self.store, view, &name, now));
+            }
+        }
+    }
+
+    /// Copies the level's selection into the view (cheap; every key).
+    fn sync_selection(&mut self) {
+        if let (Some(view), Some(l)) = (self.drill.as_mut(), self.nav.levels.last_mut()) {
+            view.selected = l.selected;
+            view.offset = l.offset;
+            view.editing = self.nav.editing;
+            view.filter = l.filter.clone();
+            l.selected_name = view.row_at(l.selected).map(|r| r.name.clone());
+        }
+    }
+
+    fn note(&mut self, change: Change) {
+        self.pending = match (self.pending, change) {
+            (Change::Rebuild, _) | (_, Change::Rebuild) => Change::Rebuild,
+            (Change::Arrange, _) | (_, Change::Arrange) => Change::Arrange,
+            (Change::Selection, _) | (_, Change::Selection) => Change::Selection,
+            _ => Change::None,
+        };
+        self.sync_selection();
+        self.dirty = true;
+    }
+
+    /// A top-requests answer: shown only if it answers the newest request.
+    pub fn on_top(&mut self, seq: u64, result: Result<Vec<RequestRow>, String>) {
+        if seq != self.top_seq {
+            return;
+        }
+        let path = match &self.top {
+            TopState::Loading { path, .. } => path.clone(),
+            _ => return, // closed meanwhile
+        };
+        self.top = match result {
+            Ok(rows) => TopState::Ready { path, rows },
+            Err(error) => TopState::Failed { path, error },
+        };
+        self.dirty = true;
+    }
+
+    /// Advances the spinner while a fetch runs.
+    pub fn spin(&mut self) {
+        if let TopState::Loading { frame, .. } = &mut self.top {
+            *frame = frame.wrapping_add(1);
+            self.dirty = true;
+        }
+    }
+
+    /// The name of the selected row, in the drill-down or the overview.
+    fn selected_name(&self) -> Option<String> {
+        match self.nav.levels.last() {
+            Some(l) => self
+                .drill
+                .as_ref()
+                .and_then(|v| v.row_at(l.selected))
+                .map(|r| r.name.clone()),
+            None => self
+                .overview
+                .features
+                .get(self.selected)
+                .map(|f| f.name.clone()),
+        }
+    }
+
+    fn fetch_top(&mut self, now: DateTime<Utc>) -> Option<Command> {
+        let name = self.selected_name()?;
+        let path = self.nav.selection_path(Some(&name));
+        let from = self.nav.window.first_hour(&self.store, now);
+        self.top_seq += 1;
+        self.top = TopState::Loading {
+            path: path.clone(),
+            frame: 0,
+        };
+        Some(Command::FetchTop {
+            seq: self.top_seq,
+            query: TopQuery {
+                path,
+                from: self.store.calendar().hour_start(from),
+                limit: TOP_LIMIT,
+            },
+        })
+    }
+
+    /// Opens the drill-down at the next anomaly (each press moves on to the next
+    /// one): its feature's users, or for an anomaly about a user or model, what that
+    /// name spent on. Without anomalies, the first feature flagged in the table.
+    fn open_anomaly(&mut self) -> Change {
+        let anomalies = &self.overview.anomalies;
+        let target = if anomalies.is_empty() {
+            self.overview
+                .features
+                .iter()
+                .find(|f| f.anomalous)
+                .map(|f| (Dim::Feature, f.name.clone()))
+        } else {
+            // The next one that is not already open (several rules can name the
+            // same feature).
+            let open = self
+                .nav
+                .levels
+                .first()
+                .and_then(|l| l.path.first())
+                .cloned();
+            let n = anomalies.len();
+            let pick = (0..n)
+                .map(|k| &anomalies[(self.anomaly_cursor + k) % n])
+                .position(|a| open.as_ref() != Some(&(a.dim, a.name.clone())))
+                .unwrap_or(0);
+            let a = &anomalies[(self.anomaly_cursor + pick) % n];
+            self.anomaly_cursor = (self.anomaly_cursor + pick + 1) % n;
+            Some((a.dim, a.name.clone()))
+        };
+        let Some((dim, name)) = target else {
+            return Change::None;
+        };
+        if dim == Dim::Feature
+            && let Some(i) = self.overview.features.iter().position(|f| f.name == name)
+        {
+            self.selected = i;
+        }
+        self.nav.open_at(dim, &name)
     }
 
     /// Once a second: time moves on even without rows (ages, windows, pruning).
@@ -191,51 +512,165 @@ impl App {
         self.dirty = true;
     }
 
+    /// Mouse wheel scrolls the drill-down (or moves the overview's selection); a
+    /// click selects the row under it.
+    pub fn on_mouse(&mut self, ev: MouseEvent) -> Option<Command> {
+        let rows = self.drill.as_ref().map(|v| v.order.len()).unwrap_or(0);
+        let page = self.geometry.rows;
+        let change = if self.nav.levels.is_empty() {
+            let n = self.overview.features.len();
+            match ev.kind {
+                MouseEventKind::ScrollDown => {
+                    self.selected = (self.selected + 1).min(n.saturating_sub(1))
+                }
+                MouseEventKind::ScrollUp => self.selected = self.selected.saturating_sub(1),
+                _ => return None,
+            }
+            Change::None
+        } else {
+            match ev.kind {
+                MouseEventKind::ScrollDown => self.nav.scroll_by(3, rows, page),
+                MouseEventKind::ScrollUp => self.nav.scroll_by(-3, rows, page),
+                MouseEventKind::Down(_) => {
+                    let g = self.geometry;
+                    if ev.row < g.first_row_y || ev.row >= g.first_row_y + g.rows as u16 {
+                        return None;
+                    }
+                    let offset = self.nav.levels.last().map(|l| l.offset).unwrap_or(0);
+                    let index = offset + (ev.row - g.first_row_y) as usize;
+                    if index >= rows {
+                        return None;
+                    }
+                    self.nav.select(index, rows, page)
+                }
+                _ => return None,
+            }
+        };
+        self.note(change);
+        // An open requests pane follows the selection.
+        (change == Change::Selection && self.top_open())
+            .then(|| self.fetch_top(Utc::now()))
+            .flatten()
+    }
+
     pub fn on_key(&mut self, key: KeyEvent) -> Option<Command> {
+        self.on_key_at(key, Utc::now())
+    }
+
+    pub fn on_key_at(&mut self, key: KeyEvent, now: DateTime<Utc>) -> Option<Command> {
         if key.kind == KeyEventKind::Release {
             return None;
         }
-        let action = action_for(&key);
+        let action = self.keymap.action_for(&key);
         if self.show_help {
             // Any key closes the help; quitting still works from it.
             self.show_help = false;
             self.dirty = true;
             return (action == Some(Action::Quit)).then_some(Command::Quit);
         }
-        let rows = self.overview.features.len();
-        let cmd = match action? {
-            Action::Quit => Some(Command::Quit),
-            Action::Down => {
-                self.selected = (self.selected + 1).min(rows.saturating_sub(1));
-                None
+        if self.nav.editing {
+            let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+            let change = match key.code {
+                KeyCode::Char('c') if ctrl => return Some(Command::Quit),
+                KeyCode::Esc => self.nav.filter_cancel(),
+                KeyCode::Enter => self.nav.filter_done(),
+                KeyCode::Backspace => self.nav.filter_pop(),
+                KeyCode::Char(c) if !ctrl => self.nav.filter_push(c),
+                _ => Change::None,
+            };
+            self.note(change);
+            return None;
+        }
+        let in_drill = !self.nav.levels.is_empty();
+        let rows = if in_drill {
+            self.drill.as_ref().map(|v| v.order.len()).unwrap_or(0)
+        } else {
+            self.overview.features.len()
+        };
+        let page = self.geometry.rows.max(1);
+        let mut cmd = None;
+        let step = |delta: isize, app: &mut App| -> Change {
+            if in_drill {
+                app.nav.move_by(delta, rows, page)
+            } else {
+                app.selected = app
+                    .selected
+                    .saturating_add_signed(delta)
+                    .min(rows.saturating_sub(1));
+                Change::None
             }
-            Action::Up => {
-                self.selected = self.selected.saturating_sub(1);
-                None
+        };
+        let change = match action? {
+            Action::Quit => return Some(Command::Quit),
+            Action::Down => step(1, self),
+            Action::Up => step(-1, self),
+            Action::PageDown => step(page as isize, self),
+            Action::PageUp => step(-(page as isize), self),
+            Action::First => step(isize::MIN / 2, self),
+            Action::Last => step(isize::MAX / 2, self),
+            Action::Drill => match self.selected_name() {
+                Some(name) => {
+                    let c = self.nav.drill(&name);
+                    if c == Change::None {
+                        // The last level: the requests themselves.
+                        cmd = self.fetch_top(now);
+                    } else {
+                        self.top = TopState::Closed;
+                    }
+                    c
+                }
+                None => Change::None,
+            },
+            Action::Back => {
+                if self.top_open() {
+                    self.top = TopState::Closed;
+                    self.top_seq += 1; // whatever is in flight no longer counts
+                    Change::None
+                } else {
+                    self.nav.back()
+                }
             }
-            Action::First => {
-                self.selected = 0;
-                None
+            Action::Pivot => {
+                self.top = TopState::Closed;
+                self.nav.pivot()
             }
-            Action::Last => {
-                self.selected = rows.saturating_sub(1);
-                None
+            Action::Window1h => self.nav.set_window(Window::Hour),
+            Action::Window24h => self.nav.set_window(Window::Day),
+            Action::Window7d => self.nav.set_window(Window::Week),
+            Action::Window30d => self.nav.set_window(Window::Days30),
+            Action::WindowMonth => self.nav.set_window(Window::MonthToDate),
+            Action::NextMetric => self.nav.next_metric(),
+            Action::NextSort => self.nav.next_sort(),
+            Action::ReverseSort => self.nav.toggle_reverse(),
+            Action::Filter => self.nav.start_filter(),
+            Action::TopRequests => {
+                cmd = self.fetch_top(now);
+                Change::None
+            }
+            Action::Anomaly => {
+                self.top = TopState::Closed;
+                self.open_anomaly()
             }
             Action::TogglePause => {
                 self.status.paused = !self.status.paused;
-                None
+                Change::None
             }
             Action::RefreshNow => {
                 self.data_changed = true;
-                Some(Command::RefreshNow)
+                self.pending = Change::Rebuild;
+                cmd = Some(Command::RefreshNow);
+                Change::None
             }
             Action::ToggleHelp => {
                 self.show_help = true;
-                None
+                Change::None
             }
-            Action::CloseOverlay => None,
         };
-        self.dirty = true;
+        // A new selection makes an open top-requests list refer to another row.
+        if change == Change::Selection && self.top_open() {
+            cmd = cmd.or_else(|| self.fetch_top(now));
+        }
+        self.note(change);
         cmd
     }
 }
@@ -257,6 +692,7 @@ mod tests {
             spike_ratio: 3.0,
             min_excess: Money::from_dollars(1),
             contributors: 3,
+            ..DetectParams::default()
         };
         App::new(
             Store::new(StoreConfig::default(), now),
@@ -391,5 +827,265 @@ mod tests {
         );
         assert_eq!(a.on_key(KeyEvent::from(KeyCode::Char('x'))), None);
         assert!(a.screen(true).help.is_none(), "any key closes the help");
+    }
+
+    fn event(now: DateTime<Utc>, feature: &str, user: &str, model: &str, dollars: i64) -> Fact {
+        Fact {
+            at: now,
+            names: [
+                feature.into(),
+                user.into(),
+                model.into(),
+                "t".into(),
+                "r".into(),
+            ],
+            agg: Agg::one(Money::from_dollars(dollars), 100, 10),
+        }
+    }
+
+    /// A loaded app: two features, three users, two models.
+    fn loaded(now: DateTime<Utc>) -> App {
+        let mut a = app(now);
+        let facts = vec![
+            event(now, "chat", "alice", "gpt-4o", 5),
+            event(now, "chat", "bob", "gpt-4o", 3),
+            event(now, "chat", "bob", "claude", 4),
+            event(now, "search", "carol", "gpt-4o", 1),
+        ];
+        a.on_source(
+            SourceMsg::Backfill {
+                batch: FactBatch {
+                    rows: facts.len() as u64,
+                    facts,
+                    rejected: Default::default(),
+                },
+                done: true,
+            },
+            now,
+        );
+        a.rebuild_if_due(now, Duration::zero());
+        a
+    }
+
+    fn press(a: &mut App, code: KeyCode, now: DateTime<Utc>) -> Option<Command> {
+        let cmd = a.on_key_at(KeyEvent::from(code), now);
+        a.rebuild_if_due(now, Duration::milliseconds(200));
+        cmd
+    }
+
+    fn shown(a: &App) -> Vec<(String, String)> {
+        let v = a.drill.as_ref().expect("a drill-down level is open");
+        (0..v.order.len())
+            .filter_map(|i| v.row_at(i))
+            .map(|r| (r.name.clone(), r.agg.cost.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn enter_drills_feature_user_model_and_esc_comes_back() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        assert_eq!(a.overview.features[0].name, "chat");
+        press(&mut a, KeyCode::Enter, now);
+        assert_eq!(
+            shown(&a),
+            [("bob".into(), "7".into()), ("alice".into(), "5".into())]
+        );
+        let v = a.drill.as_ref().unwrap();
+        assert_eq!(v.path, [(Dim::Feature, "chat".to_string())]);
+        assert_eq!(v.parent.cost, Money::from_dollars(12));
+        assert!(v.chart.as_ref().is_some_and(|c| c.name == "bob"));
+        assert!(a.screen(false).drill.is_some());
+        press(&mut a, KeyCode::Enter, now); // bob
+        assert_eq!(
+            shown(&a),
+            [("claude".into(), "4".into()), ("gpt-4o".into(), "3".into())]
+        );
+        press(&mut a, KeyCode::Esc, now);
+        assert_eq!(a.drill.as_ref().unwrap().dim, Dim::User);
+        assert_eq!(
+            a.nav.current().unwrap().selected_name.as_deref(),
+            Some("bob")
+        );
+        press(&mut a, KeyCode::Backspace, now);
+        assert!(a.screen(false).drill.is_none(), "back at the overview");
+        assert_eq!(a.selected, 0, "the overview kept its selection");
+    }
+
+    #[test]
+    fn filter_sort_metric_and_window_rearrange_without_losing_the_selection() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        a.on_key_at(KeyEvent::from(KeyCode::Char('d')), now); // all users
+        a.rebuild_if_due(now, Duration::zero());
+        assert_eq!(shown(&a).len(), 3);
+        press(&mut a, KeyCode::Down, now);
+        assert_eq!(
+            a.nav.current().unwrap().selected_name.as_deref(),
+            Some("alice")
+        );
+        press(&mut a, KeyCode::Char('s'), now); // by change (none yet) then name
+        press(&mut a, KeyCode::Char('s'), now);
+        press(&mut a, KeyCode::Char('s'), now);
+        assert_eq!(a.nav.sort, super::super::drill::SortKey::Name);
+        let names: Vec<String> = shown(&a).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["alice", "bob", "carol"]);
+        assert_eq!(
+            a.nav.current().unwrap().selected,
+            0,
+            "alice is still selected"
+        );
+        press(&mut a, KeyCode::Char('S'), now);
+        let names: Vec<String> = shown(&a).into_iter().map(|(n, _)| n).collect();
+        assert_eq!(names, ["carol", "bob", "alice"]);
+        press(&mut a, KeyCode::Char('/'), now);
+        for c in "CA".chars() {
+            press(&mut a, KeyCode::Char(c), now);
+        }
+        assert_eq!(
+            shown(&a),
+            [("carol".into(), "1".into())],
+            "case-insensitive"
+        );
+        assert!(a.drill.as_ref().unwrap().editing);
+        press(&mut a, KeyCode::Char('q'), now);
+        assert_eq!(
+            a.nav.current().unwrap().filter,
+            "CAq",
+            "q is text while typing"
+        );
+        press(&mut a, KeyCode::Backspace, now);
+        press(&mut a, KeyCode::Enter, now);
+        assert!(!a.nav.editing);
+        assert_eq!(shown(&a).len(), 1, "the filter stays after Enter");
+        press(&mut a, KeyCode::Char('m'), now);
+        assert_eq!(
+            a.drill.as_ref().unwrap().metric,
+            super::super::drill::Metric::Requests
+        );
+        press(&mut a, KeyCode::Char('1'), now);
+        assert_eq!(a.drill.as_ref().unwrap().window, Window::Hour);
+        press(&mut a, KeyCode::Char('/'), now);
+        press(&mut a, KeyCode::Esc, now);
+        assert_eq!(shown(&a).len(), 3, "Esc while typing clears the filter");
+    }
+
+    #[test]
+    fn top_requests_newest_wins_and_esc_closes() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        let Some(Command::FetchTop { seq: first, query }) = press(&mut a, KeyCode::Char('t'), now)
+        else {
+            panic!("t asks for the top requests")
+        };
+        assert_eq!(query.path, [(Dim::Feature, "chat".to_string())]);
+        assert!(a.top_loading());
+        press(&mut a, KeyCode::Enter, now); // drilling closes it
+        assert!(!a.top_open());
+        let Some(Command::FetchTop { seq: second, query }) = press(&mut a, KeyCode::Char('t'), now)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            query.path,
+            [
+                (Dim::Feature, "chat".to_string()),
+                (Dim::User, "bob".to_string())
+            ]
+        );
+        // Moving on while it loads asks again; the older answers no longer count.
+        let Some(Command::FetchTop { seq: third, .. }) = press(&mut a, KeyCode::Down, now) else {
+            panic!("a new selection refetches")
+        };
+        assert!(first < second && second < third);
+        a.on_top(second, Ok(vec![]));
+        assert!(a.top_loading(), "a stale answer is ignored");
+        a.on_top(third, Err("boom".into()));
+        assert!(matches!(a.top, TopState::Failed { .. }));
+        press(&mut a, KeyCode::Esc, now);
+        assert!(!a.top_open());
+        assert!(a.drill.is_some(), "Esc closed the pane, not the level");
+        // At the last level Enter asks for the requests themselves.
+        press(&mut a, KeyCode::Enter, now);
+        for _ in 0..3 {
+            press(&mut a, KeyCode::Enter, now);
+        }
+        assert_eq!(a.drill.as_ref().unwrap().dim, Dim::Region);
+        assert!(matches!(
+            press(&mut a, KeyCode::Enter, now),
+            Some(Command::FetchTop { .. })
+        ));
+    }
+
+    #[test]
+    fn paused_drill_keeps_its_numbers_until_resumed() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        press(&mut a, KeyCode::Enter, now);
+        press(&mut a, KeyCode::Char('p'), now);
+        a.on_source(
+            SourceMsg::Tail {
+                batch: FactBatch {
+                    facts: vec![event(now, "chat", "alice", "gpt-4o", 10)],
+                    rows: 1,
+                    rejected: Default::default(),
+                },
+                polled_at: now,
+            },
+            now,
+        );
+        let later = now + Duration::seconds(1);
+        a.rebuild_if_due(later, Duration::zero());
+        assert_eq!(shown(&a)[0], ("bob".into(), "7".into()));
+        press(&mut a, KeyCode::Char('p'), later);
+        a.rebuild_if_due(later, Duration::zero());
+        assert_eq!(shown(&a)[0], ("alice".into(), "15".into()), "caught up");
+        assert_eq!(
+            a.nav.current().unwrap().selected_name.as_deref(),
+            Some("bob"),
+            "the selection follows the row, not the position"
+        );
+    }
+
+    #[test]
+    fn enter_on_an_anomaly_opens_its_feature() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        a.overview.anomalies.clear();
+        a.overview.features[1].anomalous = true;
+        press(&mut a, KeyCode::Char('a'), now);
+        assert_eq!(
+            a.drill.as_ref().unwrap().path,
+            [(Dim::Feature, "search".to_string())]
+        );
+        assert_eq!(a.selected, 1, "the overview row follows");
+    }
+
+    #[test]
+    fn mouse_wheel_and_click_select_rows() {
+        use crossterm::event::MouseButton;
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        a.set_geometry(TableGeometry {
+            first_row_y: 5,
+            rows: 10,
+        });
+        a.on_key_at(KeyEvent::from(KeyCode::Char('d')), now);
+        a.rebuild_if_due(now, Duration::zero());
+        let click = |row| MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: 3,
+            row,
+            modifiers: KeyModifiers::NONE,
+        };
+        a.on_mouse(click(7));
+        assert_eq!(a.nav.current().unwrap().selected, 2);
+        a.on_mouse(click(9)); // below the last row: ignored
+        assert_eq!(a.nav.current().unwrap().selected, 2);
+        a.on_mouse(MouseEvent {
+            kind: MouseEventKind::ScrollUp,
+            ..click(0)
+        });
+        assert_eq!(a.nav.current().unwrap().offset, 0);
     }
 }

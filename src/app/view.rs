@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 
+use super::drill::{Metric, SortKey, Window};
 use crate::detect::Anomaly;
-use crate::model::{Connection, Dim, TailMode};
+pub use crate::model::RequestRow;
+use crate::model::{Agg, Connection, Dim, TailMode};
 use crate::money::Money;
 
 /// Month-to-date, burn and forecast for the header gauges.
@@ -16,6 +18,11 @@ pub struct Header {
     /// Average spend per day this month so far.
     pub daily_burn: Money,
     pub forecast: Money,
+    /// The forecast's 80% interval (p10-p90), when it has one.
+    pub forecast_low: Option<Money>,
+    pub forecast_high: Option<Money>,
+    /// The local day the budget runs out on the forecast curve (or ran out).
+    pub budget_exhausted_on: Option<chrono::NaiveDate>,
     /// "run rate" or "weekday-weighted" etc.: how the forecast was made.
     pub forecast_method: String,
     pub budget: Option<Money>,
@@ -122,5 +129,99 @@ pub struct Screen<'a> {
     /// The terminal may use colour (false under NO_COLOR).
     pub color: bool,
     /// The help overlay: (keys, what they do), generated from the keymap.
-    pub help: Option<&'a [(&'static str, &'static str)]>,
+    pub help: Option<&'a [(String, String)]>,
+    /// The open drill-down level, drawn instead of the overview's panes.
+    pub drill: Option<&'a DrillView>,
+    /// The most expensive requests behind the selection, when asked for.
+    pub top: &'a TopState,
+    /// The window new drill-downs open with (shown on the overview too).
+    pub window: Window,
+}
+
+/// One row of a drill-down table.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DrillRow {
+    pub name: String,
+    /// The name in lower case, for the filter (computed once per build).
+    pub key: String,
+    /// In the window.
+    pub agg: Agg,
+    /// In the previous equal window; None when the store does not hold all of it.
+    pub prev: Option<Agg>,
+    /// Per sparkline slot over the window, oldest first.
+    pub series: Vec<Agg>,
+    /// The metric's value (None: a ratio without a denominator).
+    pub value: Option<f64>,
+    /// Of the parent's total (of the metric when additive, else of cost).
+    pub share: Option<f64>,
+    /// Against the previous equal window: 0.25 means 25% up.
+    pub change: Option<f64>,
+    /// The metric per slot, for the sparkline.
+    pub spark: Vec<u64>,
+}
+
+/// The larger chart of the selected row.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DrillChart {
+    pub name: String,
+    pub metric: Metric,
+    /// Hourly, oldest first, ending with the current hour.
+    pub hourly_48h: Vec<u64>,
+    /// Daily in the billing zone, oldest first, ending with today.
+    pub daily_30d: Vec<u64>,
+}
+
+/// A drill-down level as drawn: every row (built once per change) and the order of
+/// the ones shown (filtered and sorted); the UI draws only the visible slice.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DrillView {
+    pub path: Vec<(Dim, String)>,
+    pub dim: Dim,
+    pub window: Window,
+    pub window_start: DateTime<Utc>,
+    pub metric: Metric,
+    pub sort: SortKey,
+    pub reverse: bool,
+    pub filter: String,
+    /// The filter is being typed.
+    pub editing: bool,
+    /// Total of the events matching the path, in the window.
+    pub parent: Agg,
+    pub rows: Vec<DrillRow>,
+    /// Indices into `rows` of the rows shown, in order.
+    pub order: Vec<u32>,
+    pub selected: usize,
+    pub offset: usize,
+    pub chart: Option<DrillChart>,
+    /// The metric the rows' value, share, change and sparkline were computed for
+    /// (None right after a build).
+    pub metric_ready: Option<Metric>,
+}
+
+impl DrillView {
+    /// The `i`-th shown row.
+    pub fn row_at(&self, i: usize) -> Option<&DrillRow> {
+        self.order.get(i).and_then(|&r| self.rows.get(r as usize))
+    }
+}
+
+/// The "top requests" pane: fetched on demand, newest request wins.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum TopState {
+    #[default]
+    Closed,
+    Loading {
+        /// The path asked about, for the title.
+        path: Vec<(Dim, String)>,
+        /// Advances while waiting (the spinner).
+        frame: usize,
+    },
+    Ready {
+        path: Vec<(Dim, String)>,
+        rows: Vec<RequestRow>,
+    },
+    Failed {
+        path: Vec<(Dim, String)>,
+        error: String,
+    },
 }

@@ -32,7 +32,7 @@ impl Context {
     }
 
     pub fn detect_params(&self) -> DetectParams {
-        DetectParams::from(&self.cfg.detect)
+        DetectParams::from(&self.cfg)
     }
 
     /// `--database-url`, `DATABASE_URL`, `database.url`, then the libpq variables.

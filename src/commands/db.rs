@@ -1,13 +1,18 @@
-//! `burnrate db init`: create or upgrade the schema, idempotently.
+//! `burnrate db init [--rls]`: create or upgrade the schema, idempotently.
 
 use color_eyre::Result;
 
 use super::context::Context;
-use crate::source::schema;
+use crate::cli::DbInitArgs;
+use crate::source::{schema, tenancy};
 
-pub async fn init(ctx: &Context) -> Result<()> {
+pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
     let target = ctx.connect_target()?;
     let report = schema::init(&target, &ctx.cfg.database.table).await?;
     println!("{report}");
+    if args.rls {
+        let rls = tenancy::enable_rls(&target, &ctx.cfg.database.table).await?;
+        println!("{rls}");
+    }
     Ok(())
 }

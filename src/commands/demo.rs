@@ -7,11 +7,13 @@ use color_eyre::Result;
 use tokio::sync::{mpsc, watch};
 
 use super::context::Context;
+use crate::app::keymap::Keymap;
 use crate::app::run::run_tui;
 use crate::app::state::App;
 use crate::cli::DemoArgs;
 use crate::money::Money;
-use crate::source::demo::{DemoSettings, DemoStream, run_demo};
+use crate::source::demo::{DemoSettings, DemoStream, run_demo_recorded};
+use crate::source::{RecentRequests, TopSource};
 
 pub async fn demo(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let settings = DemoSettings {
@@ -35,10 +37,19 @@ pub async fn demo(ctx: &Context, args: &DemoArgs) -> Result<()> {
     let shutdown = async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     };
-    let task = tokio::spawn(run_demo(settings, ctx.store_config(), tx, shutdown));
-    let app = App::new(ctx.new_store(), Some(budget), ctx.detect_params(), "demo");
+    let recent = RecentRequests::default();
+    let task = tokio::spawn(run_demo_recorded(
+        settings,
+        ctx.store_config(),
+        tx,
+        shutdown,
+        Some(recent.clone()),
+    ));
+    let keymap = Keymap::with_overrides(&ctx.cfg.keys).map_err(|e| color_eyre::eyre::eyre!(e))?;
+    let app =
+        App::new(ctx.new_store(), Some(budget), ctx.detect_params(), "demo").with_keymap(keymap);
     // The demo stream is always live: "refresh now" has nothing to fetch.
-    let result = run_tui(app, rx, || {}).await;
+    let result = run_tui(app, rx, || {}, TopSource::Demo(recent)).await;
     let _ = stop_tx.send(true);
     match task.await {
         Ok(Err(e)) => tracing::warn!(error = %e, "demo stream ended with an error"),

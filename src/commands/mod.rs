@@ -3,6 +3,7 @@
 pub mod context;
 pub mod db;
 pub mod demo;
+pub mod export;
 pub mod simulate;
 pub mod snapshot;
 pub mod watch;
@@ -27,6 +28,7 @@ pub fn main(cli: Cli) -> ExitCode {
         }
     };
     let log = crate::logging::init(&cfg);
+    install_panic_report(log.path.clone());
     tracing::info!(version = env!("CARGO_PKG_VERSION"), config = ?origin, "burnrate starting");
     let ctx = Context {
         cfg,
@@ -59,14 +61,44 @@ pub fn main(cli: Cli) -> ExitCode {
     }
 }
 
+/// On a panic: the report goes to the log file (written directly, so it survives
+/// whatever state the logger is in) and stderr says where. The terminal is restored
+/// before this runs: `ratatui::init` wraps this hook with its own.
+fn install_panic_report(log_path: Option<std::path::PathBuf>) {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let backtrace = std::backtrace::Backtrace::force_capture();
+        previous(info);
+        if let Some(path) = &log_path {
+            let report = format!(
+                "{} ERROR burnrate panicked: {info}\nbacktrace:\n{backtrace}\n",
+                chrono::Utc::now().to_rfc3339()
+            );
+            let written = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .and_then(|mut f| std::io::Write::write_all(&mut f, report.as_bytes()));
+            match written {
+                Ok(()) => eprintln!("burnrate crashed: the report is in {}", path.display()),
+                Err(e) => eprintln!(
+                    "burnrate crashed, and the report could not be written to {}: {e}",
+                    path.display()
+                ),
+            }
+        }
+    }));
+}
+
 async fn dispatch(ctx: &Context, command: Option<Command>) -> color_eyre::Result<()> {
     match command {
         None | Some(Command::Watch) => watch::watch(ctx).await,
         Some(Command::Demo(args)) => demo::demo(ctx, &args).await,
         Some(Command::Db {
-            command: DbCommand::Init,
-        }) => db::init(ctx).await,
+            command: DbCommand::Init(args),
+        }) => db::init(ctx, &args).await,
         Some(Command::Snapshot(args)) => snapshot::snapshot(ctx, &args).await,
+        Some(Command::Export(args)) => export::export(ctx, &args).await,
         Some(Command::Simulate(args)) => {
             let target = ctx.connect_target()?;
             // Simulated rows need the table; creating it is idempotent.

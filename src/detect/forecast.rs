@@ -1,9 +1,19 @@
-//! Month-end forecast of the core dashboard: month-to-date plus the expected spend
-//! of the remaining days, with the real number of days in the month.
+//! Month-end forecast: month-to-date plus the expected spend of the rest of the
+//! month, with weekday rhythm, the real number of days in the month, an 80%
+//! interval and the day the budget runs out.
+//!
+//! y_d = L x w(weekday of d): w is the median of that weekday over the last weeks
+//! divided by the overall median, L the median over the last 14 days of daily / w.
+//! The rest of today is y_today times the share of an average day still to come.
+//! The interval is a moving-block bootstrap (7-day blocks, 1000 draws, fixed seed)
+//! of the ratios actual / predicted of the last 28 days. With under 7 days of
+//! history the remaining days are priced at the plain run rate, and say so.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 use serde::Serialize;
 
+use super::stats::{SplitMix, median, quantile};
+use crate::model::Dim;
 use crate::money::Money;
 use crate::store::Store;
 
@@ -21,14 +31,27 @@ pub struct MonthForecast {
     pub daily_burn: Money,
     #[serde(rename = "forecast_usd")]
     pub forecast: Money,
+    /// The 80% interval (p10-p90) of the forecast; null for the run rate.
+    #[serde(rename = "forecast_low_usd")]
+    pub forecast_low: Option<Money>,
+    #[serde(rename = "forecast_high_usd")]
+    pub forecast_high: Option<Money>,
     #[serde(rename = "budget_usd")]
     pub budget: Option<Money>,
-    /// How the remaining days were estimated: "trailing 7-day average" or "run rate".
+    /// The local date the month's spend reaches the budget on the forecast curve
+    /// (or reached it), null when it does not this month or without a budget.
+    pub budget_exhausted_on: Option<NaiveDate>,
+    /// How the remaining days were estimated: "weekday rhythm" or
+    /// "run rate (under 7 days of history)".
     pub method: String,
 }
 
-/// The remaining days are priced at the trailing 7-day daily average when a week of
-/// history exists (the month's first days say little), else at the run rate.
+/// Bootstrap draws of the interval.
+const DRAWS: usize = 1000;
+/// Fixed seed: the same store gives the same interval everywhere.
+const SEED: u64 = 0x6275_726e_7261_7465;
+
+/// The month-end forecast at `now`.
 pub fn month_forecast(store: &Store, now: DateTime<Utc>, budget: Option<Money>) -> MonthForecast {
     let cal = store.calendar();
     let month_start = cal.month_start(now);
@@ -36,35 +59,187 @@ pub fn month_forecast(store: &Store, now: DateTime<Utc>, budget: Option<Money>) 
     let days_in_month = cal.days_in_month(now);
     let days_elapsed = cal.days_elapsed(now).max(1.0 / 1440.0);
     let remaining_days = (days_in_month as f64 - days_elapsed).max(0.0);
-    let daily_burn = Money::from_f64_lossy(mtd.as_f64() / days_elapsed);
+    let daily_burn = Money::from_f64_lossy(finite(mtd.as_f64() / days_elapsed));
+    let today = cal.local_date(now);
+    let day_start = cal.date_start(today);
+    let last_day = cal.local_date(cal.next_month_start(now) - Duration::seconds(1));
 
-    let week_ago = now - Duration::days(7);
-    let have_week = store
+    // Full local days of history before today, oldest first (at most 8 weeks).
+    let have = store
         .oldest_hour()
-        .is_some_and(|h| cal.hour_start(h) <= week_ago);
-    let (rate, method) = if have_week {
-        let week = store.total(store.hours_from(week_ago)).cost;
-        // Whole-hour buckets: the window is 7 days plus the current partial hour.
-        let span_days =
-            (now - cal.hour_start(cal.hour_index(week_ago))).num_seconds() as f64 / 86_400.0;
-        (
-            Money::from_f64_lossy(week.as_f64() / span_days),
-            "trailing 7-day average",
-        )
-    } else {
-        (daily_burn, "run rate")
-    };
-    let forecast = mtd + Money::from_f64_lossy(rate.as_f64() * remaining_days);
-    MonthForecast {
+        .map(|h| (day_start - cal.hour_start(h)).num_hours() / 24)
+        .unwrap_or(0)
+        .clamp(0, 56);
+    let mut out = MonthForecast {
         month: cal.month_label(now),
         month_to_date: mtd,
         days_in_month,
         days_elapsed,
         daily_burn,
-        forecast,
+        forecast: mtd,
+        forecast_low: None,
+        forecast_high: None,
         budget,
-        method: method.to_string(),
+        budget_exhausted_on: None,
+        method: String::new(),
+    };
+    if have < 7 {
+        out.method = "run rate (under 7 days of history)".into();
+        out.forecast = mtd + Money::from_f64_lossy(finite(daily_burn.as_f64() * remaining_days));
+        let today_frac = (now - day_start).num_seconds() as f64 / 86_400.0;
+        let per_day = daily_burn.as_f64();
+        out.budget_exhausted_on = budget.and_then(|b| {
+            exhausted_on(
+                mtd,
+                b,
+                today,
+                last_day,
+                (1.0 - today_frac) * per_day,
+                |_| per_day,
+            )
+        });
+        return out;
     }
+
+    let daily: Vec<(NaiveDate, f64)> = (1..=have)
+        .rev()
+        .map(|k| {
+            let d = today - Duration::days(k);
+            let (s, e) = (cal.date_start(d), cal.date_start(d + Duration::days(1)));
+            (d, store.prorated(Dim::Feature, None, s, e).0.as_f64())
+        })
+        .collect();
+    let w = weekday_factors(&daily);
+    let wd = |d: NaiveDate| w[d.weekday().num_days_from_monday() as usize];
+    let recent: Vec<f64> = daily
+        .iter()
+        .rev()
+        .take(14)
+        .map(|(d, c)| c / wd(*d))
+        .collect();
+    let level = median(&recent).unwrap_or(0.0).max(0.0);
+
+    // Share of an average day still to come at this time of day (last 7 days).
+    let elapsed = now - day_start;
+    let (mut after, mut whole) = (0.0, 0.0);
+    for (d, c) in daily.iter().rev().take(7) {
+        let s = cal.date_start(*d);
+        let e = cal.date_start(*d + Duration::days(1));
+        after += store
+            .prorated(Dim::Feature, None, (s + elapsed).min(e), e)
+            .0
+            .as_f64();
+        whole += c;
+    }
+    let to_come = if whole > 0.0 {
+        (after / whole).clamp(0.0, 1.0)
+    } else {
+        (1.0 - elapsed.num_seconds() as f64 / 86_400.0).clamp(0.0, 1.0)
+    };
+
+    let y = |d: NaiveDate| level * wd(d);
+    let rest_today = y(today) * to_come;
+    let future: Vec<f64> = day_iter(today + Duration::days(1), last_day)
+        .map(y)
+        .collect();
+    let expected_rest = rest_today + future.iter().sum::<f64>();
+    out.forecast = mtd + Money::from_f64_lossy(finite(expected_rest));
+    out.method = "weekday rhythm".into();
+
+    // 80% interval: moving 7-day blocks of actual / predicted over the last 28 days.
+    let ratios: Vec<f64> = daily
+        .iter()
+        .rev()
+        .take(28)
+        .rev()
+        .filter_map(|(d, c)| {
+            let p = y(*d);
+            (p > 0.0).then(|| c / p).filter(|r| r.is_finite())
+        })
+        .collect();
+    if ratios.len() >= 7 {
+        let mut rng = SplitMix::new(SEED);
+        let mut totals = Vec::with_capacity(DRAWS);
+        let days: Vec<f64> = std::iter::once(rest_today).chain(future).collect();
+        for _ in 0..DRAWS {
+            let mut sum = 0.0;
+            let mut i = 0;
+            while i < days.len() {
+                let start = rng.below(ratios.len() - 6);
+                for r in &ratios[start..start + 7] {
+                    if i == days.len() {
+                        break;
+                    }
+                    sum += days[i] * r;
+                    i += 1;
+                }
+            }
+            totals.push(sum);
+        }
+        let lo = quantile(&totals, 0.1).unwrap_or(expected_rest);
+        let hi = quantile(&totals, 0.9).unwrap_or(expected_rest);
+        out.forecast_low = Some(mtd + Money::from_f64_lossy(finite(lo.min(expected_rest))));
+        out.forecast_high = Some(mtd + Money::from_f64_lossy(finite(hi.max(expected_rest))));
+    }
+    out.budget_exhausted_on =
+        budget.and_then(|b| exhausted_on(mtd, b, today, last_day, rest_today, y));
+    out
+}
+
+fn finite(x: f64) -> f64 {
+    if x.is_finite() { x } else { 0.0 }
+}
+
+fn day_iter(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
+    std::iter::successors(Some(from), |d| d.succ_opt()).take_while(move |d| *d <= to)
+}
+
+/// The day the cumulative spend reaches `budget`: today if it already has, else on
+/// the expected curve (the rest of today, then `y` per day), or `None` this month.
+fn exhausted_on(
+    mtd: Money,
+    budget: Money,
+    today: NaiveDate,
+    last_day: NaiveDate,
+    rest_today: f64,
+    y: impl Fn(NaiveDate) -> f64,
+) -> Option<NaiveDate> {
+    if budget.picos() <= 0 || mtd >= budget {
+        return Some(today).filter(|_| budget.picos() > 0 || mtd >= budget);
+    }
+    let mut cum = mtd.as_f64() + finite(rest_today);
+    let b = budget.as_f64();
+    if cum >= b {
+        return Some(today);
+    }
+    for d in day_iter(today + Duration::days(1), last_day) {
+        cum += finite(y(d));
+        if cum >= b {
+            return Some(d);
+        }
+    }
+    None
+}
+
+/// Median of each weekday over the overall median (1.0 where unknown).
+fn weekday_factors(days: &[(NaiveDate, f64)]) -> [f64; 7] {
+    let all: Vec<f64> = days.iter().map(|(_, c)| *c).collect();
+    let overall = median(&all).unwrap_or(0.0);
+    let mut w = [1.0; 7];
+    if overall <= 0.0 {
+        return w;
+    }
+    for (i, f) in w.iter_mut().enumerate() {
+        let v: Vec<f64> = days
+            .iter()
+            .filter(|(d, _)| d.weekday().num_days_from_monday() as usize == i)
+            .map(|(_, c)| *c)
+            .collect();
+        if let Some(m) = median(&v).filter(|m| *m > 0.0 && m.is_finite()) {
+            *f = m / overall;
+        }
+    }
+    w
 }
 
 #[cfg(test)]
@@ -118,7 +293,14 @@ mod tests {
             "not x30: {}",
             f.forecast
         );
-        assert_eq!(f.method, "trailing 7-day average");
+        assert_eq!(f.method, "weekday rhythm");
+        assert_eq!(f.forecast_low, Some(Money::from_dollars(672)));
+        assert_eq!(f.forecast_high, Some(Money::from_dollars(672)));
+        // $336 spent, $24 a day: $504 by the end of the 21st.
+        assert_eq!(
+            f.budget_exhausted_on,
+            Some(NaiveDate::from_ymd_opt(2026, 2, 21).unwrap())
+        );
     }
 
     #[test]
@@ -127,7 +309,8 @@ mod tests {
         let mut s = Store::new(StoreConfig::default(), now);
         hourly(&mut s, now, utc("2026-11-01T00:00:00Z"), 1);
         let f = month_forecast(&s, now, None);
-        assert_eq!(f.method, "run rate");
+        assert_eq!(f.method, "run rate (under 7 days of history)");
+        assert_eq!(f.forecast_low, None);
         assert_eq!(f.forecast, Money::from_dollars(720));
     }
 }

@@ -1,7 +1,8 @@
 //! Anomaly detection and forecasts: pure functions over the store.
 //!
 //! Nothing here does I/O; the TUI and the headless commands call the same
-//! functions with the same store, so screen and cron never disagree.
+//! functions with the same store, so screen and cron never disagree. The only
+//! memory across evaluations is [`DetectorState`], passed in and out explicitly.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -21,31 +22,85 @@ pub struct Contributor {
     pub share: f64,
 }
 
+/// How urgently someone should look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Info,
+    Warning,
+    Critical,
+}
+
+impl Severity {
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
 /// Something unusual, explained: what, how much, against what, and who.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
-    /// Stable rule id: "today_vs_7d", "spike_5m", "spike_15m", "spike_60m".
+    /// Stable rule id: "spike_5m", "spike_15m", "spike_60m", "runaway_user",
+    /// "user_share", "unpriced", "today_vs_7d", "daily_average", "drift",
+    /// "day_over_budget_pace", "forecast_over_budget", "feature_budget", "quota".
     pub rule: String,
     pub dim: Dim,
     pub name: String,
-    /// The window observed: "today", "5m", "15m", "60m".
+    /// The window observed: "5m", "15m", "60m", "today", "7d", "month".
     pub window: String,
     #[serde(rename = "observed_usd")]
     pub observed: Money,
     #[serde(rename = "expected_usd")]
     pub expected: Money,
+    /// The typical band of the baseline (p10-p90 of its samples), when it has one.
+    #[serde(rename = "expected_low_usd")]
+    pub expected_low: Option<Money>,
+    #[serde(rename = "expected_high_usd")]
+    pub expected_high: Option<Money>,
     /// observed / expected (infinite expected-zero cases are capped at 999).
     pub ratio: f64,
+    /// Robust z-score in log space, for the statistical rules.
+    pub z: Option<f64>,
+    pub severity: Severity,
+    /// What `expected` was computed from, e.g. "same hour of week, 4 weeks".
+    pub baseline: String,
     pub since: Option<DateTime<Utc>>,
     pub contributors: Vec<Contributor>,
-    /// One line for people: "support_qa jumped 300% in the last 5m ($41 vs typical $9.80)".
+    /// One line for people: "support_qa $412 in the last 60m vs typical $98, 4.2x;
+    /// 71% from user_4812 on gpt-4o".
     pub message: String,
 }
 
+impl Anomaly {
+    /// Observed minus expected.
+    pub fn excess(&self) -> Money {
+        self.observed - self.expected
+    }
+}
+
+/// Most severe first, then largest excess, then by name: the pane's order.
+pub fn sort_anomalies(found: &mut [Anomaly]) {
+    found.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then(b.excess().cmp(&a.excess()))
+            .then(a.name.cmp(&b.name))
+            .then(a.rule.cmp(&b.rule))
+    });
+}
+
 mod forecast;
+#[cfg(test)]
+mod proptests;
 mod rules;
+pub mod stats;
 
 pub use forecast::{MonthForecast, month_forecast};
 pub use rules::{
-    DetectParams, detect, same_time_previous_days, spike_windows, today_vs_previous_days,
+    DetectParams, DetectorState, Limits, detect, evaluate, same_time_previous_days, spike_windows,
+    today_vs_previous_days,
 };

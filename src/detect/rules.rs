@@ -1,26 +1,70 @@
-//! The anomaly rules of the core dashboard: the seed article's "today vs the last 7
-//! days at the same time of day", and short-window spikes (5, 15, 60 minutes) so that
-//! a runaway loop shows within minutes, not at the end of the day.
+//! The anomaly rules. Each is a pure function of the store at an instant; the only
+//! memory is [`DetectorState`] (the pending state of the fast rules), passed in and
+//! out explicitly.
+//!
+//! - spikes per feature, model and user over the trailing 5, 15 and 60 minutes, in
+//!   log space against a robust baseline (median and MAD of the same window at the
+//!   same hour of the week, else of the day, else the last 24 hours);
+//! - a user's share of a feature jumping (agent loops), unpriced usage;
+//! - today against the previous 7 days at the same time of day, and EWMA drift;
+//! - the seed article's four alert conditions (daily average, daily budget pace,
+//!   quotas, forecast over budget) and per-feature budgets.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
-use super::{Anomaly, Contributor};
+use super::stats::{Robust, ewma_chart, ln_cost, quantile};
+use super::{Anomaly, Contributor, Severity, month_forecast, sort_anomalies};
 use crate::calendar::Calendar;
-use crate::config::DetectConfig;
+use crate::config::{Config, DetectConfig};
 use crate::model::{Agg, Dim};
 use crate::money::Money;
 use crate::store::{NameId, Store};
 
-/// Thresholds, from `[detect]` in the config.
-#[derive(Debug, Clone, Copy)]
+/// Budgets and quotas, from `[budget]` and `[quota]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Limits {
+    pub monthly: Option<Money>,
+    pub features: BTreeMap<String, Money>,
+    pub tenants: BTreeMap<String, Money>,
+    pub users: BTreeMap<String, Money>,
+    /// Share of a quota or feature budget that warns (0.8).
+    pub warn_at: f64,
+    /// Forecast above the budget by more than this share alerts (0.10).
+    pub forecast_over: f64,
+    /// The day's total above monthly budget / days in month alerts.
+    pub daily_pace: bool,
+}
+
+/// Thresholds, from `[detect]` (and `[budget]`, `[quota]`) in the config.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DetectParams {
     pub today_ratio: f64,
+    /// The 5-minute spike ratio.
     pub spike_ratio: f64,
     pub min_excess: Money,
-    /// Contributors listed per anomaly.
+    /// Contributors listed per anomaly, per dimension.
     pub contributors: usize,
+    pub spike_ratio_15m: f64,
+    pub spike_ratio_60m: f64,
+    pub spike_z: f64,
+    pub today_z: f64,
+    pub mad_floor: f64,
+    pub pending: u32,
+    pub runaway_min_excess: Money,
+    pub runaway_share: f64,
+    pub daily_average_ratio: f64,
+    pub drift_lambda: f64,
+    pub drift_sigmas: f64,
+    pub drift_min_ratio: f64,
+    pub limits: Limits,
+}
+
+impl Default for DetectParams {
+    fn default() -> Self {
+        DetectParams::from(&DetectConfig::default())
+    }
 }
 
 impl From<&DetectConfig> for DetectParams {
@@ -30,13 +74,509 @@ impl From<&DetectConfig> for DetectParams {
             spike_ratio: c.spike_ratio,
             min_excess: c.min_excess_usd,
             contributors: 3,
+            spike_ratio_15m: c.spike_ratio_15m,
+            spike_ratio_60m: c.spike_ratio_60m,
+            spike_z: c.spike_z,
+            today_z: c.today_z,
+            mad_floor: c.mad_floor,
+            pending: c.pending_evaluations,
+            runaway_min_excess: c.runaway_min_excess_usd,
+            runaway_share: c.runaway_share,
+            daily_average_ratio: c.daily_average_ratio,
+            drift_lambda: c.drift_lambda,
+            drift_sigmas: c.drift_sigmas,
+            drift_min_ratio: c.drift_min_ratio,
+            limits: Limits {
+                warn_at: 0.8,
+                forecast_over: 0.10,
+                daily_pace: true,
+                ..Limits::default()
+            },
         }
+    }
+}
+
+impl From<&Config> for DetectParams {
+    fn from(c: &Config) -> Self {
+        let mut p = DetectParams::from(&c.detect);
+        p.limits = Limits {
+            monthly: c.budget.monthly_usd,
+            features: c.budget.features.clone(),
+            tenants: c.quota.tenants.clone(),
+            users: c.quota.users.clone(),
+            warn_at: c.quota.warn_at,
+            forecast_over: c.budget.forecast_over_ratio,
+            daily_pace: c.budget.daily_pace,
+        };
+        p
+    }
+}
+
+impl DetectParams {
+    /// (minutes, ratio bar, z bar) of the spike windows, shortest first: the shorter
+    /// the window, the higher the bar (as multi-window burn-rate alerts do).
+    pub fn spike_bars(&self) -> [(i64, f64, f64); 3] {
+        [
+            (5, self.spike_ratio, self.spike_z + 1.0),
+            (15, self.spike_ratio_15m, self.spike_z + 0.5),
+            (60, self.spike_ratio_60m, self.spike_z),
+        ]
     }
 }
 
 /// The windows of the spike rule, shortest first.
 pub fn spike_windows() -> [i64; 3] {
     [5, 15, 60]
+}
+
+// ---------------------------------------------------------------------------
+// Pending state
+
+/// What the detector remembers between evaluations: for every fast-rule condition
+/// (spikes, runaways, unpriced usage), since when and for how many consecutive
+/// evaluations it has held. An evaluation is one minute: evaluating twice within
+/// the same minute does not count twice, and a minute without the condition resets
+/// it. Small and explicit: pass the same value to every [`evaluate`] call.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DetectorState {
+    tracks: HashMap<(String, Dim, String), Track>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Track {
+    /// When the condition was first seen in this streak (its window's start).
+    since: DateTime<Utc>,
+    /// The minute of the last evaluation that saw it.
+    minute: i64,
+    /// Consecutive evaluation minutes that saw it.
+    streak: u32,
+}
+
+impl DetectorState {
+    /// Conditions held but not yet shown.
+    pub fn pending(&self, p: &DetectParams) -> usize {
+        self.tracks
+            .values()
+            .filter(|t| t.streak < p.pending)
+            .count()
+    }
+}
+
+/// A fast-rule finding before the pending state confirms it.
+struct Candidate {
+    anomaly: Anomaly,
+}
+
+/// Every anomaly at `now`, most severe first, updating the pending state. Fast
+/// rules show once they have held for `p.pending` consecutive evaluation minutes.
+pub fn evaluate(
+    store: &Store,
+    now: DateTime<Utc>,
+    p: &DetectParams,
+    state: &mut DetectorState,
+) -> Vec<Anomaly> {
+    let minute = eval_minute(now);
+    let mut found = Vec::new();
+    let mut seen = HashMap::new();
+    for c in fast_candidates(store, now, p) {
+        let a = c.anomaly;
+        let key = (a.rule.clone(), a.dim, a.name.clone());
+        let since = a.since.unwrap_or(now);
+        let track = match state.tracks.get(&key) {
+            Some(t) if t.minute == minute => *t,
+            Some(t) if t.minute == minute - 1 => Track {
+                since: t.since.min(since),
+                minute,
+                streak: t.streak.saturating_add(1),
+            },
+            _ => Track {
+                since,
+                minute,
+                streak: 1,
+            },
+        };
+        seen.insert(key, track);
+        if track.streak >= p.pending.max(1) {
+            found.push(Anomaly {
+                since: Some(track.since),
+                ..a
+            });
+        }
+    }
+    state.tracks = seen;
+    found.extend(slow_rules(store, now, p));
+    sort_anomalies(&mut found);
+    found
+}
+
+/// One-shot detection with no memory (e.g. `snapshot` without `--follow`): the
+/// pending state is rebuilt by evaluating the end of the previous minute first, so
+/// a spike shows if it held then and holds now, as a running dashboard would say.
+pub fn detect(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let mut state = DetectorState::default();
+    let minute = eval_minute(now);
+    for back in (1..p.pending.max(1) as i64).rev() {
+        // The end of minute `minute - back`: its evaluation sees that minute last.
+        let t = Calendar::minute_start(minute - back + 1);
+        evaluate(store, t.min(now), p, &mut state);
+    }
+    evaluate(store, now, p, &mut state)
+}
+
+// ---------------------------------------------------------------------------
+// Baselines
+
+/// Baseline samples of a span `[start, end)` for one name: the same span at the same
+/// hour of the week over 4 weeks when 3 weeks of history exist, else at the same hour
+/// of day over 14 days (at least 3), else each of the last 24 hours' same span.
+/// Returns (costs in dollars, requests, label).
+fn baseline_samples(
+    store: &Store,
+    dim: Dim,
+    id: NameId,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> Option<(Vec<f64>, Vec<f64>, &'static str)> {
+    let cal = store.calendar();
+    let oldest = cal.hour_start(store.oldest_hour()?);
+    let shifted = |step: Duration, k: i64| {
+        let (s, e) = (start - step * k as i32, end - step * k as i32);
+        (s >= oldest).then(|| store.prorated(dim, Some(id), s, e))
+    };
+    let collect = |step: Duration, n: i64| -> Vec<(Money, f64)> {
+        (1..=n).filter_map(|k| shifted(step, k)).collect()
+    };
+    let weekly = collect(Duration::days(7), 4);
+    let (samples, label) = if weekly.len() >= 3 {
+        (weekly, "same hour of week, 4 weeks")
+    } else {
+        let daily = collect(Duration::days(1), 14);
+        if daily.len() >= 3 {
+            (daily, "same hour of day, 14 days")
+        } else {
+            let hourly = collect(Duration::hours(1), 24);
+            if hourly.is_empty() {
+                return None;
+            }
+            (hourly, "last 24 hours")
+        }
+    };
+    let costs = samples.iter().map(|(c, _)| c.as_f64()).collect();
+    let requests = samples.iter().map(|(_, r)| *r).collect();
+    Some((costs, requests, label))
+}
+
+/// The robust comparison of one observation with its baseline samples.
+struct Verdict {
+    expected: f64,
+    low: f64,
+    high: f64,
+    ratio: f64,
+    z: f64,
+}
+
+fn judge(observed: f64, costs: &[f64], requests: &[f64], p: &DetectParams) -> Option<Verdict> {
+    let logs: Vec<f64> = costs.iter().map(|c| ln_cost(*c)).collect();
+    // Short windows of small features are Poisson-noisy in a way hourly samples do
+    // not show: the scale is at least about 1.5 / sqrt(expected requests).
+    let n = quantile(requests, 0.5).unwrap_or(0.0).max(1.0);
+    let floor = p.mad_floor.max(1.5 / n.sqrt());
+    let r = Robust::of(&logs, floor)?;
+    let expected = (r.median.exp() - super::stats::LOG_EPS).max(0.0);
+    let z = r.z(ln_cost(observed));
+    let ratio = ratio_f(observed, expected);
+    Some(Verdict {
+        expected,
+        low: quantile(costs, 0.1).unwrap_or(0.0).max(0.0),
+        high: quantile(costs, 0.9).unwrap_or(0.0).max(0.0),
+        ratio,
+        z,
+    })
+}
+
+fn ratio_f(observed: f64, expected: f64) -> f64 {
+    if !observed.is_finite() || !expected.is_finite() {
+        return 1.0;
+    }
+    if expected <= 0.0 {
+        if observed > 0.0 { 999.0 } else { 1.0 }
+    } else {
+        (observed / expected).clamp(0.0, 999.0)
+    }
+}
+
+fn ratio(observed: Money, expected: Money) -> f64 {
+    ratio_f(observed.as_f64(), expected.as_f64())
+}
+
+fn usd(x: f64) -> Money {
+    Money::from_f64_lossy(if x.is_finite() { x } else { 0.0 })
+}
+
+// ---------------------------------------------------------------------------
+// Fast rules: spikes, runaways, unpriced usage
+
+/// The minute an evaluation at `now` belongs to: the one holding the instant just
+/// before `now` (an evaluation at 12:00:00 sees 11:59 last).
+fn eval_minute(now: DateTime<Utc>) -> i64 {
+    Calendar::minute_index(now - Duration::nanoseconds(1))
+}
+
+/// The trailing `w` minutes ending now: the span `[start, now)` and its minute range.
+fn window_span(now: DateTime<Utc>, w: i64) -> (DateTime<Utc>, i64, i64) {
+    // The current minute is partial: count it, and end the span at `now`.
+    let end_min = eval_minute(now);
+    let start_min = end_min - w + 1;
+    (Calendar::minute_start(start_min), start_min, end_min)
+}
+
+fn fast_candidates(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for dim in [Dim::Feature, Dim::Model, Dim::User] {
+        out.extend(spikes(store, now, p, dim));
+    }
+    out.extend(user_share(store, now, p));
+    out.extend(unpriced(store, now, p));
+    out
+}
+
+fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<Candidate> {
+    let mut best: HashMap<NameId, (f64, Anomaly)> = HashMap::new();
+    let user = dim == Dim::User;
+    let min_excess = if user {
+        p.runaway_min_excess.max(p.min_excess)
+    } else {
+        p.min_excess
+    };
+    let bars = p.spike_bars();
+    for (i, &(w, bar_ratio, bar_z)) in bars.iter().enumerate() {
+        // A user's 5 minutes are too noisy to judge; its 15 and 60 minutes are held
+        // to the 5-minute ratio bar (one user is noisier than a feature).
+        if user && i == 0 {
+            continue;
+        }
+        let bar_ratio = if user { bars[0].1 } else { bar_ratio };
+        let (start, from_min, to_min) = window_span(now, w);
+        if now <= start {
+            continue;
+        }
+        for (id, agg) in store.minutes_by_dim(dim, from_min, to_min) {
+            // The excess can be no more than the observation: skip the small fry.
+            if agg.cost <= min_excess {
+                continue;
+            }
+            let Some((costs, requests, label)) = baseline_samples(store, dim, id, start, now)
+            else {
+                continue;
+            };
+            // A feature or model never seen before is new, not a spike.
+            if !user && costs.iter().all(|c| *c <= 0.0) {
+                continue;
+            }
+            let x = agg.cost.as_f64();
+            let Some(v) = judge(x, &costs, &requests, p) else {
+                continue;
+            };
+            let expected = usd(v.expected);
+            let excess = agg.cost - expected;
+            if !(v.z > bar_z && v.ratio > bar_ratio && excess > min_excess) {
+                continue;
+            }
+            // A spike is also a jump from the last three hours: a level that has
+            // held for hours (a new feature's traffic moving onto a model, a
+            // planned launch) is a matter for today-vs-7-days and drift, and does
+            // not page all day until the baseline catches up.
+            // So the window's ratio must clear the bar over the ratio of the three
+            // hours before it to their own baseline.
+            let recent_from = start - Duration::hours(3);
+            let (recent, _) = store.prorated(dim, Some(id), recent_from, start);
+            let recent_ratio = baseline_samples(store, dim, id, recent_from, start)
+                .and_then(|(c, _, _)| super::stats::median(&c))
+                .map(|m| ratio_f(recent.as_f64(), m))
+                .unwrap_or(1.0)
+                .max(1.0);
+            if v.ratio / recent_ratio <= bar_ratio {
+                continue;
+            }
+            let name = store.name(dim, id).to_string();
+            let window = format!("{w}m");
+            let contributors = excess_contributors(store, dim, id, start, now, p.contributors);
+            let severity = if v.ratio >= 2.0 * bar_ratio && excess >= min_excess.times(10) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let a = Anomaly {
+                rule: if user {
+                    "runaway_user".into()
+                } else {
+                    format!("spike_{w}m")
+                },
+                dim,
+                message: message(dim, &name, agg.cost, expected, &window, &contributors),
+                name,
+                window,
+                observed: agg.cost,
+                expected,
+                expected_low: Some(usd(v.low)),
+                expected_high: Some(usd(v.high)),
+                ratio: v.ratio,
+                z: Some(v.z),
+                severity,
+                baseline: label.to_string(),
+                since: Some(start),
+                contributors,
+            };
+            // One line per name: the window that clears its bar by the most.
+            let strength = v.ratio / bar_ratio;
+            let keep = best.get(&id).is_none_or(|(s, _)| strength > *s);
+            if keep {
+                best.insert(id, (strength, a));
+            }
+        }
+    }
+    best.into_values()
+        .map(|(_, anomaly)| Candidate { anomaly })
+        .collect()
+}
+
+/// One user's share of a feature's spend in the last hour (at least 15 minutes of
+/// it), against that user's share of the feature over the previous 7 days.
+fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candidate> {
+    let cal = store.calendar();
+    let cur = cal.hour_index(now);
+    let into = now - cal.hour_start(cur);
+    let from_hour = if into < Duration::minutes(15) {
+        cur - 1
+    } else {
+        cur
+    };
+    let start = cal.hour_start(from_hour);
+    let week = (from_hour - 7 * 24)..=(from_hour - 1);
+    let mut out = Vec::new();
+    for (fid, fagg) in store.by_dim(Dim::Feature, from_hour..=cur) {
+        if fagg.cost <= p.runaway_min_excess {
+            continue;
+        }
+        let scope = [(Dim::Feature, fid)];
+        let users = store.by_dim_filtered(Dim::User, &scope, from_hour..=cur);
+        let Some((uid, uagg)) = users
+            .iter()
+            .max_by(|a, b| a.1.cost.cmp(&b.1.cost).then(b.0.cmp(a.0)))
+        else {
+            continue;
+        };
+        let share = uagg.cost.as_f64() / fagg.cost.as_f64();
+        if !(share.is_finite() && share >= p.runaway_share) {
+            continue;
+        }
+        let feature_week = store.total_filtered(&scope, week.clone()).cost;
+        let user_week = store
+            .total_filtered(&[(Dim::Feature, fid), (Dim::User, *uid)], week.clone())
+            .cost;
+        let usual = if feature_week.picos() > 0 {
+            (user_week.as_f64() / feature_week.as_f64()).clamp(0.0, 1.0)
+        } else {
+            // A feature with no history: its spikes are a matter for the spike rule.
+            continue;
+        };
+        let expected = usd(usual * fagg.cost.as_f64());
+        let excess = uagg.cost - expected;
+        if share < 3.0 * usual || excess <= p.runaway_min_excess {
+            continue;
+        }
+        let fname = store.name(Dim::Feature, fid).to_string();
+        let uname = store.name(Dim::User, *uid).to_string();
+        let contributors = contributors(store, Dim::Feature, fid, start, p.contributors);
+        let message = format!(
+            "{uname} is {:.0}% of {fname} since {} ({} of {}), usually {:.0}%: a runaway loop?",
+            share * 100.0,
+            start.format("%H:%M"),
+            uagg.cost.display_usd(),
+            fagg.cost.display_usd(),
+            usual * 100.0
+        );
+        out.push(Candidate {
+            anomaly: Anomaly {
+                rule: "user_share".into(),
+                dim: Dim::User,
+                name: uname,
+                window: if from_hour < cur { "2h" } else { "60m" }.into(),
+                observed: uagg.cost,
+                expected,
+                expected_low: None,
+                expected_high: None,
+                ratio: ratio(uagg.cost, expected),
+                z: None,
+                severity: if share >= 0.8 {
+                    Severity::Critical
+                } else {
+                    Severity::Warning
+                },
+                baseline: format!("its share of {fname} over 7 days"),
+                since: Some(start),
+                contributors,
+                message,
+            },
+        });
+    }
+    out
+}
+
+/// Models used in the last 60 minutes with tokens but no cost at all: a model
+/// missing from the price list otherwise counts as $0.
+fn unpriced(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candidate> {
+    let (start, from_min, to_min) = window_span(now, 60);
+    let mut out = Vec::new();
+    let mut rows: Vec<(NameId, Agg)> = store
+        .minutes_by_dim(Dim::Model, from_min, to_min)
+        .into_iter()
+        .collect();
+    rows.sort_by_key(|(id, _)| *id);
+    for (id, agg) in rows {
+        if !(agg.cost.is_zero() && agg.tokens() > 0 && agg.requests > 0) {
+            continue;
+        }
+        let name = store.name(Dim::Model, id).to_string();
+        let contributors = contributors(store, Dim::Model, id, start, p.contributors);
+        let message = format!(
+            "{name}: {} requests, {} tokens in the last 60m at $0: unpriced (missing from the price list?)",
+            agg.requests,
+            agg.tokens()
+        );
+        out.push(Candidate {
+            anomaly: Anomaly {
+                rule: "unpriced".into(),
+                dim: Dim::Model,
+                name,
+                window: "60m".into(),
+                observed: Money::ZERO,
+                expected: Money::ZERO,
+                expected_low: None,
+                expected_high: None,
+                ratio: 1.0,
+                z: None,
+                severity: Severity::Warning,
+                baseline: "priced usage has cost > 0".into(),
+                since: Some(start),
+                contributors,
+                message,
+            },
+        });
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------
+// Slow rules: today vs 7 days, drift, the seed's budget and quota rules
+
+fn slow_rules(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let mut out = Vec::new();
+    out.extend(today_vs_week(store, now, p));
+    out.extend(daily_average(store, now, p));
+    out.extend(drift(store, now, p));
+    out.extend(budget_rules(store, now, p));
+    out
 }
 
 /// Spend of one name (or the total) from each of the previous `days` local days'
@@ -55,33 +595,20 @@ pub fn same_time_previous_days(
     (1..=days)
         .map(|i| {
             let start = cal.date_start(today - Duration::days(i));
-            sum_until(store, cal, dim, id, start, start + elapsed)
+            store.prorated(dim, id, start, start + elapsed).0
         })
         .collect()
 }
 
-fn sum_until(
-    store: &Store,
-    cal: &Calendar,
-    dim: Dim,
-    id: Option<NameId>,
-    start: DateTime<Utc>,
-    cutoff: DateTime<Utc>,
-) -> Money {
-    let first = cal.hour_index(start);
-    let last = cal.hour_index(cutoff);
-    let series = store.hourly_series(dim, id, first, last);
-    let mut total = Money::ZERO;
-    for (i, a) in series.iter().enumerate() {
-        let h = first + i as i64;
-        if h < last {
-            total += a.cost;
-        } else {
-            let into = (cutoff - cal.hour_start(h)).num_seconds();
-            total += Money::from_picos(a.cost.picos() * into as i128 / 3600);
-        }
-    }
-    total
+/// Full days of history before today (at most `cap`).
+fn history_days(store: &Store, now: DateTime<Utc>, cap: i64) -> i64 {
+    let cal = store.calendar();
+    let today_start = cal.day_start(now);
+    store
+        .oldest_hour()
+        .map(|h| (today_start - cal.hour_start(h)).num_hours() / 24)
+        .unwrap_or(0)
+        .clamp(0, cap)
 }
 
 /// Today so far against the typical day of the previous 7 up to the same time of day,
@@ -94,27 +621,22 @@ pub fn today_vs_previous_days(
     now: DateTime<Utc>,
 ) -> Vec<(NameId, Money, Option<Money>)> {
     let cal = store.calendar();
-    let today_start = cal.day_start(now);
-    let have_days = store
-        .oldest_hour()
-        .map(|h| (today_start - cal.hour_start(h)).num_hours() / 24)
-        .unwrap_or(0)
-        .min(7);
-    let today = store.by_dim(dim, store.hours_from(today_start));
+    let have_days = history_days(store, now, 7);
+    let today = store.by_dim(dim, store.hours_from(cal.day_start(now)));
     today
         .into_iter()
         .map(|(id, agg)| {
             let expected = (have_days > 0).then(|| {
                 let past = same_time_previous_days(store, dim, Some(id), now, have_days);
-                median(past)
+                median_money(past)
             });
             (id, agg.cost, expected)
         })
         .collect()
 }
 
-/// The median; the lower middle value of an even count keeps it exact money.
-fn median(mut values: Vec<Money>) -> Money {
+/// The median; the mean of the middle two of an even count, in exact money.
+fn median_money(mut values: Vec<Money>) -> Money {
     values.sort();
     match values.len() {
         0 => Money::ZERO,
@@ -123,34 +645,384 @@ fn median(mut values: Vec<Money>) -> Money {
     }
 }
 
-fn ratio(observed: Money, expected: Money) -> f64 {
-    if expected.picos() <= 0 {
-        999.0
-    } else {
-        (observed.as_f64() / expected.as_f64()).min(999.0)
+fn today_vs_week(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let cal = store.calendar();
+    let dim = Dim::Feature;
+    let have_days = history_days(store, now, 7);
+    if have_days == 0 {
+        return Vec::new();
     }
+    let day_start = cal.day_start(now);
+    let mut out = Vec::new();
+    for (id, agg) in store.by_dim(dim, store.hours_from(day_start)) {
+        let today = agg.cost;
+        if today <= p.min_excess {
+            continue;
+        }
+        let past = same_time_previous_days(store, dim, Some(id), now, have_days);
+        let expected = median_money(past.clone());
+        let costs: Vec<f64> = past.iter().map(|m| m.as_f64()).collect();
+        // A feature with no spend on most previous days is new, not anomalous.
+        if expected.picos() <= 0 {
+            continue;
+        }
+        let logs: Vec<f64> = costs.iter().map(|c| ln_cost(*c)).collect();
+        // Early in the day few requests make a noisy total: the same Poisson floor
+        // as the spikes, from the requests of the previous days so far.
+        let requests: Vec<f64> = (1..=have_days)
+            .map(|i| {
+                let start = cal.date_start(cal.local_date(now) - Duration::days(i));
+                store
+                    .prorated(dim, Some(id), start, start + (now - day_start))
+                    .1
+            })
+            .collect();
+        let n = quantile(&requests, 0.5).unwrap_or(0.0).max(1.0);
+        let Some(robust) = Robust::of(&logs, p.mad_floor.max(1.5 / n.sqrt())) else {
+            continue;
+        };
+        let z = robust.z(ln_cost(today.as_f64()));
+        let r = ratio(today, expected);
+        let excess = today - expected;
+        if !(r > p.today_ratio && z > p.today_z && excess > p.min_excess) {
+            continue;
+        }
+        let name = store.name(dim, id).to_string();
+        let contributors = excess_contributors(store, dim, id, day_start, now, p.contributors);
+        out.push(Anomaly {
+            rule: "today_vs_7d".into(),
+            dim,
+            message: message(dim, &name, today, expected, "today", &contributors),
+            name,
+            window: "today".into(),
+            observed: today,
+            expected,
+            expected_low: quantile(&costs, 0.1).map(usd),
+            expected_high: quantile(&costs, 0.9).map(usd),
+            ratio: r,
+            z: Some(z),
+            severity: if r >= 2.0 * p.today_ratio {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            baseline: format!("previous {have_days} days to the same time of day"),
+            since: Some(day_start),
+            contributors,
+        });
+    }
+    out
 }
 
-fn jump_message(name: &str, observed: Money, expected: Money, window: &str) -> String {
-    let pct = ((ratio(observed, expected) - 1.0) * 100.0).round();
-    let when = if window == "today" {
-        "today".to_string()
-    } else {
-        format!("in the last {window}")
+/// Cost of each of the `n` full local days before today, oldest first, per name.
+fn daily_totals(
+    store: &Store,
+    dim: Dim,
+    id: Option<NameId>,
+    now: DateTime<Utc>,
+    n: i64,
+) -> Vec<(NaiveDate, Money)> {
+    let cal = store.calendar();
+    let today = cal.local_date(now);
+    (1..=n)
+        .rev()
+        .map(|k| {
+            let d = today - Duration::days(k);
+            let (s, e) = (cal.date_start(d), cal.date_start(d + Duration::days(1)));
+            (d, store.prorated(dim, id, s, e).0)
+        })
+        .collect()
+}
+
+/// The seed rule: a feature's spend today above 150% of its daily average over the
+/// previous 7 whole days (the mean, as the seed says).
+fn daily_average(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let cal = store.calendar();
+    let days = history_days(store, now, 7);
+    if days == 0 {
+        return Vec::new();
+    }
+    let day_start = cal.day_start(now);
+    let mut out = Vec::new();
+    for (id, agg) in store.by_dim(Dim::Feature, store.hours_from(day_start)) {
+        let past: Money = daily_totals(store, Dim::Feature, Some(id), now, days)
+            .iter()
+            .map(|(_, m)| *m)
+            .sum();
+        let avg = Money::from_picos(past.picos() / days as i128);
+        if avg.picos() <= 0 {
+            continue;
+        }
+        let limit = usd(avg.as_f64() * p.daily_average_ratio);
+        if agg.cost > limit && agg.cost - avg > p.min_excess {
+            let name = store.name(Dim::Feature, id).to_string();
+            out.push(Anomaly {
+                rule: "daily_average".into(),
+                dim: Dim::Feature,
+                message: format!(
+                    "{name} {} today, above {:.0}% of its daily average {}",
+                    agg.cost.display_usd(),
+                    p.daily_average_ratio * 100.0,
+                    avg.display_usd()
+                ),
+                window: "today".into(),
+                observed: agg.cost,
+                expected: avg,
+                expected_low: None,
+                expected_high: None,
+                ratio: ratio(agg.cost, avg),
+                z: None,
+                // Informational: the seed's mean of whole days is dragged down by
+                // quiet weekends; today_vs_7d is the rule that warns.
+                severity: Severity::Info,
+                baseline: format!("mean of the previous {days} whole days"),
+                since: Some(day_start),
+                contributors: contributors(store, Dim::Feature, id, day_start, p.contributors),
+                name,
+            });
+        }
+    }
+    out
+}
+
+/// Weekday factors of a daily series: median of each weekday over the overall
+/// median (1.0 where unknown).
+fn weekday_factors(days: &[(NaiveDate, Money)]) -> [f64; 7] {
+    let all: Vec<f64> = days.iter().map(|(_, m)| m.as_f64()).collect();
+    let overall = super::stats::median(&all).unwrap_or(0.0);
+    let mut w = [1.0; 7];
+    if overall <= 0.0 {
+        return w;
+    }
+    for (i, f) in w.iter_mut().enumerate() {
+        let v: Vec<f64> = days
+            .iter()
+            .filter(|(d, _)| d.weekday().num_days_from_monday() as usize == i)
+            .map(|(_, m)| m.as_f64())
+            .collect();
+        if let Some(m) = super::stats::median(&v)
+            && m > 0.0
+        {
+            *f = m / overall;
+        }
+    }
+    w
+}
+
+/// Slow drift: an EWMA of weekday-adjusted daily totals (log space) over the recent
+/// days, against the oldest 7 days of the last 28 as the reference.
+fn drift(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let n = history_days(store, now, 28);
+    if n < 14 {
+        return Vec::new();
+    }
+    let cal = store.calendar();
+    let mut out = Vec::new();
+    let mut targets: Vec<(Dim, Option<NameId>)> = vec![(Dim::Feature, None)];
+    let week_from = cal.hour_index(cal.day_start(now)) - 7 * 24;
+    let mut ids: Vec<NameId> = store
+        .by_dim(Dim::Feature, week_from..=i64::MAX)
+        .into_keys()
+        .collect();
+    ids.sort();
+    targets.extend(ids.into_iter().map(|id| (Dim::Feature, Some(id))));
+    for (dim, id) in targets {
+        let days = daily_totals(store, dim, id, now, n);
+        let w = weekday_factors(&days);
+        let adjusted: Vec<f64> = days
+            .iter()
+            .map(|(d, m)| ln_cost(m.as_f64() / w[d.weekday().num_days_from_monday() as usize]))
+            .collect();
+        let (reference, recent) = adjusted.split_at(7);
+        let Some((z, limit)) = ewma_chart(reference, recent, p.drift_lambda, p.drift_sigmas) else {
+            continue;
+        };
+        let mu = reference.iter().sum::<f64>() / reference.len() as f64;
+        let level = (mu.exp() - super::stats::LOG_EPS).max(0.0);
+        let now_level = (z.exp() - super::stats::LOG_EPS).max(0.0);
+        let r = ratio_f(now_level, level);
+        let (observed, expected) = (usd(now_level), usd(level));
+        if !(z > limit && r > p.drift_min_ratio && observed - expected > p.min_excess) {
+            continue;
+        }
+        let name = match id {
+            Some(id) => store.name(dim, id).to_string(),
+            None => "all features".to_string(),
+        };
+        let since = cal.date_start(days[7].0);
+        out.push(Anomaly {
+            rule: "drift".into(),
+            dim,
+            message: format!(
+                "{name} drifting up: {}/day (weekday-adjusted, EWMA) vs {}/day {} weeks ago, {:.2}x",
+                observed.display_usd(),
+                expected.display_usd(),
+                n / 7,
+                r
+            ),
+            name,
+            window: format!("{}d", n - 7),
+            observed,
+            expected,
+            expected_low: None,
+            expected_high: None,
+            ratio: r,
+            z: None,
+            severity: Severity::Info,
+            baseline: "EWMA of daily totals vs the oldest 7 of the last 28 days".into(),
+            since: Some(since),
+            contributors: Vec::new(),
+        });
+    }
+    out
+}
+
+fn budget_rules(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    let cal = store.calendar();
+    let l = &p.limits;
+    let mut out = Vec::new();
+    let month_start = cal.month_start(now);
+    let month_hours = store.hours_from(month_start);
+    let simple = |rule: &str,
+                  dim: Dim,
+                  name: String,
+                  window: &str,
+                  observed: Money,
+                  expected: Money,
+                  severity: Severity,
+                  baseline: String,
+                  message: String| {
+        Anomaly {
+            rule: rule.into(),
+            dim,
+            name,
+            window: window.into(),
+            observed,
+            expected,
+            expected_low: None,
+            expected_high: None,
+            ratio: ratio(observed, expected),
+            z: None,
+            severity,
+            baseline,
+            since: None,
+            contributors: Vec::new(),
+            message,
+        }
     };
-    format!(
-        "{name} jumped {pct:.0}% {when} ({} vs typical {})",
-        observed.display_usd(),
-        expected.display_usd()
-    )
+    if let Some(budget) = l.monthly.filter(|b| b.picos() > 0) {
+        let days = cal.days_in_month(now).max(1);
+        let pace = Money::from_picos(budget.picos() / days as i128);
+        let today = store.total(store.hours_from(cal.day_start(now))).cost;
+        if l.daily_pace && today > pace {
+            out.push(Anomaly {
+                since: Some(cal.day_start(now)),
+                ..simple(
+                    "day_over_budget_pace",
+                    Dim::Feature,
+                    "all features".into(),
+                    "today",
+                    today,
+                    pace,
+                    Severity::Warning,
+                    format!("monthly budget / {days} days"),
+                    format!(
+                        "today's spend {} is above the daily budget pace {} ({} / {days} days)",
+                        today.display_usd(),
+                        pace.display_usd(),
+                        budget.display_usd()
+                    ),
+                )
+            });
+        }
+        let f = month_forecast(store, now, Some(budget));
+        let limit = usd(budget.as_f64() * (1.0 + l.forecast_over));
+        if f.forecast > limit {
+            let severity = if f.forecast_low.is_some_and(|lo| lo > budget) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let runs_out = f
+                .budget_exhausted_on
+                .map(|d| format!("; the budget runs out on {d}"))
+                .unwrap_or_default();
+            out.push(simple(
+                "forecast_over_budget",
+                Dim::Feature,
+                "all features".into(),
+                "month",
+                f.forecast,
+                budget,
+                severity,
+                "monthly budget".into(),
+                format!(
+                    "month-end forecast {} is {:.0}% over the budget {}{runs_out}",
+                    f.forecast.display_usd(),
+                    (ratio(f.forecast, budget) - 1.0) * 100.0,
+                    budget.display_usd()
+                ),
+            ));
+        }
+    }
+    let quota = |rule: &str, dim: Dim, limits: &BTreeMap<String, Money>, what: &str| {
+        let mut v = Vec::new();
+        for (name, q) in limits {
+            let Some(id) = store.lookup(dim, name) else {
+                continue;
+            };
+            let spent = store.total_filtered(&[(dim, id)], month_hours.clone()).cost;
+            let share = ratio(spent, *q);
+            if share < l.warn_at {
+                continue;
+            }
+            let severity = if share >= 1.0 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            v.push(simple(
+                rule,
+                dim,
+                name.clone(),
+                "month",
+                spent,
+                *q,
+                severity,
+                format!("monthly {what}"),
+                format!(
+                    "{dim} {name} at {:.0}% of its monthly {what} ({} of {})",
+                    share * 100.0,
+                    spent.display_usd(),
+                    q.display_usd()
+                ),
+            ));
+        }
+        v
+    };
+    out.extend(quota("feature_budget", Dim::Feature, &l.features, "budget"));
+    out.extend(quota("quota", Dim::Tenant, &l.tenants, "quota"));
+    out.extend(quota("quota", Dim::User, &l.users, "quota"));
+    out
 }
 
-/// Users and models behind a feature's spend over some hours, largest first.
-fn contributors(store: &Store, dim: Dim, id: NameId, from_hour: i64, n: usize) -> Vec<Contributor> {
+// ---------------------------------------------------------------------------
+// Explanations
+
+/// The top users, models and features (other than `dim`) behind a name's spend
+/// from the hour that holds `since` on, largest first.
+fn contributors(
+    store: &Store,
+    dim: Dim,
+    id: NameId,
+    since: DateTime<Utc>,
+    n: usize,
+) -> Vec<Contributor> {
+    let from_hour = store.hour_index(since);
     let mut out = Vec::new();
     let scope = [(dim, id)];
     let scope_total = store.total_filtered(&scope, from_hour..=i64::MAX).cost;
-    for by in [Dim::User, Dim::Model] {
+    for by in [Dim::User, Dim::Model, Dim::Feature] {
         if by == dim {
             continue;
         }
@@ -161,7 +1033,7 @@ fn contributors(store: &Store, dim: Dim, id: NameId, from_hour: i64, n: usize) -
         rows.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then(a.0.cmp(&b.0)));
         for (nid, agg) in rows.into_iter().take(n) {
             let share = if scope_total.picos() > 0 {
-                agg.cost.as_f64() / scope_total.as_f64()
+                (agg.cost.as_f64() / scope_total.as_f64()).clamp(-1e6, 1e6)
             } else {
                 0.0
             };
@@ -176,110 +1048,100 @@ fn contributors(store: &Store, dim: Dim, id: NameId, from_hour: i64, n: usize) -
     out
 }
 
-/// Every anomaly of the core rules at `now`, strongest first.
-pub fn detect(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
-    let mut found = Vec::new();
+/// The users, models and features (other than `dim`) behind a name's *excess*
+/// since `since`: each one's spend in the hours since then minus its spend in the
+/// same hours a week earlier (a day earlier with less history), scaled to the span,
+/// largest first; `share` is its part of the summed positive excess.
+fn excess_contributors(
+    store: &Store,
+    dim: Dim,
+    id: NameId,
+    since: DateTime<Utc>,
+    now: DateTime<Utc>,
+    n: usize,
+) -> Vec<Contributor> {
     let cal = store.calendar();
-    let dim = Dim::Feature;
-
-    // The seed rule: today vs the previous 7 days up to the same time of day.
-    for (id, today, expected) in today_vs_previous_days(store, dim, now) {
-        let Some(expected) = expected else { continue };
-        let r = ratio(today, expected);
-        if r > p.today_ratio && today - expected > p.min_excess {
-            let name = store.name(dim, id).to_string();
-            found.push(Anomaly {
-                rule: "today_vs_7d".into(),
-                dim,
-                message: jump_message(&name, today, expected, "today"),
-                name,
-                window: "today".into(),
-                observed: today,
-                expected,
-                ratio: r,
-                since: Some(cal.day_start(now)),
-                contributors: contributors(
-                    store,
-                    dim,
-                    id,
-                    cal.hour_index(cal.day_start(now)),
-                    p.contributors,
-                ),
+    let (h0, h1) = (cal.hour_index(since), cal.hour_index(now));
+    let oldest = store.oldest_hour().unwrap_or(h0);
+    let back = if h0 - 168 >= oldest { 168 } else { 24 };
+    if h0 - back < oldest {
+        return contributors(store, dim, id, since, n);
+    }
+    // The current hour is partial: scale the baseline hours to the span observed.
+    let span = (now - cal.hour_start(h0)).num_seconds().max(1) as f64;
+    let hours = ((h1 - h0 + 1) * 3600) as f64;
+    let scale = (span / hours).clamp(0.0, 1.0);
+    let scope = [(dim, id)];
+    let mut out = Vec::new();
+    for by in [Dim::User, Dim::Model, Dim::Feature] {
+        if by == dim {
+            continue;
+        }
+        let cur = store.by_dim_filtered(by, &scope, h0..=h1);
+        let base = store.by_dim_filtered(by, &scope, (h0 - back)..=(h1 - back));
+        let mut rows: Vec<(NameId, Money, Money)> = cur
+            .iter()
+            .map(|(nid, a)| {
+                let b = base.get(nid).map(|b| b.cost.as_f64()).unwrap_or(0.0) * scale;
+                (*nid, a.cost, a.cost - usd(b))
+            })
+            .collect();
+        let total: f64 = rows.iter().map(|r| r.2.as_f64().max(0.0)).sum::<f64>();
+        rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        for (nid, cost, excess) in rows.into_iter().take(n) {
+            let share = if total > 0.0 {
+                (excess.as_f64().max(0.0) / total).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+            out.push(Contributor {
+                dim: by,
+                name: store.name(by, nid).to_string(),
+                cost,
+                share,
             });
         }
     }
-
-    // Short windows: trailing minutes against the same time on previous days (or
-    // the last 24 hours while history is shorter than a day), pro rata per minute.
-    let now_min = Calendar::minute_index(now);
-    let mut best: HashMap<NameId, Anomaly> = HashMap::new();
-    for w in spike_windows() {
-        let observed = store.minutes_by_dim(dim, now_min - w + 1, now_min);
-        for (id, agg) in observed {
-            let expected = typical_window(store, dim, id, now, w);
-            let r = ratio(agg.cost, expected);
-            if r > p.spike_ratio && agg.cost - expected > p.min_excess {
-                let name = store.name(dim, id).to_string();
-                let window = format!("{w}m");
-                let since = now - Duration::minutes(w);
-                let a = Anomaly {
-                    rule: format!("spike_{w}m"),
-                    dim,
-                    message: jump_message(&name, agg.cost, expected, &window),
-                    name,
-                    window,
-                    observed: agg.cost,
-                    expected,
-                    ratio: r,
-                    since: Some(since),
-                    contributors: contributors(
-                        store,
-                        dim,
-                        id,
-                        cal.hour_index(since),
-                        p.contributors,
-                    ),
-                };
-                // One spike line per feature: the window with the largest excess.
-                let keep = best
-                    .get(&id)
-                    .is_none_or(|b| a.observed - a.expected > b.observed - b.expected);
-                if keep {
-                    best.insert(id, a);
-                }
-            }
-        }
-    }
-    found.extend(best.into_values());
-    found.sort_by(|a, b| {
-        (b.observed - b.expected)
-            .cmp(&(a.observed - a.expected))
-            .then(a.name.cmp(&b.name))
-    });
-    found
+    out
 }
 
-/// Typical spend of a `w`-minute window ending now: the median over the previous 7
-/// days of the hour that held the same time of day, scaled to `w` minutes.
-fn typical_window(store: &Store, dim: Dim, id: NameId, now: DateTime<Utc>, w: i64) -> Money {
-    let cal = store.calendar();
-    let mut samples: Vec<Money> = (1..=7)
-        .filter_map(|i| {
-            let h = cal.hour_index(now - Duration::days(i));
-            if store.oldest_hour().is_none_or(|o| h < o) {
-                return None;
-            }
-            Some(store.hourly_series(dim, Some(id), h, h)[0].cost)
-        })
-        .collect();
-    if samples.is_empty() {
-        // Short history: the mean hour of the last 24 hours before the window.
-        let end = cal.hour_index(now) - 1;
-        let series = store.hourly_series(dim, Some(id), end - 23, end);
-        let sum: Money = series.iter().map(|a| a.cost).sum();
-        samples.push(Money::from_picos(sum.picos() / 24));
+/// "support_qa $412 in the last 60m vs typical $98, 4.2x; 71% from user_4812 on gpt-4o"
+fn message(
+    dim: Dim,
+    name: &str,
+    observed: Money,
+    expected: Money,
+    window: &str,
+    contributors: &[Contributor],
+) -> String {
+    let when = if window == "today" {
+        "today".to_string()
+    } else {
+        format!("in the last {window}")
+    };
+    let what = if dim == Dim::Feature {
+        name.to_string()
+    } else {
+        format!("{dim} {name}")
+    };
+    let mut s = format!(
+        "{what} {} {when} vs typical {}, {:.1}x",
+        observed.display_usd(),
+        expected.display_usd(),
+        ratio(observed, expected)
+    );
+    let top = |d: Dim| contributors.iter().find(|c| c.dim == d);
+    let (by, on) = match dim {
+        Dim::User => (top(Dim::Feature), top(Dim::Model)),
+        _ => (top(Dim::User), top(Dim::Model).or(top(Dim::Feature))),
+    };
+    if let Some(c) = by.filter(|c| c.share >= 0.2) {
+        s.push_str(&format!("; {:.0}% from {}", c.share * 100.0, c.name));
+        if let Some(m) = on {
+            s.push_str(&format!(" on {}", m.name));
+        }
     }
-    Money::from_picos(median(samples).picos() * w as i128 / 60)
+    s
 }
 
 #[cfg(test)]
@@ -312,8 +1174,8 @@ mod tests {
         }
     }
 
-    /// `per_hour` dollars for every hour of the last `days` days, spread over minutes
-    /// in the last three hours.
+    /// `per_hour` dollars (1,200 requests) for every hour of the last `days` days,
+    /// spread over minutes in the last three hours.
     fn steady(store: &mut Store, now: DateTime<Utc>, feature: &str, per_hour: i64, days: i64) {
         let cal = *store.calendar();
         let mut facts = Vec::new();
@@ -328,7 +1190,7 @@ mod tests {
                         feature,
                         "steady_user",
                         cost,
-                        1,
+                        20,
                     ));
                 }
             } else {
@@ -337,7 +1199,7 @@ mod tests {
                     feature,
                     "steady_user",
                     Money::from_dollars(per_hour),
-                    60,
+                    1200,
                 ));
             }
         }
@@ -350,7 +1212,7 @@ mod tests {
                 feature,
                 "steady_user",
                 cost,
-                1,
+                20,
             ));
         }
         store.apply(
@@ -364,12 +1226,7 @@ mod tests {
     }
 
     fn params() -> DetectParams {
-        DetectParams {
-            today_ratio: 1.5,
-            spike_ratio: 3.0,
-            min_excess: Money::from_dollars(1),
-            contributors: 3,
-        }
+        DetectParams::default()
     }
 
     #[test]
@@ -399,11 +1256,11 @@ mod tests {
         let mut s = Store::new(StoreConfig::default(), now);
         steady(&mut s, now, "support_qa", 60, 10);
         steady(&mut s, now, "chat", 60, 10);
-        // Two minutes of a loop: $20 a minute from one user.
-        let burst: Vec<Fact> = (1..=2)
+        // Three minutes of a loop: $20 a minute from one user.
+        let burst: Vec<Fact> = (0..3)
             .map(|m| {
                 fact(
-                    now - Duration::seconds(m * 30),
+                    now - Duration::seconds(30 + m * 60),
                     "support_qa",
                     "user_4812",
                     Money::from_dollars(20),
@@ -413,27 +1270,80 @@ mod tests {
             .collect();
         s.apply(
             &FactBatch {
-                rows: 2,
+                rows: 3,
                 facts: burst,
                 rejected: Default::default(),
             },
             now,
         );
         let found = detect(&s, now, &params());
-        assert_eq!(found.len(), 1, "{found:#?}");
-        let a = &found[0];
-        assert_eq!(a.name, "support_qa");
+        let a = found
+            .iter()
+            .find(|a| a.dim == Dim::Feature && a.name == "support_qa")
+            .unwrap_or_else(|| panic!("{found:#?}"));
         assert_eq!(a.rule, "spike_5m");
-        // Four steady minutes ($4) and the burst ($40) against a typical $5.
-        assert_eq!(a.observed, Money::from_dollars(44));
+        // Five steady minutes ($5) and the burst ($60) against a typical $5.
+        assert_eq!(a.observed, Money::from_dollars(65));
         assert_eq!(a.expected, Money::from_dollars(5));
+        assert_eq!(a.baseline, "same hour of day, 14 days");
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(a.expected_low, Some(Money::from_dollars(5)));
+        assert!(a.z.unwrap() > 6.0);
         assert!(
             a.message
-                .starts_with("support_qa jumped 780% in the last 5m"),
+                .starts_with("support_qa $65.00 in the last 5m vs typical $5.00, 13.0x; ")
+                && a.message.ends_with("% from user_4812 on gpt-4o"),
             "{}",
             a.message
         );
         assert_eq!(a.contributors[0].name, "user_4812");
+        // The user itself is flagged too, and nothing on chat.
+        assert!(
+            found
+                .iter()
+                .any(|a| a.dim == Dim::User && a.name == "user_4812")
+        );
+        assert!(found.iter().all(|a| a.name != "chat"), "{found:#?}");
+        // Most severe first.
+        assert!(found.windows(2).all(|w| w[0].severity >= w[1].severity));
+    }
+
+    #[test]
+    fn a_spike_waits_for_two_evaluations() {
+        let now = utc("2026-11-28T15:30:20Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        steady(&mut s, now, "support_qa", 60, 10);
+        let mut state = DetectorState::default();
+        let p = params();
+        let burst = |at: DateTime<Utc>| FactBatch {
+            rows: 1,
+            facts: vec![fact(at, "support_qa", "bot", Money::from_dollars(40), 50)],
+            rejected: Default::default(),
+        };
+        s.apply(&burst(now - Duration::seconds(5)), now);
+        let first = evaluate(&s, now, &p, &mut state);
+        assert!(first.iter().all(|a| a.dim != Dim::Feature), "{first:#?}");
+        // The feature and model spikes, the user's own spike and its share jump.
+        assert_eq!(state.pending(&p), 4, "{state:#?}");
+        // Again within the same minute: still one evaluation.
+        let again = evaluate(&s, now + Duration::seconds(20), &p, &mut state);
+        assert!(again.iter().all(|a| a.dim != Dim::Feature));
+        // The next minute, still high: it shows, since the first sighting.
+        let next = now + Duration::seconds(45);
+        s.apply(&burst(next - Duration::seconds(1)), next);
+        let shown = evaluate(&s, next, &p, &mut state);
+        let a = shown
+            .iter()
+            .find(|a| a.dim == Dim::Feature)
+            .unwrap_or_else(|| panic!("{shown:#?}"));
+        assert_eq!(a.since, Some(utc("2026-11-28T15:26:00Z")));
+        // A minute without the condition resets it.
+        let mut fresh = DetectorState::default();
+        evaluate(&s, now, &p, &mut fresh);
+        let later = now + Duration::hours(2);
+        let quiet = evaluate(&s, later, &p, &mut fresh);
+        assert!(quiet.iter().all(|a| a.dim != Dim::Feature));
+        assert_eq!(fresh.pending(&p), 0);
     }
 
     #[test]
@@ -554,6 +1464,133 @@ mod tests {
             detect(&s, now, &params()),
             vec![],
             "$0.58 in 5m is 7x but under the $1 minimum"
+        );
+    }
+
+    fn facts(store: &mut Store, now: DateTime<Utc>, facts: Vec<Fact>) {
+        store.apply(
+            &FactBatch {
+                rows: facts.len() as u64,
+                facts,
+                rejected: Default::default(),
+            },
+            now,
+        );
+    }
+
+    #[test]
+    fn unpriced_usage_is_flagged_by_model() {
+        let now = utc("2026-11-28T15:30:00Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        steady(&mut s, now, "chat", 60, 3);
+        let mut free = fact(now - Duration::minutes(3), "chat", "u", Money::ZERO, 40);
+        free.names[Dim::Model.index()] = "gpt-9-preview".into();
+        facts(&mut s, now, vec![free]);
+        let found = detect(&s, now, &params());
+        let a = found
+            .iter()
+            .find(|a| a.rule == "unpriced")
+            .unwrap_or_else(|| panic!("{found:#?}"));
+        assert_eq!((a.dim, a.name.as_str()), (Dim::Model, "gpt-9-preview"));
+        assert!(a.message.contains("40 requests"), "{}", a.message);
+        assert_eq!(
+            a.contributors
+                .iter()
+                .find(|c| c.dim == Dim::Feature)
+                .unwrap()
+                .name,
+            "chat"
+        );
+    }
+
+    #[test]
+    fn the_seed_budget_and_quota_rules() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        // $60/h for 10 days: $1,440 a day, about $40k this month by the end.
+        steady(&mut s, now, "chat", 60, 10);
+        let mut p = params();
+        p.limits.monthly = Some(Money::from_dollars(30_000));
+        p.limits
+            .tenants
+            .insert("acme".into(), Money::from_dollars(15_000));
+        p.limits
+            .users
+            .insert("steady_user".into(), Money::from_dollars(100_000));
+        p.limits
+            .features
+            .insert("chat".into(), Money::from_dollars(14_000));
+        let found = detect(&s, now, &p);
+        let rules: Vec<&str> = found.iter().map(|a| a.rule.as_str()).collect();
+        // Today $720 by noon is under $1,000/day; the forecast ($14,400) is far under.
+        assert!(!rules.contains(&"day_over_budget_pace"), "{found:#?}");
+        assert!(!rules.contains(&"forecast_over_budget"), "{found:#?}");
+        // The tenant spent $14,400 of $15,000: 96%, a warning; the feature is over.
+        let q = found.iter().find(|a| a.rule == "quota").unwrap();
+        assert_eq!(
+            (q.dim, q.name.as_str(), q.severity),
+            (Dim::Tenant, "acme", Severity::Warning)
+        );
+        assert!(
+            q.message.contains("96% of its monthly quota"),
+            "{}",
+            q.message
+        );
+        let fb = found.iter().find(|a| a.rule == "feature_budget").unwrap();
+        assert_eq!(fb.severity, Severity::Critical);
+        assert!(found.iter().all(|a| a.name != "steady_user"));
+
+        p.limits.monthly = Some(Money::from_dollars(12_000));
+        let found = detect(&s, now, &p);
+        let f = found
+            .iter()
+            .find(|a| a.rule == "forecast_over_budget")
+            .unwrap();
+        assert!(
+            f.message.contains("the budget runs out on 2026-11-"),
+            "{}",
+            f.message
+        );
+        // $12,000 / 30 days = $400 a day; $720 by noon is above it.
+        assert!(found.iter().any(|a| a.rule == "day_over_budget_pace"));
+        // Critical first.
+        assert_eq!(found[0].severity, Severity::Critical);
+    }
+
+    #[test]
+    fn a_slow_drift_shows_as_ewma_and_a_new_feature_pages_nobody() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        let cal = *s.calendar();
+        let mut fs = Vec::new();
+        // 30 days: chat flat at $100/h for 9 days, then +2.5% a day; summarize flat.
+        for h in (cal.hour_index(now) - 30 * 24)..cal.hour_index(now) {
+            let at = cal.hour_start(h);
+            let day = 30 - (now - at).num_days();
+            let k = 1.0 + 0.025 * (day - 9).max(0) as f64;
+            fs.push(fact(
+                at,
+                "chat",
+                "u",
+                Money::from_f64_lossy(100.0 * k),
+                1000,
+            ));
+            fs.push(fact(at, "summarize", "u", Money::from_dollars(50), 1000));
+            if day >= 29 {
+                fs.push(fact(at, "brand_new", "v", Money::from_dollars(80), 1000));
+            }
+        }
+        facts(&mut s, now, fs);
+        let found = detect(&s, now, &params());
+        let drift: Vec<_> = found.iter().filter(|a| a.rule == "drift").collect();
+        assert!(drift.iter().any(|a| a.name == "chat"), "{found:#?}");
+        assert!(drift.iter().all(|a| a.name != "summarize"), "{found:#?}");
+        assert!(drift.iter().all(|a| a.severity == Severity::Info));
+        assert!(
+            found
+                .iter()
+                .all(|a| a.name != "brand_new" || a.severity == Severity::Info),
+            "{found:#?}"
         );
     }
 }

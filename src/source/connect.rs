@@ -4,13 +4,16 @@
 //! and libpq's defaults, as `psql` would. One difference: a URL that names a host
 //! but no port means port 5432 (the driver fills it in), where libpq would use PGPORT.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, NoTls};
 
+use tokio_postgres_rustls::MakeRustlsConnect;
+
 use super::error::{SourceError, describe_driver_error};
+use super::tls::{SslMode, TlsSettings, client_config, split_tls_params};
 
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_PORT: u16 = 5432;
@@ -25,6 +28,8 @@ pub struct ConnectTarget {
     pub config: tokio_postgres::Config,
     /// "host:port/dbname" for status lines and errors; never holds a password.
     pub endpoint: String,
+    /// sslmode and sslrootcert, as libpq reads them.
+    pub tls: TlsSettings,
 }
 
 impl ConnectTarget {
@@ -55,20 +60,47 @@ impl ConnectTarget {
         self.config.get_user().unwrap_or("")
     }
 
-    /// Opens a connection (no TLS yet) and drives it on the current runtime.
+    /// Opens a connection (TLS as sslmode says) and drives it on the current runtime.
     pub async fn connect(&self) -> Result<Client, SourceError> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
-            .await
-            .map_err(|e| self.connect_error(&e))?;
+        let mut config = self.config.clone();
+        config.ssl_mode(self.tls.mode.driver_mode());
+        let tls = client_config(&self.tls).map_err(|e| SourceError::Connect {
+            endpoint: self.endpoint.clone(),
+            database: self.database().to_string(),
+            user: self.user().to_string(),
+            cause: e.to_string(),
+        })?;
         let endpoint = self.endpoint.clone();
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(%endpoint, error = %describe_driver_error(&e), "PostgreSQL connection ended");
+        let client = match tls {
+            None => {
+                let (client, connection) = config
+                    .connect(NoTls)
+                    .await
+                    .map_err(|e| self.connect_error(&e))?;
+                tokio::spawn(drive(connection, endpoint));
+                client
             }
-        });
+            Some(tls) => {
+                let (client, connection) = config
+                    .connect(MakeRustlsConnect::new(tls))
+                    .await
+                    .map_err(|e| self.connect_error(&e))?;
+                tokio::spawn(drive(connection, endpoint));
+                client
+            }
+        };
         Ok(client)
+    }
+
+    /// Asks the server to cancel a running query, over TLS when the connection used it.
+    pub async fn cancel(&self, token: tokio_postgres::CancelToken) {
+        let result = match client_config(&self.tls) {
+            Ok(Some(tls)) => token.cancel_query(MakeRustlsConnect::new(tls)).await,
+            _ => token.cancel_query(NoTls).await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(endpoint = %self.endpoint, error = %describe_driver_error(&e), "cancel request failed");
+        }
     }
 
     fn connect_error(&self, e: &tokio_postgres::Error) -> SourceError {
@@ -105,6 +137,16 @@ impl ConnectTarget {
     }
 }
 
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>, endpoint: String)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::warn!(%endpoint, error = %describe_driver_error(&e), "PostgreSQL connection ended");
+    }
+}
+
 /// Resolves a target with injected environment lookups, so tests need not mutate the
 /// process environment. `env` returns a variable's value; `dir_exists` answers for the
 /// default socket directory.
@@ -127,6 +169,14 @@ pub fn resolve_with(
     .into_iter()
     .find_map(|(origin, url)| url.filter(|u| !u.trim().is_empty()).map(|u| (origin, u)));
 
+    // The driver knows neither verify-* modes nor sslrootcert: take them out first.
+    let (chosen, url_sslmode, url_rootcert) = match chosen {
+        Some((origin, url)) => {
+            let (rest, mode, root) = split_tls_params(&url);
+            (Some((origin, rest)), mode.map(|m| (origin, m)), root)
+        }
+        None => (None, None, None),
+    };
     let mut config = match &chosen {
         Some((origin, url)) => url.trim().parse::<tokio_postgres::Config>().map_err(|e| {
             SourceError::InvalidConnectionString {
@@ -198,8 +248,25 @@ pub fn resolve_with(
         config.connect_timeout(secs.map_or(DEFAULT_CONNECT_TIMEOUT, Duration::from_secs));
     }
 
+    let mode = match url_sslmode.or_else(|| env("PGSSLMODE").map(|m| ("PGSSLMODE", m))) {
+        Some((origin, m)) => SslMode::parse(&m).ok_or_else(|| SourceError::InvalidConnectionString {
+            origin,
+            detail: format!(
+                "sslmode {m:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            ),
+        })?,
+        None => SslMode::default(),
+    };
+    let root_cert = url_rootcert
+        .or_else(|| env("PGSSLROOTCERT"))
+        .map(PathBuf::from);
+    let tls = TlsSettings { mode, root_cert };
     let endpoint = endpoint_of(&config);
-    Ok(ConnectTarget { config, endpoint })
+    Ok(ConnectTarget {
+        config,
+        endpoint,
+        tls,
+    })
 }
 
 /// The driver's parse errors name only keys ("unknown option `x`", "invalid value for

@@ -25,9 +25,10 @@ use chrono::{DateTime, Duration, Utc};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
+use super::top::RecentRequests;
 use crate::calendar::Calendar;
 use crate::cli::DemoArgs;
-use crate::model::{Connection, FactBatch, SourceMsg, SourceStatus, TailMode};
+use crate::model::{Connection, FactBatch, RequestRow, SourceMsg, SourceStatus, TailMode};
 use crate::money::Money;
 use crate::sim::{
     Generator, GeneratorConfig, RateShape, SimError, SimEvent, SpikeSpec, SpikeTarget,
@@ -206,11 +207,32 @@ impl DemoStream {
 
     /// Every event of `[from, to)` as single-row facts.
     pub fn live(&mut self, from: DateTime<Utc>, to: DateTime<Utc>) -> FactBatch {
-        let facts: Vec<_> = self
-            .generator
-            .events_between(from, to)
-            .map(SimEvent::into_fact)
-            .collect();
+        self.live_recorded(from, to, None)
+    }
+
+    /// `live`, also keeping each event in `recent` for "top requests".
+    pub fn live_recorded(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        recent: Option<&RecentRequests>,
+    ) -> FactBatch {
+        let events: Vec<SimEvent> = self.generator.events_between(from, to).collect();
+        if let Some(recent) = recent {
+            recent.push(events.iter().map(|e| RequestRow {
+                at: e.at,
+                request_id: e.request_id.clone(),
+                feature: e.feature.to_string(),
+                user: e.user.clone(),
+                model: e.model.to_string(),
+                tenant: Some(e.tenant.to_string()),
+                region: Some(e.region.to_string()),
+                input_tokens: e.input_tokens,
+                output_tokens: e.output_tokens,
+                cost: e.cost,
+            }));
+        }
+        let facts: Vec<_> = events.into_iter().map(SimEvent::into_fact).collect();
         FactBatch {
             rows: facts.len() as u64,
             facts,
@@ -286,6 +308,20 @@ pub async fn run_demo<S>(
 where
     S: Future<Output = ()>,
 {
+    run_demo_recorded(settings, store_cfg, tx, shutdown, None).await
+}
+
+/// `run_demo`, keeping the live events in `recent` for "top requests".
+pub async fn run_demo_recorded<S>(
+    settings: DemoSettings,
+    store_cfg: StoreConfig,
+    tx: mpsc::Sender<SourceMsg>,
+    shutdown: S,
+    recent: Option<RecentRequests>,
+) -> Result<(), SimError>
+where
+    S: Future<Output = ()>,
+{
     let started = std::time::Instant::now();
     let mut stream = DemoStream::new(&settings, store_cfg, Utc::now())?;
     tokio::pin!(shutdown);
@@ -353,7 +389,7 @@ where
         if now <= last {
             continue;
         }
-        let batch = stream.live(last, now);
+        let batch = stream.live_recorded(last, now, recent.as_ref());
         last = now;
         if !send(
             &tx,
@@ -374,7 +410,7 @@ where
 mod tests {
     use super::*;
     use crate::config::DetectConfig;
-    use crate::detect::{DetectParams, detect};
+    use crate::detect::{DetectParams, DetectorState, detect, evaluate};
     use crate::model::Dim;
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -435,7 +471,10 @@ mod tests {
     fn the_runaway_shows_in_the_5_minute_window_within_40_seconds() {
         // A weekday afternoon and a weekday night: the start-up rate is 40/s either way.
         for start in [utc("2026-03-11T14:10:07Z"), utc("2026-03-12T03:27:13Z")] {
-            let settings = DemoSettings::default();
+            let settings = DemoSettings {
+                spike_after: StdDuration::from_secs(20),
+                ..DemoSettings::default()
+            };
             let cfg = StoreConfig {
                 retention_hours: 9 * 24,
                 ..Default::default()
@@ -449,12 +488,33 @@ mod tests {
 
             let mut t = start;
             let step = Duration::milliseconds(250);
+            // The dashboard's detector, evaluated on every 2-second refresh.
+            let params = DetectParams::from(&DetectConfig::default());
+            let mut state = DetectorState::default();
+            let mut shown_at = None;
             while t < start + Duration::seconds(60) {
                 let next = t + step;
                 let batch = stream.live(t, next);
                 store.apply(&batch, next);
                 t = next;
                 let at = t - start;
+                if at.num_milliseconds() % 2000 == 0 {
+                    let found = evaluate(&store, t, &params, &mut state);
+                    let spike = found
+                        .iter()
+                        .find(|a| a.name == "support_qa" && a.rule.starts_with("spike_"));
+                    if let Some(spike) = spike
+                        && shown_at.is_none()
+                    {
+                        println!("+{}s: {}", at.num_seconds(), spike.message);
+                        assert!(at > Duration::seconds(20), "before the runaway: {spike:?}");
+                        assert!(
+                            spike.contributors.iter().any(|c| c.name == user),
+                            "{spike:?}"
+                        );
+                        shown_at = Some(at);
+                    }
+                }
                 if at == Duration::seconds(19)
                     || at == Duration::seconds(50)
                     || at == Duration::seconds(60)
@@ -469,24 +529,12 @@ mod tests {
                         by_days.display_usd(),
                         recent.display_usd()
                     );
-                    // End to end: what the anomaly pane would show.
-                    let found = detect(&store, t, &DetectParams::from(&DetectConfig::default()));
-                    let spike = found
-                        .iter()
-                        .find(|a| a.name == "support_qa" && a.rule.starts_with("spike_"));
                     if at == Duration::seconds(19) {
                         assert!(
                             r_days < 1.8 && r_recent < 1.8,
                             "live traffic alone looks anomalous"
                         );
-                        assert!(spike.is_none(), "{spike:?}");
                     } else {
-                        let spike =
-                            spike.unwrap_or_else(|| panic!("no spike anomaly in {found:?}"));
-                        assert!(
-                            spike.contributors.iter().any(|c| c.name == user),
-                            "{spike:?}"
-                        );
                         // 30 s into the runaway: well above detect's 3x spike ratio.
                         assert!(r_days > 3.0 && r_recent > 3.0, "the runaway is not visible");
                         assert!(
@@ -496,6 +544,18 @@ mod tests {
                     }
                 }
             }
+            // Shown once it has held for two evaluation minutes: within 40 seconds
+            // of the runaway's start, or at the next minute after.
+            let shown_at = shown_at.expect("the runaway never showed");
+            assert!(shown_at <= Duration::seconds(60), "{shown_at}");
+            // One-shot detection (snapshot) says the same at the end.
+            let found = detect(&store, t, &params);
+            assert!(
+                found
+                    .iter()
+                    .any(|a| a.name == "support_qa" && a.rule.starts_with("spike_")),
+                "{found:#?}"
+            );
             // The contributors: one user and one model carry most of the excess.
             let id = store.lookup(Dim::Feature, "support_qa").unwrap();
             let h = store.hour_index(t);

@@ -4,6 +4,7 @@
 use tokio_postgres::types::ToSql;
 
 use super::schema::{CostKind, NAME_COLUMNS, TableInfo, quote_ident};
+use crate::model::{NONE_NAME, TopQuery};
 
 /// Parameters collected while a statement is built; `push` returns the placeholder.
 #[derive(Default)]
@@ -201,6 +202,83 @@ impl Sql {
                count(*) FILTER (WHERE {ts} IS NOT NULL AND {cost} IS NOT NULL AND NOT {finite_cost}), \
                count(*) FILTER (WHERE {ts} IS NOT NULL AND {finite_cost} AND NOT {tokens_ok}) \
              FROM {table} e WHERE ({ts} IS NULL OR {ts} >= {from}::timestamptz) AND {horizon}"
+        )
+    }
+
+    /// Billing groups of valid rows in `[from, to)`: the chosen name columns (by
+    /// index into the five names), then cost text, requests, input and output tokens.
+    /// Rows are filtered exactly as the backfill filters them, so the totals equal
+    /// what the dashboard shows for the same span.
+    pub(crate) fn export_groups(
+        &self,
+        by: &[usize],
+        from: String,
+        to: String,
+        tenant: Option<String>,
+    ) -> String {
+        let Sql { ts, cost, .. } = self;
+        let names: Vec<&str> = by.iter().map(|i| self.names[*i].as_str()).collect();
+        let group: Vec<String> = (1..=names.len()).map(|i| i.to_string()).collect();
+        let tenant = tenant
+            .map(|t| format!(" AND {} = {t}", self.names[3]))
+            .unwrap_or_default();
+        format!(
+            "SELECT {names}{comma} sum({cost})::text, count(*), {}, {} \
+             FROM {table} e \
+             WHERE {ts} >= {from}::timestamptz AND {ts} < {to}::timestamptz \
+               AND {finite} AND {tokens_ok}{tenant}{group_by}",
+            self.sum_tokens(&self.input_sel),
+            self.sum_tokens(&self.output_sel),
+            names = names.join(", "),
+            comma = if names.is_empty() { "" } else { "," },
+            table = self.table,
+            finite = self.finite_cost,
+            tokens_ok = self.tokens_ok,
+            group_by = if group.is_empty() {
+                String::new()
+            } else {
+                format!(" GROUP BY {}", group.join(", "))
+            },
+        )
+    }
+
+    /// The most expensive valid rows since a time matching a drill-down path:
+    /// (timestamp, cost text, five names, input tokens, output tokens, request id).
+    /// Every name and the time are bound parameters; `(none)` matches NULL or empty.
+    pub(crate) fn top_requests(&self, info: &TableInfo, q: &TopQuery, p: &mut Params) -> String {
+        let mut conds = vec![
+            format!("{} >= {}::timestamptz", self.ts, p.push(q.from)),
+            self.finite_cost.clone(),
+            self.tokens_ok.clone(),
+        ];
+        for (dim, name) in &q.path {
+            let want = if name == NONE_NAME {
+                String::new()
+            } else {
+                name.clone()
+            };
+            conds.push(format!(
+                "{} = {}::text",
+                self.names[dim.index()],
+                p.push(want)
+            ));
+        }
+        let request_id = if info.has("request_id") {
+            format!("coalesce({}::text, '')", col("request_id"))
+        } else {
+            "''::text".to_string()
+        };
+        format!(
+            "SELECT {ts}, {cost}::text, {names}, {input}, {output}, {request_id} \
+             FROM {table} e WHERE {conds} ORDER BY {cost} DESC, {ts} DESC LIMIT {limit}::int8",
+            ts = self.ts,
+            cost = self.cost,
+            names = self.names.join(", "),
+            input = self.input_sel,
+            output = self.output_sel,
+            table = self.table,
+            conds = conds.join(" AND "),
+            limit = p.push(q.limit as i64),
         )
     }
 

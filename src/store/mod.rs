@@ -322,6 +322,81 @@ impl Store {
         out
     }
 
+    /// Hour buckets `[from, to]` folded into slots of `step` hours (slot 0 starts at
+    /// `from`), per name of `group`, among events matching every constraint of
+    /// `filter`: one pass over the buckets for a whole drill-down level's sparklines.
+    pub fn series_by_dim_filtered(
+        &self,
+        group: Dim,
+        filter: &[(Dim, NameId)],
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> HashMap<NameId, Vec<Agg>> {
+        let step = step.max(1);
+        let len = slots(from, to, step);
+        let mut out: HashMap<NameId, Vec<Agg>> = HashMap::new();
+        if len == 0 {
+            return out;
+        }
+        for (h, b) in self.hours.range(from..=to) {
+            let slot = ((h - from) / step) as usize;
+            if filter.is_empty() {
+                for (id, a) in &b.by_dim[group.index()] {
+                    out.entry(*id).or_insert_with(|| vec![Agg::default(); len])[slot].add(a);
+                }
+                continue;
+            }
+            for (combo, a) in &b.cells {
+                let key = &self.combo_keys[*combo as usize];
+                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
+                    out.entry(key[group.index()])
+                        .or_insert_with(|| vec![Agg::default(); len])[slot]
+                        .add(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Hour buckets `[from, to]` folded into slots of `step` hours, over the events
+    /// matching every constraint of `filter` (all events when it is empty).
+    pub fn series_filtered(
+        &self,
+        filter: &[(Dim, NameId)],
+        from: i64,
+        to: i64,
+        step: i64,
+    ) -> Vec<Agg> {
+        let step = step.max(1);
+        let mut out = vec![Agg::default(); slots(from, to, step)];
+        if out.is_empty() {
+            return out;
+        }
+        for (h, b) in self.hours.range(from..=to) {
+            let slot = &mut out[((h - from) / step) as usize];
+            if filter.is_empty() {
+                slot.add(&b.total);
+                continue;
+            }
+            for (combo, a) in &b.cells {
+                let key = &self.combo_keys[*combo as usize];
+                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
+                    slot.add(a);
+                }
+            }
+        }
+        out
+    }
+
+    /// Resolves a path of names to interned ids; `None` if any name is unknown (so
+    /// nothing can match it).
+    pub fn resolve(&self, path: &[(Dim, String)]) -> Option<Filter> {
+        path.iter()
+            .map(|(d, n)| self.lookup(*d, n).map(|id| (*d, id)))
+            .collect()
+    }
+
     /// Sum over minute buckets `[from, to]` per name of a dimension (recent data only).
     pub fn minutes_by_dim(&self, dim: Dim, from: i64, to: i64) -> HashMap<NameId, Agg> {
         let mut out: HashMap<NameId, Agg> = HashMap::new();
@@ -341,6 +416,39 @@ impl Store {
         a
     }
 
+    /// Spend and requests of one name (or the total with `None`) over `[start, end)`
+    /// from the hour buckets, each bucket counted pro rata to its overlap with the
+    /// span (spend is assumed even within an hour). Money stays exact integers; the
+    /// request count is fractional for that reason.
+    pub fn prorated(
+        &self,
+        dim: Dim,
+        id: Option<NameId>,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> (crate::money::Money, f64) {
+        use crate::money::Money;
+        if end <= start {
+            return (Money::ZERO, 0.0);
+        }
+        let cal = &self.cfg.calendar;
+        let first = cal.hour_index(start);
+        let last = cal.hour_index(end - Duration::nanoseconds(1));
+        let series = self.hourly_series(dim, id, first, last);
+        let (mut cost, mut requests) = (Money::ZERO, 0.0);
+        for (i, a) in series.iter().enumerate() {
+            let h = first + i as i64;
+            let (hs, he) = (cal.hour_start(h), cal.hour_start(h + 1));
+            let span = (he - hs).num_milliseconds().max(1);
+            let overlap = (end.min(he) - start.max(hs))
+                .num_milliseconds()
+                .clamp(0, span);
+            cost += Money::from_picos(a.cost.picos() * overlap as i128 / span as i128);
+            requests += a.requests as f64 * overlap as f64 / span as f64;
+        }
+        (cost, requests)
+    }
+
     /// The oldest hour bucket that holds data.
     pub fn oldest_hour(&self) -> Option<i64> {
         self.hours.keys().next().copied()
@@ -356,6 +464,15 @@ impl Store {
     pub fn history_span(&self, now: DateTime<Utc>) -> Option<Duration> {
         self.oldest_hour()
             .map(|h| now - self.cfg.calendar.hour_start(h))
+    }
+}
+
+/// Slots of `step` hours needed to cover `[from, to]`.
+fn slots(from: i64, to: i64, step: i64) -> usize {
+    if to < from {
+        0
+    } else {
+        ((to - from) / step + 1) as usize
     }
 }
 

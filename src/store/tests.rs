@@ -186,3 +186,93 @@ fn memory_is_bounded_by_combinations_not_rows() {
     assert_eq!((hours, cells, combos), (1, 10, 10));
     assert_eq!(s.total(0..=i64::MAX).cost.to_string(), "100");
 }
+
+#[test]
+fn filtered_series_fold_hours_into_slots_and_match_the_filtered_totals() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![
+            fact("2026-11-28T09:10:00Z", "chat", "u1", "gpt-4o", "1"),
+            fact("2026-11-28T10:10:00Z", "chat", "u1", "claude", "2"),
+            fact("2026-11-28T11:10:00Z", "chat", "u2", "gpt-4o", "4"),
+            fact("2026-11-28T12:10:00Z", "search", "u1", "gpt-4o", "8"),
+        ]),
+        now,
+    );
+    let h9 = s.hour_index(utc("2026-11-28T09:00:00Z"));
+    let chat = s.lookup(Dim::Feature, "chat").unwrap();
+    let u1 = s.lookup(Dim::User, "u1").unwrap();
+    let costs = |v: &[Agg]| v.iter().map(|a| a.cost.to_string()).collect::<Vec<_>>();
+    // Two-hour slots over 09..=12: [09+10, 11+12].
+    let all = s.series_filtered(&[], h9, h9 + 3, 2);
+    assert_eq!(costs(&all), ["3", "12"]);
+    let chat_series = s.series_filtered(&[(Dim::Feature, chat)], h9, h9 + 3, 1);
+    assert_eq!(costs(&chat_series), ["1", "2", "4", "0"]);
+    let by_model = s.series_by_dim_filtered(
+        Dim::Model,
+        &[(Dim::Feature, chat), (Dim::User, u1)],
+        h9,
+        h9 + 3,
+        1,
+    );
+    let gpt = s.lookup(Dim::Model, "gpt-4o").unwrap();
+    let claude = s.lookup(Dim::Model, "claude").unwrap();
+    assert_eq!(costs(&by_model[&gpt]), ["1", "0", "0", "0"]);
+    assert_eq!(costs(&by_model[&claude]), ["0", "2", "0", "0"]);
+    // Unfiltered per-dimension series use the rollups and agree with the cells.
+    let by_user = s.series_by_dim_filtered(Dim::User, &[], h9, h9 + 3, 4);
+    assert_eq!(costs(&by_user[&u1]), ["11"]);
+    let sum: Agg = by_user.values().fold(Agg::default(), |mut t, v| {
+        t.add(&v[0]);
+        t
+    });
+    assert_eq!(sum, s.total(h9..=h9 + 3));
+    // Paths resolve by name; an unknown name matches nothing.
+    let path = [(Dim::Feature, "chat".to_string())];
+    assert_eq!(s.resolve(&path), Some(vec![(Dim::Feature, chat)]));
+    assert_eq!(s.resolve(&[(Dim::User, "nobody".to_string())]), None);
+    assert!(s.series_filtered(&[], h9, h9 - 1, 1).is_empty());
+}
+
+#[test]
+fn prorated_spans_count_each_hour_by_its_overlap() {
+    let now = utc("2026-11-28T12:30:00Z");
+    let mut s = Store::new(StoreConfig::default(), now);
+    s.apply(
+        &batch(vec![
+            fact("2026-11-28T10:00:00Z", "chat", "u", "m", "60"),
+            fact("2026-11-28T11:00:00Z", "chat", "u", "m", "120"),
+            fact("2026-11-28T11:10:00Z", "chat", "u", "m", "-30"),
+        ]),
+        now,
+    );
+    let id = s.lookup(Dim::Feature, "chat");
+    // 10:50-11:05: 10 minutes of $60/h and 5 of $90/h.
+    let (c, r) = s.prorated(
+        Dim::Feature,
+        id,
+        utc("2026-11-28T10:50:00Z"),
+        utc("2026-11-28T11:05:00Z"),
+    );
+    assert_eq!(c, "17.5".parse().unwrap());
+    assert!((r - (1.0 / 6.0 + 2.0 / 12.0)).abs() < 1e-9, "{r}");
+    // Empty, reversed and data-free spans are zero, never a panic.
+    let t = utc("2026-11-28T10:00:00Z");
+    assert_eq!(s.prorated(Dim::Feature, id, t, t).0, Money::ZERO);
+    assert_eq!(
+        s.prorated(Dim::Feature, id, t, t - Duration::hours(3)).0,
+        Money::ZERO
+    );
+    assert_eq!(
+        s.prorated(Dim::Feature, None, utc("2020-01-01T00:00:00Z"), t)
+            .0,
+        Money::ZERO
+    );
+    // Whole hours are exact, credits included.
+    assert_eq!(
+        s.prorated(Dim::Feature, None, t, utc("2026-11-28T12:00:00Z"))
+            .0,
+        Money::from_dollars(150)
+    );
+}

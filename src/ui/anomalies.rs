@@ -8,8 +8,10 @@ use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use super::theme::Theme;
 use super::{format, spans_width, text};
-use crate::detect::Anomaly;
+use crate::detect::{Anomaly, Severity};
 
+/// The first cell of every anomaly's first line.
+const MARK: &str = " ! ";
 /// Contributors listed per anomaly.
 const MAX_CONTRIBUTORS: usize = 3;
 /// Width a contributor's name is cut to.
@@ -74,7 +76,7 @@ pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer)
 fn count_anomalies_in(lines: &[Line]) -> usize {
     lines
         .iter()
-        .filter(|l| l.spans.first().is_some_and(|s| s.content == " ! "))
+        .filter(|l| l.spans.first().is_some_and(|s| s.content == MARK))
         .count()
 }
 
@@ -82,11 +84,25 @@ fn lines(anomalies: &[Anomaly], theme: Theme, width: usize) -> Vec<Line<'static>
     let w = width.saturating_sub(3); // the " ! " or indent before every line
     let mut out = Vec::new();
     for a in anomalies {
+        // Colour by severity: critical red, warning yellow, info plain.
+        let style = match a.severity {
+            Severity::Critical => theme.bad(),
+            Severity::Warning => theme.warn(),
+            Severity::Info => theme.value(),
+        };
         out.push(Line::from(vec![
-            Span::styled(" ! ", theme.bad()),
-            Span::styled(text::clean(&a.message, w), theme.bad()),
+            Span::styled(MARK, style),
+            Span::styled(text::clean(&a.message, w), style),
         ]));
-        let detail = detail(a, theme);
+        let mut detail = detail(a, theme);
+        // Drop the usual band rather than cut it.
+        if spans_width(&detail) > w
+            && detail
+                .last()
+                .is_some_and(|s| s.content.starts_with(", usually"))
+        {
+            detail.pop();
+        }
         let who = contributors(a, theme);
         let indent = || Span::raw("   ");
         if !who.is_empty() && spans_width(&detail) + 3 + spans_width(&who) <= w {
@@ -113,7 +129,7 @@ fn lines(anomalies: &[Anomaly], theme: Theme, width: usize) -> Vec<Line<'static>
     out
 }
 
-/// "observed $41.00 vs expected $9.80 (4.2x) in 5m since 02:41 UTC"
+/// "observed $41.00 vs expected $9.80 (4.2x) in 5m since 02:41 UTC, usually $7-$12"
 fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     let mut spans = vec![
         Span::styled("observed ", theme.muted()),
@@ -135,6 +151,15 @@ fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     if let Some(since) = a.since {
         spans.push(Span::styled(
             format!(" since {} UTC", since.format("%H:%M")),
+            theme.muted(),
+        ));
+    }
+    // The baseline's usual band last: the first thing to go when narrow.
+    if let (Some(lo), Some(hi)) = (a.expected_low, a.expected_high)
+        && hi > lo
+    {
+        spans.push(Span::styled(
+            format!(", usually {}-{}", lo.display_usd(), hi.display_usd()),
             theme.muted(),
         ));
     }

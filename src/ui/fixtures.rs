@@ -2,10 +2,13 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
+use crate::app::drill::{Metric, SortKey, Window};
 use crate::app::view::{
-    BackfillProgress, Driver, FeatureRow, Header, Overview, Screen, StatusView,
+    BackfillProgress, DrillChart, DrillRow, DrillView, Driver, FeatureRow, Header, Overview,
+    RequestRow, Screen, StatusView, TopState,
 };
-use crate::detect::{Anomaly, Contributor};
+use crate::detect::{Anomaly, Contributor, Severity};
+use crate::model::Agg;
 use crate::model::{Connection, Dim, TailMode};
 use crate::money::Money;
 
@@ -16,6 +19,8 @@ pub struct Fixture {
     pub backfill: Option<BackfillProgress>,
     pub selected: usize,
     pub color: bool,
+    pub drill: Option<DrillView>,
+    pub top: TopState,
 }
 
 impl Fixture {
@@ -27,6 +32,9 @@ impl Fixture {
             selected: self.selected,
             color: self.color,
             help: None,
+            drill: self.drill.as_ref(),
+            top: &self.top,
+            window: self.drill.as_ref().map(|d| d.window).unwrap_or_default(),
         }
     }
 }
@@ -87,7 +95,12 @@ fn support_spike() -> Anomaly {
         window: "60m".into(),
         observed: usd("41.20"),
         expected: usd("9.80"),
+        expected_low: Some(usd("7.10")),
+        expected_high: Some(usd("12.40")),
         ratio: 4.2,
+        z: Some(9.5),
+        severity: Severity::Critical,
+        baseline: "same hour of week, 4 weeks".into(),
         since: Some(now() - Duration::minutes(31)),
         contributors: vec![
             Contributor {
@@ -238,6 +251,9 @@ pub fn realistic() -> Fixture {
             month_to_date: usd("8412.37"),
             daily_burn: usd("640.61"),
             forecast: usd("19218.30"),
+            forecast_low: None,
+            forecast_high: None,
+            budget_exhausted_on: None,
             forecast_method: "run rate".into(),
             budget: Some(Money::from_dollars(20_000)),
             days_elapsed: 13.13,
@@ -267,6 +283,8 @@ pub fn realistic() -> Fixture {
         backfill: None,
         selected: 0,
         color: true,
+        drill: None,
+        top: TopState::Closed,
     }
 }
 
@@ -306,6 +324,8 @@ pub fn empty() -> Fixture {
         backfill: None,
         selected: 0,
         color: true,
+        drill: None,
+        top: TopState::Closed,
     }
 }
 
@@ -313,6 +333,18 @@ pub fn empty() -> Fixture {
 pub fn over_budget() -> Fixture {
     let mut f = realistic();
     f.overview.header.budget = Some(Money::from_dollars(7_500));
+    f
+}
+
+/// The forecast with its 80% interval crossing the budget, and the day the budget
+/// runs out.
+pub fn forecast_interval() -> Fixture {
+    let mut f = realistic();
+    let h = &mut f.overview.header;
+    h.forecast_low = Some(usd("18110.00"));
+    h.forecast_high = Some(usd("21640.00"));
+    h.budget_exhausted_on = chrono::NaiveDate::from_ymd_opt(2026, 11, 29);
+    h.forecast_method = "weekday rhythm".into();
     f
 }
 
@@ -327,6 +359,9 @@ pub fn many_anomalies() -> Fixture {
     spend.observed = usd("41.90");
     spend.expected = usd("25.55");
     spend.ratio = 1.64;
+    spend.severity = Severity::Warning;
+    spend.expected_low = None;
+    spend.expected_high = None;
     spend.since = None;
     spend.contributors = vec![Contributor {
         dim: Dim::Model,
@@ -350,6 +385,9 @@ pub fn many_anomalies() -> Fixture {
         share: 1.0,
     }];
     new.message = format!("{HOSTILE} spent $3.10 in the last 5m with no history");
+    new.severity = Severity::Info;
+    new.expected_low = None;
+    new.expected_high = None;
     f.overview.anomalies.push(spend);
     f.overview.anomalies.push(new);
     f
@@ -496,6 +534,159 @@ pub fn extreme_backfill() -> Fixture {
     f
 }
 
+/// Users behind the support_qa spike, over 24 hours, one of them far ahead; 400
+/// rows so only a page is drawn.
+pub fn drill_users() -> Fixture {
+    let mut f = realistic();
+    let mut rows: Vec<DrillRow> = (0..400u64)
+        .map(|i| {
+            let cost = 4_000_000_000_000i128 / (i as i128 + 1); // $4 / (i+1)
+            let requests = 120 + 7 * (400 - i);
+            let agg = Agg {
+                cost: Money::from_picos(cost),
+                requests,
+                input_tokens: requests * 900,
+                output_tokens: requests * 150,
+            };
+            let prev = Agg {
+                cost: Money::from_picos(cost * 2 / 3),
+                ..agg
+            };
+            DrillRow {
+                name: format!("user_{:04}", (i * 7919) % 10_000),
+                agg,
+                prev: Some(prev),
+                value: Some(agg.cost.as_f64()),
+                share: Some(agg.cost.as_f64() / 26.0),
+                change: Some(0.5),
+                spark: day_curve(1000 + 10 * (400 - i), if i == 0 { 6 } else { 1 }),
+                ..DrillRow::default()
+            }
+        })
+        .collect();
+    rows[0].name = "user_4812".into();
+    rows[0].change = Some(4.2);
+    rows[3].prev = Some(Agg::default());
+    rows[3].change = None;
+    let parent = rows.iter().fold(Agg::default(), |mut t, r| {
+        t.add(&r.agg);
+        t
+    });
+    f.drill = Some(DrillView {
+        path: vec![(Dim::Feature, "support_qa".into())],
+        dim: Dim::User,
+        window: Window::Day,
+        window_start: now() - Duration::hours(23),
+        metric: Metric::Cost,
+        sort: SortKey::Metric,
+        reverse: false,
+        filter: String::new(),
+        editing: false,
+        parent,
+        order: (0..rows.len() as u32).collect(),
+        rows,
+        selected: 1,
+        offset: 0,
+        chart: Some(DrillChart {
+            name: "user_7919".into(),
+            metric: Metric::Cost,
+            hourly_48h: [day_curve(4_000, 1), day_curve(4_000, 3)].concat(),
+            daily_30d: (0..30).map(|d| 50_000 + 3_000 * (d % 7)).collect(),
+        }),
+        metric_ready: Some(Metric::Cost),
+    });
+    f
+}
+
+/// The users table filtered while typing, sorted by change, reversed, scrolled.
+pub fn drill_filtered() -> Fixture {
+    let mut f = drill_users();
+    if let Some(d) = f.drill.as_mut() {
+        d.filter = "user_0".into();
+        d.editing = true;
+        d.sort = SortKey::Change;
+        d.reverse = true;
+        d.metric = Metric::CostPerRequest;
+        d.order = d
+            .order
+            .iter()
+            .copied()
+            .filter(|&i| d.rows[i as usize].name.starts_with("user_0"))
+            .collect();
+        d.offset = 5;
+        d.selected = 7;
+    }
+    f
+}
+
+/// The last level with the most expensive requests listed.
+pub fn drill_top() -> Fixture {
+    let mut f = drill_users();
+    let path = vec![
+        (Dim::Feature, "support_qa".to_string()),
+        (Dim::User, "user_4812".to_string()),
+        (Dim::Model, "gpt-4o".to_string()),
+    ];
+    if let Some(d) = f.drill.as_mut() {
+        d.path = path[..2].to_vec();
+        d.dim = Dim::Model;
+        d.rows.truncate(3);
+        d.rows[0].name = "gpt-4o".into();
+        d.rows[1].name = "gpt-4o-mini".into();
+        d.rows[2].name = "claude-sonnet".into();
+        d.order = vec![0, 1, 2];
+        d.selected = 0;
+    }
+    let rows = (0..12)
+        .map(|i| RequestRow {
+            at: now() - Duration::seconds(37 * i),
+            request_id: format!("req_{:016x}", 0x5eed_0000_u64 + i as u64 * 7777),
+            feature: "support_qa".into(),
+            user: "user_4812".into(),
+            model: "gpt-4o".into(),
+            tenant: None,
+            region: None,
+            input_tokens: 24_000 - 1000 * i as u64,
+            output_tokens: 1_200,
+            cost: Money::from_micros(132_000 - 4_000 * i),
+        })
+        .collect();
+    f.top = TopState::Ready { path, rows };
+    f
+}
+
+/// Waiting for the top requests: the spinner.
+pub fn drill_loading() -> Fixture {
+    let mut f = drill_users();
+    f.top = TopState::Loading {
+        path: vec![
+            (Dim::Feature, "support_qa".to_string()),
+            (Dim::User, "user_4812".to_string()),
+        ],
+        frame: 3,
+    };
+    f
+}
+
+/// Hostile names in the path, the rows, the chart and the requests.
+pub fn drill_hostile() -> Fixture {
+    let mut f = drill_top();
+    if let Some(d) = f.drill.as_mut() {
+        d.path[0].1 = HOSTILE.into();
+        d.rows[0].name = format!("{HOSTILE}{}", "z".repeat(300));
+        d.rows[1].name = "\x1b]8;;https://evil.example/\x1b\\click me".into();
+        if let Some(c) = d.chart.as_mut() {
+            c.name = HOSTILE.into();
+        }
+        d.filter = HOSTILE.into();
+    }
+    if let TopState::Ready { rows, .. } = &mut f.top {
+        rows[0].request_id = HOSTILE.into();
+        rows[1].user = "\x1b[2Jwipe".into();
+    }
+    f
+}
+
 /// Every fixture, for the sweeps.
 pub fn all() -> Vec<(&'static str, Fixture)> {
     vec![
@@ -510,5 +701,10 @@ pub fn all() -> Vec<(&'static str, Fixture)> {
         ("hostile", hostile()),
         ("extreme", extreme()),
         ("extreme_backfill", extreme_backfill()),
+        ("drill_users", drill_users()),
+        ("drill_filtered", drill_filtered()),
+        ("drill_top", drill_top()),
+        ("drill_loading", drill_loading()),
+        ("drill_hostile", drill_hostile()),
     ]
 }

@@ -55,11 +55,19 @@ pub fn render(h: &Header, theme: Theme, area: Rect, buf: &mut Buffer) {
         ]
     };
     let right = h.budget.map(|b| {
-        vec![
+        let mut spans = Vec::new();
+        if let Some(d) = h.budget_exhausted_on {
+            spans.push(Span::styled(
+                format!("runs out {}  ", d.format("%b %-d")),
+                theme.warn(),
+            ));
+        }
+        spans.extend([
             Span::styled("budget ", theme.muted()),
             Span::raw(b.display_usd()),
             Span::styled("/month", theme.muted()),
-        ]
+        ]);
+        spans
     });
     if let Some(right) = right
         && spans_width(&left) + 2 + spans_width(&right) <= w
@@ -93,7 +101,27 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
     let v = |m: Money| Span::styled(m.display_usd(), theme.value());
     let l = |s: &'static str| Span::styled(s, theme.muted());
     let method_span = || Span::styled(format!(" ({method})"), theme.muted());
+    let interval = match (h.forecast_low, h.forecast_high) {
+        (Some(lo), Some(hi)) => vec![Span::styled(
+            format!(" ({}-{} 80%, {method})", lo.display_usd(), hi.display_usd()),
+            theme.muted(),
+        )],
+        _ => vec![method_span()],
+    };
     let candidates = [
+        [
+            vec![
+                l("month-to-date "),
+                v(h.month_to_date),
+                l("   burn "),
+                v(h.daily_burn),
+                l("/day"),
+                l("   forecast "),
+                v(h.forecast),
+            ],
+            interval,
+        ]
+        .concat(),
         vec![
             l("month-to-date "),
             v(h.month_to_date),
@@ -168,7 +196,71 @@ fn gauges(h: &Header, budget: Money, theme: Theme, area: Rect, buf: &mut Buffer)
         ..area
     };
     gauge("spent", ratio(h.month_to_date, budget), theme, left, buf);
-    gauge("forecast", ratio(h.forecast, budget), theme, right, buf);
+    match (h.forecast_low, h.forecast_high) {
+        (Some(lo), Some(hi)) => forecast_gauge(
+            [
+                ratio(lo, budget),
+                ratio(h.forecast, budget),
+                ratio(hi, budget),
+            ],
+            theme,
+            right,
+            buf,
+        ),
+        _ => gauge("forecast", ratio(h.forecast, budget), theme, right, buf),
+    }
+}
+
+/// The forecast gauge with its 80% interval and the budget marked:
+/// "forecast ████▓▓▒▒░│░ 104%". Filled up to the interval's low end, `▓` up to
+/// the forecast, `▒` up to the high end; when the interval passes the budget the
+/// scale stretches (to 2x at most) and `│` marks where the budget is.
+fn forecast_gauge(r: [f64; 3], theme: Theme, area: Rect, buf: &mut Buffer) {
+    let [lo, mid, hi] = r.map(|x| {
+        if x.is_nan() {
+            f64::INFINITY
+        } else {
+            x.max(0.0)
+        }
+    });
+    let level = Theme::budget_level(mid);
+    let style = theme.level(level);
+    let pct = format!(" {:>4}", format::percent(mid));
+    let over = if level == Level::Bad { " OVER" } else { "" };
+    let label = format!("{:<9}", "forecast");
+    let fixed = label.len() + pct.len() + over.len();
+    let bar_w = (area.width as usize).saturating_sub(fixed);
+    let mut spans = vec![Span::styled(label, theme.muted())];
+    if bar_w >= 3 {
+        let scale = hi.max(mid).clamp(1.0, 2.0);
+        let budget_cell =
+            (scale > 1.0).then(|| ((bar_w as f64 / scale).round() as usize).min(bar_w - 1));
+        let mut run = String::new();
+        let mut run_style = style;
+        for i in 0..bar_w {
+            let pos = (i as f64 + 0.5) / bar_w as f64 * scale;
+            let (c, st) = if Some(i) == budget_cell {
+                ('│', theme.bad())
+            } else if pos <= lo {
+                (format::GAUGE_FULL, style)
+            } else if pos <= mid {
+                ('▓', style)
+            } else if pos <= hi {
+                ('▒', style)
+            } else {
+                (format::GAUGE_EMPTY, theme.gauge_empty())
+            };
+            if st != run_style && !run.is_empty() {
+                spans.push(Span::styled(std::mem::take(&mut run), run_style));
+            }
+            run_style = st;
+            run.push(c);
+        }
+        spans.push(Span::styled(run, run_style));
+    }
+    spans.push(Span::styled(pct, style));
+    spans.push(Span::styled(over, style));
+    Line::from(spans).render(area, buf);
 }
 
 /// "spent    ██████░░░░  62%" or, over budget, "forecast ██████████ 128% OVER".

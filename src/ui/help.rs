@@ -7,21 +7,27 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Widget};
 
 use super::theme::Theme;
 
-pub fn render(lines: &[(&str, &str)], theme: Theme, area: Rect, buf: &mut Buffer) {
+pub fn render(lines: &[(String, String)], theme: Theme, area: Rect, buf: &mut Buffer) {
     let key_w = lines
         .iter()
         .map(|(k, _)| super::text::width(k))
         .max()
-        .unwrap_or(0) as u16;
+        .unwrap_or(0);
     let text_w = lines
         .iter()
         .map(|(_, h)| super::text::width(h))
         .max()
-        .unwrap_or(0) as u16;
-    let width = (key_w + text_w + 7)
+        .unwrap_or(0);
+    // One column if every key fits in the height, else as many columns as needed
+    // (descriptions are cut to fit).
+    let room = (area.height.saturating_sub(6) as usize).max(1);
+    let columns = lines.len().div_ceil(room).max(1);
+    let per_column = lines.len().div_ceil(columns).max(1);
+    let entry_w = 1 + key_w + 2 + text_w + 1;
+    let width = ((entry_w * columns + 2) as u16)
         .min(area.width.saturating_sub(2))
         .max(10);
-    let height = (lines.len() as u16 + 4)
+    let height = (per_column as u16 + 4)
         .min(area.height.saturating_sub(2))
         .max(3);
     let popup = Rect {
@@ -32,13 +38,33 @@ pub fn render(lines: &[(&str, &str)], theme: Theme, area: Rect, buf: &mut Buffer
     }
     .intersection(area);
     Clear.render(popup, buf);
-    let body: Vec<Line> = lines
-        .iter()
-        .map(|(k, h)| {
-            Line::from(vec![
-                Span::styled(format!(" {k:<w$}  ", w = key_w as usize), theme.key()),
-                Span::styled(h.to_string(), theme.value()),
-            ])
+    let col_w = (width.saturating_sub(2) as usize / columns).max(1);
+    let body: Vec<Line> = (0..per_column)
+        .map(|row| {
+            let mut spans = Vec::new();
+            for col in 0..columns {
+                let Some((k, h)) = lines.get(col * per_column + row) else {
+                    continue;
+                };
+                // Each column aligns to its own longest key.
+                let kw = lines
+                    .iter()
+                    .skip(col * per_column)
+                    .take(per_column)
+                    .map(|(k, _)| super::text::width(k))
+                    .max()
+                    .unwrap_or(0);
+                let key = format!(" {k:<kw$}  ");
+                let left = col_w.saturating_sub(super::text::width(&key));
+                spans.push(Span::styled(super::text::fit(&key, col_w), theme.key()));
+                let help = super::text::fit(h, left.saturating_sub(1));
+                let pad = left.saturating_sub(super::text::width(&help));
+                spans.push(Span::styled(help, theme.value()));
+                if col + 1 < columns {
+                    spans.push(Span::raw(" ".repeat(pad)));
+                }
+            }
+            Line::from(spans)
         })
         .chain([
             Line::from(""),
@@ -61,7 +87,7 @@ mod tests {
 
     #[test]
     fn lists_every_key_and_survives_tiny_areas() {
-        let lines = crate::app::keymap::help_lines();
+        let lines = crate::app::keymap::Keymap::default().help_lines();
         let area = Rect::new(0, 0, 100, 30);
         let mut buf = Buffer::empty(area);
         render(&lines, Theme::new(false), area, &mut buf);
@@ -75,6 +101,21 @@ mod tests {
             .collect();
         for (k, h) in &lines {
             assert!(text.contains(k) && text.contains(h), "{k} {h}:\n{text}");
+        }
+        // At 80x24 every key still shows (in two columns).
+        let area = Rect::new(0, 0, 80, 24);
+        let mut buf = Buffer::empty(area);
+        render(&lines, Theme::new(false), area, &mut buf);
+        let text: String = (0..area.height)
+            .map(|y| {
+                (0..area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+                    + "\n"
+            })
+            .collect();
+        for (k, _) in &lines {
+            assert!(text.contains(k.as_str()), "{k}:\n{text}");
         }
         for (w, h) in [(0, 0), (5, 3), (12, 4)] {
             let area = Rect::new(0, 0, w, h);

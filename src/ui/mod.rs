@@ -11,6 +11,7 @@
 //! is drawn.
 
 mod anomalies;
+mod drilldown;
 mod drivers;
 mod features;
 mod format;
@@ -72,14 +73,39 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
     };
 
     header::render(&screen.overview.header, theme, header_area, buf);
-    match screen.backfill {
-        Some(progress) => loading(progress, theme, body, buf),
-        None => overview(screen, theme, body, buf),
+    match (screen.backfill, screen.drill) {
+        (Some(progress), _) => loading(progress, theme, body, buf),
+        (None, Some(view)) => drilldown::render(view, screen.top, theme, body, buf),
+        (None, None) => {
+            overview(screen, theme, body, buf);
+            if *screen.top != crate::app::view::TopState::Closed {
+                // Asked from the overview: over the lower half of the panes.
+                let h = (body.height / 2).min(22);
+                let lower = Rect {
+                    y: body.bottom() - h,
+                    height: h,
+                    ..body
+                };
+                ratatui::widgets::Clear.render(lower, buf);
+                drilldown::top_requests(screen.top, screen.window.label(), theme, lower, buf);
+            }
+        }
     }
     status::render(screen.status, screen.overview.now, theme, status_area, buf);
     if let Some(lines) = screen.help {
         help::render(lines, theme, area, buf);
     }
+}
+
+/// For a terminal of `width` x `height`: the screen row of the drill-down table's
+/// first data row and how many rows it shows (for paging and mouse clicks).
+pub fn drill_table_area(width: u16, height: u16, top_open: bool) -> (u16, usize) {
+    if width < MIN_WIDTH || height < MIN_HEIGHT {
+        return (0, 1);
+    }
+    let body = Rect::new(0, header::HEIGHT, width, height - header::HEIGHT - 1);
+    let (y, rows) = drilldown::table_area(body, top_open);
+    (y, rows.max(1))
 }
 
 /// Where the overview's panes go inside the body.

@@ -90,6 +90,32 @@ fn over_budget_80x24() {
 }
 
 #[test]
+fn forecast_interval_100x30() {
+    assert_snapshot!(terminal(&fixtures::forecast_interval(), 100, 30).backend());
+}
+
+#[test]
+fn forecast_gauge_marks_the_interval_and_the_budget() {
+    let buf = buffer(&fixtures::forecast_interval(), 100, 30);
+    let y = 2;
+    let line = row(&buf, y);
+    // Filled to the low end, ▓ to the forecast, ▒ to the high end, │ at the budget.
+    for c in ["█", "▓", "▒", "│"] {
+        assert!(line.contains(c), "{c} in {line}");
+    }
+    let budget = find_in_row(&buf, y, "│").unwrap();
+    let high = line.rfind('▒').unwrap();
+    assert!(line.find('│').unwrap() < high, "{line}");
+    assert_eq!(buf[(budget, y)].fg, Color::Red);
+    assert!(row(&buf, 0).contains("runs out Nov 29"), "{}", row(&buf, 0));
+    assert!(
+        row(&buf, 1).contains("$18,110-$21,640 80%"),
+        "{}",
+        row(&buf, 1)
+    );
+}
+
+#[test]
 fn many_anomalies_80x24() {
     assert_snapshot!(terminal(&fixtures::many_anomalies(), 80, 24).backend());
 }
@@ -464,4 +490,146 @@ fn renders_into_an_offset_area_and_a_zero_area() {
     assert!(row(&buf, 5).contains("burnrate"));
     render(&f.screen(), Rect::new(0, 0, 0, 0), &mut buf);
     render(&f.screen(), Rect::new(90, 30, 50, 50), &mut buf); // partly outside
+}
+
+// ---- the drill-down ----
+
+#[test]
+fn drill_users_80x24() {
+    assert_snapshot!(terminal(&fixtures::drill_users(), 80, 24).backend());
+}
+
+#[test]
+fn drill_users_160x48() {
+    assert_snapshot!(terminal(&fixtures::drill_users(), 160, 48).backend());
+}
+
+#[test]
+fn drill_filtered_80x24() {
+    assert_snapshot!(terminal(&fixtures::drill_filtered(), 80, 24).backend());
+}
+
+#[test]
+fn drill_top_requests_80x24() {
+    assert_snapshot!(terminal(&fixtures::drill_top(), 80, 24).backend());
+}
+
+#[test]
+fn drill_top_requests_160x48() {
+    assert_snapshot!(terminal(&fixtures::drill_top(), 160, 48).backend());
+}
+
+#[test]
+fn drill_loading_80x24() {
+    assert_snapshot!(terminal(&fixtures::drill_loading(), 80, 24).backend());
+}
+
+#[test]
+fn drill_no_color_80x24_styles() {
+    let mut f = fixtures::drill_users();
+    f.color = false;
+    let buf = buffer(&f, 80, 24);
+    for cell in &buf.content {
+        assert_eq!(cell.fg, Color::Reset, "{cell:?}");
+        assert_eq!(cell.bg, Color::Reset, "{cell:?}");
+    }
+    // The selection still reads: reversed.
+    let (x, y) = find(&buf, "user_7919").expect("the selected row is shown");
+    assert!(buf[(x, y)].modifier.contains(Modifier::REVERSED));
+}
+
+#[test]
+fn the_drill_down_shows_the_path_window_metric_and_every_column_when_wide() {
+    let text = screen_text(&buffer(&fixtures::drill_users(), 160, 48));
+    for s in [
+        "support_qa › by user",
+        "window 24h",
+        "metric cost",
+        "▼spend",
+        "requests",
+        "$/req",
+        "$/1k tok",
+        "share",
+        "vs prev",
+        "trend",
+        "user_4812",
+        "+420%",
+        "new",
+        "last 48 h, hourly",
+        "last 30 days, daily",
+    ] {
+        assert!(text.contains(s), "missing {s:?} in\n{text}");
+    }
+}
+
+#[test]
+fn only_the_visible_page_of_a_long_table_is_drawn() {
+    let f = fixtures::drill_users();
+    let text = screen_text(&buffer(&f, 80, 24));
+    let last = f
+        .drill
+        .as_ref()
+        .and_then(|d| d.row_at(399))
+        .unwrap()
+        .clone();
+    assert!(
+        !text.contains(&last.name),
+        "row 400 is not on the first page"
+    );
+    let mut f = f;
+    if let Some(d) = f.drill.as_mut() {
+        d.offset = 390;
+        d.selected = 399;
+    }
+    let text = screen_text(&buffer(&f, 80, 24));
+    assert!(text.contains(&last.name), "{text}");
+}
+
+#[test]
+fn drill_geometry_matches_what_is_drawn() {
+    let f = fixtures::drill_users();
+    for (w, h) in [(80, 24), (160, 48), (60, 12)] {
+        let (y, rows) = super::drill_table_area(w, h, false);
+        let buf = buffer(&f, w, h);
+        let first = f.drill.as_ref().and_then(|d| d.row_at(0)).unwrap();
+        assert!(row(&buf, y).contains(&first.name), "{w}x{h}: row {y}");
+        let below = f.drill.as_ref().and_then(|d| d.row_at(rows)).unwrap();
+        assert!(!screen_text(&buf).contains(&below.name), "{w}x{h}");
+        let last_shown = f.drill.as_ref().and_then(|d| d.row_at(rows - 1)).unwrap();
+        assert!(row(&buf, y + rows as u16 - 1).contains(&last_shown.name));
+    }
+}
+
+#[test]
+fn hostile_names_in_the_drill_down_never_reach_the_terminal() {
+    let f = fixtures::drill_hostile();
+    for (w, h) in [(80, 24), (160, 48), (40, 10)] {
+        let buf = buffer(&f, w, h);
+        for cell in &buf.content {
+            for c in cell.symbol().chars() {
+                assert!(!c.is_control(), "{w}x{h}: control U+{:04X}", c as u32);
+            }
+        }
+        let text = screen_text(&buf);
+        assert!(
+            !text.contains("pwned") && !text.contains("evil.example"),
+            "{text}"
+        );
+    }
+    let text = screen_text(&buffer(&f, 160, 48));
+    assert!(
+        text.contains("zzz…"),
+        "long names end in an ellipsis:\n{text}"
+    );
+}
+
+#[test]
+fn help_80x24() {
+    let f = fixtures::drill_users();
+    let lines = crate::app::keymap::Keymap::default().help_lines();
+    let mut screen = f.screen();
+    screen.help = Some(&lines);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test backend");
+    terminal.draw(|frame| draw(frame, &screen)).expect("draw");
+    assert_snapshot!(terminal.backend());
 }

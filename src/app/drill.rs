@@ -1,0 +1,862 @@
+//! The drill-down: a stack of levels (feature -> user -> model by default, any
+//! dimension by pivoting), the time window, the metric, sorting and the name
+//! filter. The navigation is pure state; `build_level` and `arrange` turn it and the
+//! store into the view model the UI draws, once per change, never per frame.
+
+use std::cmp::Ordering;
+
+use chrono::{DateTime, Utc};
+
+use super::view::{DrillChart, DrillRow, DrillView};
+use crate::model::{Agg, Dim};
+use crate::store::Store;
+
+/// The time window of a drill-down table. Windows are whole hours of the billing
+/// calendar, the current hour counting as one (as in `snapshot`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Window {
+    Hour,
+    #[default]
+    Day,
+    Week,
+    Days30,
+    MonthToDate,
+}
+
+impl Window {
+    pub const ALL: [Window; 5] = [
+        Window::Hour,
+        Window::Day,
+        Window::Week,
+        Window::Days30,
+        Window::MonthToDate,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Window::Hour => "1h",
+            Window::Day => "24h",
+            Window::Week => "7d",
+            Window::Days30 => "30d",
+            Window::MonthToDate => "month to date",
+        }
+    }
+
+    /// First hour index of the window ending with the hour of `now`.
+    pub fn first_hour(self, store: &Store, now: DateTime<Utc>) -> i64 {
+        let cur = store.hour_index(now);
+        match self {
+            Window::Hour => cur,
+            Window::Day => cur - 23,
+            Window::Week => cur - 7 * 24 + 1,
+            Window::Days30 => cur - 30 * 24 + 1,
+            Window::MonthToDate => store.hour_index(store.calendar().month_start(now)),
+        }
+    }
+
+    /// Sparkline slot width in hours: hourly up to a day, six-hourly for a week,
+    /// daily beyond.
+    fn spark_step(self) -> i64 {
+        match self {
+            Window::Hour | Window::Day => 1,
+            Window::Week => 6,
+            Window::Days30 | Window::MonthToDate => 24,
+        }
+    }
+}
+
+/// What the numbers of a table are measured in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Metric {
+    #[default]
+    Cost,
+    Requests,
+    Tokens,
+    CostPerRequest,
+    CostPer1kTokens,
+}
+
+impl Metric {
+    pub fn label(self) -> &'static str {
+        match self {
+            Metric::Cost => "cost",
+            Metric::Requests => "requests",
+            Metric::Tokens => "tokens",
+            Metric::CostPerRequest => "cost/request",
+            Metric::CostPer1kTokens => "cost/1k tokens",
+        }
+    }
+    pub fn next(self) -> Metric {
+        match self {
+            Metric::Cost => Metric::Requests,
+            Metric::Requests => Metric::Tokens,
+            Metric::Tokens => Metric::CostPerRequest,
+            Metric::CostPerRequest => Metric::CostPer1kTokens,
+            Metric::CostPer1kTokens => Metric::Cost,
+        }
+    }
+    /// Sums of parts make the whole (share of parent is meaningful).
+    pub fn additive(self) -> bool {
+        matches!(self, Metric::Cost | Metric::Requests | Metric::Tokens)
+    }
+    /// The metric of a set of events; `None` when a ratio has no denominator. An
+    /// f64 for ordering, ratios and charts only: money on screen stays exact.
+    pub fn value(self, a: &Agg) -> Option<f64> {
+        match self {
+            Metric::Cost => Some(a.cost.as_f64()),
+            Metric::Requests => Some(a.requests as f64),
+            Metric::Tokens => Some(a.tokens() as f64),
+            Metric::CostPerRequest => a.cost_per_request().map(|m| m.as_f64()),
+            Metric::CostPer1kTokens => a.cost_per_1k_tokens().map(|m| m.as_f64()),
+        }
+    }
+    /// A non-negative integer for sparklines (micro-dollars for money).
+    fn spark_value(self, a: &Agg) -> u64 {
+        let v = self.value(a).unwrap_or(0.0);
+        let v = if matches!(self, Metric::Requests | Metric::Tokens) {
+            v
+        } else {
+            v * 1e6
+        };
+        if v.is_finite() && v > 0.0 {
+            v.round() as u64
+        } else {
+            0
+        }
+    }
+}
+
+/// The column a table is sorted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    /// The selected metric, largest first.
+    #[default]
+    Metric,
+    /// Change against the previous window, largest rise first.
+    Change,
+    Requests,
+    /// Alphabetical.
+    Name,
+}
+
+impl SortKey {
+    pub fn label(self) -> &'static str {
+        match self {
+            SortKey::Metric => "metric",
+            SortKey::Change => "change",
+            SortKey::Requests => "requests",
+            SortKey::Name => "name",
+        }
+    }
+    fn next(self) -> SortKey {
+        match self {
+            SortKey::Metric => SortKey::Change,
+            SortKey::Change => SortKey::Requests,
+            SortKey::Requests => SortKey::Name,
+            SortKey::Name => SortKey::Metric,
+        }
+    }
+}
+
+/// One table of the drill-down: `dim` broken down among the events matching `path`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Level {
+    pub path: Vec<(Dim, String)>,
+    pub dim: Dim,
+    /// Index into the arranged (filtered, sorted) rows.
+    pub selected: usize,
+    /// First row shown.
+    pub offset: usize,
+    /// Rows whose name contains this (case-insensitive) are shown.
+    pub filter: String,
+    /// The selected row's name, so a re-sort or new data keeps the same row selected.
+    pub selected_name: Option<String>,
+}
+
+/// The dimension opened by drilling into a row: the first of feature, user, model,
+/// tenant, region not already constrained (so feature -> user -> model by default).
+pub fn default_next(path: &[(Dim, String)]) -> Option<Dim> {
+    Dim::ALL
+        .into_iter()
+        .find(|d| !path.iter().any(|(p, _)| p == d))
+}
+
+/// What a navigation step invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Nothing to recompute (a redraw may still be due).
+    None,
+    /// The selection moved: the chart of the selected row must follow.
+    Selection,
+    /// Same rows, new order, filter or metric.
+    Arrange,
+    /// Different rows: recompute from the store.
+    Rebuild,
+}
+
+/// The whole navigation state. Empty `levels` means the overview.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Nav {
+    pub levels: Vec<Level>,
+    pub window: Window,
+    pub metric: Metric,
+    pub sort: SortKey,
+    /// Sort the other way round.
+    pub reverse: bool,
+    /// `/` was pressed: keys edit the filter of the current level.
+    pub editing: bool,
+}
+
+impl Nav {
+    pub fn current(&self) -> Option<&Level> {
+        self.levels.last()
+    }
+    fn current_mut(&mut self) -> Option<&mut Level> {
+        self.levels.last_mut()
+    }
+
+    /// Opens the next dimension filtered by `name`, a row of the current level (or of
+    /// the overview's feature table when no level is open).
+    pub fn drill(&mut self, name: &str) -> Change {
+        let (mut path, dim) = match self.current() {
+            Some(l) => (l.path.clone(), l.dim),
+            None => (Vec::new(), Dim::Feature),
+        };
+        path.push((dim, name.to_string()));
+        let Some(next) = default_next(&path) else {
+            return Change::None;
+        };
+        self.editing = false;
+        self.levels.push(Level {
+            path,
+            dim: next,
+            ..Level::default()
+        });
+        Change::Rebuild
+    }
+
+    /// Replaces the stack with one level: what `name` of `dim` spent on, broken
+    /// down by the next dimension of the default path (an anomaly's drill-down).
+    pub fn open_at(&mut self, dim: Dim, name: &str) -> Change {
+        let path = vec![(dim, name.to_string())];
+        let Some(next) = default_next(&path) else {
+            return Change::None;
+        };
+        self.editing = false;
+        self.levels = vec![Level {
+            path,
+            dim: next,
+            ..Level::default()
+        }];
+        Change::Rebuild
+    }
+
+    /// Goes back up one level; the level below keeps its selection, scroll and
+    /// filter. Returns `Change::None` when already at the overview.
+    pub fn back(&mut self) -> Change {
+        self.editing = false;
+        match self.levels.pop() {
+            Some(_) => Change::Rebuild,
+            None => Change::None,
+        }
+    }
+
+    /// Changes which dimension the current level breaks down by (the next one not in
+    /// its path). From the overview, opens the users of every feature.
+    pub fn pivot(&mut self) -> Change {
+        self.editing = false;
+        let Some(level) = self.current_mut() else {
+            self.levels.push(Level {
+                dim: Dim::User,
+                ..Level::default()
+            });
+            return Change::Rebuild;
+        };
+        let start = level.dim.index();
+        let next = (1..=Dim::ALL.len())
+            .map(|i| Dim::ALL[(start + i) % Dim::ALL.len()])
+            .find(|d| !level.path.iter().any(|(p, _)| p == d));
+        match next {
+            Some(d) if d != level.dim => {
+                level.dim = d;
+                level.selected = 0;
+                level.offset = 0;
+                level.filter.clear();
+                level.selected_name = None;
+                Change::Rebuild
+            }
+            _ => Change::None,
+        }
+    }
+
+    /// Sets the window; from the overview, opens the table of every feature in it.
+    pub fn set_window(&mut self, w: Window) -> Change {
+        if self.window == w && !self.levels.is_empty() {
+            return Change::None;
+        }
+        self.window = w;
+        if self.levels.is_empty() {
+            // From the overview: every feature in that window.
+            self.levels.push(Level::default());
+        }
+        Change::Rebuild
+    }
+
+    pub fn next_metric(&mut self) -> Change {
+        self.metric = self.metric.next();
+        self.arranged()
+    }
+
+    pub fn next_sort(&mut self) -> Change {
+        self.sort = self.sort.next();
+        self.reverse = false;
+        self.arranged()
+    }
+
+    pub fn toggle_reverse(&mut self) -> Change {
+        self.reverse = !self.reverse;
+        self.arranged()
+    }
+
+    fn arranged(&self) -> Change {
+        if self.levels.is_empty() {
+            Change::None
+        } else {
+            Change::Arrange
+        }
+    }
+
+    /// `/`: start editing the current level's filter. From the overview, opens the
+    /// table of every feature to filter.
+    pub fn start_filter(&mut self) -> Change {
+        self.editing = true;
+        if self.levels.is_empty() {
+            self.levels.push(Level::default());
+            return Change::Rebuild;
+        }
+        Change::None
+    }
+    pub fn filter_push(&mut self, c: char) -> Change {
+        if c.is_control() {
+            return Change::None;
+        }
+        match self.current_mut() {
+            Some(l) => {
+                l.filter.push(c);
+                l.selected = 0;
+                l.offset = 0;
+                Change::Arrange
+            }
+            None => Change::None,
+        }
+    }
+    pub fn filter_pop(&mut self) -> Change {
+        match self.current_mut() {
+            Some(l) if !l.filter.is_empty() => {
+                l.filter.pop();
+                l.selected = 0;
+                l.offset = 0;
+                Change::Arrange
+            }
+            _ => Change::None,
+        }
+    }
+    /// Enter while editing: keep the filter, stop editing.
+    pub fn filter_done(&mut self) -> Change {
+        self.editing = false;
+        Change::None
+    }
+    /// Esc while editing: drop the filter.
+    pub fn filter_cancel(&mut self) -> Change {
+        self.editing = false;
+        match self.current_mut() {
+            Some(l) if !l.filter.is_empty() => {
+                l.filter.clear();
+                Change::Arrange
+            }
+            _ => Change::None,
+        }
+    }
+
+    /// Moves the selection by `delta` rows among `rows`, keeping it within `page`
+    /// visible rows.
+    pub fn move_by(&mut self, delta: isize, rows: usize, page: usize) -> Change {
+        let Some(l) = self.current_mut() else {
+            return Change::None;
+        };
+        let last = rows.saturating_sub(1);
+        let before = l.selected;
+        l.selected = l.selected.saturating_add_signed(delta).min(last);
+        l.scroll_into_view(page);
+        if l.selected == before {
+            Change::None
+        } else {
+            Change::Selection
+        }
+    }
+
+    /// Selects a row by its index in the arranged rows (a mouse click).
+    pub fn select(&mut self, index: usize, rows: usize, page: usize) -> Change {
+        let current = self.current().map(|l| l.selected).unwrap_or(0);
+        self.move_by(index as isize - current as isize, rows, page)
+    }
+
+    /// Scrolls the view by `delta` rows without leaving the selection off screen
+    /// (the mouse wheel).
+    pub fn scroll_by(&mut self, delta: isize, rows: usize, page: usize) -> Change {
+        let Some(l) = self.current_mut() else {
+            return Change::None;
+        };
+        let max_offset = rows.saturating_sub(page.max(1));
+        l.offset = l.offset.saturating_add_signed(delta).min(max_offset);
+        let before = l.selected;
+        if page > 0 {
+            l.selected = l
+                .selected
+                .clamp(l.offset, (l.offset + page - 1).min(rows.saturating_sub(1)));
+        }
+        if l.selected == before {
+            Change::None
+        } else {
+            Change::Selection
+        }
+    }
+
+    /// The path of the current level, then the selected row (for "top requests").
+    pub fn selection_path(&self, selected_name: Option<&str>) -> Vec<(Dim, String)> {
+        match self.current() {
+            Some(l) => {
+                let mut p = l.path.clone();
+                if let Some(n) = selected_name {
+                    p.push((l.dim, n.to_string()));
+                }
+                p
+            }
+            None => selected_name
+                .map(|n| vec![(Dim::Feature, n.to_string())])
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl Level {
+    pub fn scroll_into_view(&mut self, page: usize) {
+        let page = page.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+    }
+
+    /// After the rows changed: select the same name again if it is still there.
+    pub fn reselect(&mut self, view: &DrillView, page: usize) {
+        let rows = view.order.len();
+        if let Some(name) = &self.selected_name
+            && let Some(i) = view
+                .order
+                .iter()
+                .position(|&r| view.rows[r as usize].name == *name)
+        {
+            self.selected = i;
+        }
+        self.selected = self.selected.min(rows.saturating_sub(1));
+        self.offset = self.offset.min(rows.saturating_sub(page.max(1)));
+        self.scroll_into_view(page);
+        self.selected_name = view.row_at(self.selected).map(|r| r.name.clone());
+    }
+}
+
+/// Every row of a level, from the store: totals in the window and in the previous
+/// equal window, share of the parent and a sparkline series. The expensive step.
+pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) -> DrillView {
+    let window = nav.window;
+    let cur = store.hour_index(now);
+    let from = window.first_hour(store, now);
+    let len = cur - from + 1;
+    let (prev_from, prev_to) = (from - len, from - 1);
+    // The previous window is compared only when the store holds all of it.
+    let kept_from = store.hour_index(Store::history_start(store.config(), now));
+    let prev_complete = prev_from >= kept_from;
+    let mut view = DrillView {
+        path: level.path.clone(),
+        dim: level.dim,
+        window,
+        window_start: store.calendar().hour_start(from),
+        ..DrillView::default()
+    };
+    let Some(filter) = store.resolve(&level.path) else {
+        return view; // a name no longer in the store: nothing matches
+    };
+    let now_rows = store.by_dim_filtered(level.dim, &filter, from..=i64::MAX);
+    let prev_rows = store.by_dim_filtered(level.dim, &filter, prev_from..=prev_to);
+    let step = window.spark_step();
+    let spark_from = match window {
+        Window::Hour => cur - 23,
+        _ => from,
+    };
+    let mut series = store.series_by_dim_filtered(level.dim, &filter, spark_from, cur, step);
+    view.parent = store.total_filtered(&filter, from..=i64::MAX);
+    view.rows = now_rows
+        .into_iter()
+        .map(|(id, agg)| DrillRow {
+            name: store.name(level.dim, id).to_string(),
+            key: store.name(level.dim, id).to_lowercase(),
+            agg,
+            prev: prev_complete.then(|| prev_rows.get(&id).copied().unwrap_or_default()),
+            series: series.remove(&id).unwrap_or_default(),
+            ..DrillRow::default()
+        })
+        .collect();
+    view
+}
+
+/// Recomputes what depends on the metric, sort and filter: each row's share,
+/// change and sparkline, then the order of the visible rows. Cheap enough for every
+/// keystroke of the filter (no store access).
+pub fn arrange(view: &mut DrillView, nav: &Nav, level: &Level) {
+    let metric = nav.metric;
+    view.metric = metric;
+    view.sort = nav.sort;
+    view.reverse = nav.reverse;
+    view.filter = level.filter.clone();
+    view.editing = nav.editing;
+    let share_metric = if metric.additive() {
+        metric
+    } else {
+        Metric::Cost
+    };
+    let parent = share_metric.value(&view.parent).unwrap_or(0.0);
+    let rows = if view.metric_ready == Some(metric) {
+        &mut [][..] // already computed for this metric: only filter and sort
+    } else {
+        &mut view.rows[..]
+    };
+    for r in rows {
+        r.value = metric.value(&r.agg);
+        r.share = match share_metric.value(&r.agg) {
+            Some(v) if parent != 0.0 => Some(v / parent),
+            _ => None,
+        };
+        r.change = r.prev.as_ref().and_then(|p| {
+            let before = metric.value(p)?;
+            let now = r.value?;
+            (before > 0.0).then(|| (now - before) / before)
+        });
+        r.spark = r.series.iter().map(|a| metric.spark_value(a)).collect();
+    }
+    view.metric_ready = Some(metric);
+    let needle = level.filter.to_lowercase();
+    let mut order: Vec<u32> = (0..view.rows.len() as u32)
+        .filter(|&i| needle.is_empty() || view.rows[i as usize].key.contains(&needle))
+        .collect();
+    let rows = &view.rows;
+    let desc = |a: Option<f64>, b: Option<f64>| -> Ordering {
+        // Largest first, absent values last.
+        match (a, b) {
+            (Some(a), Some(b)) => b.total_cmp(&a),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => Ordering::Equal,
+        }
+    };
+    order.sort_by(|&a, &b| {
+        let (x, y) = (&rows[a as usize], &rows[b as usize]);
+        let primary = match nav.sort {
+            SortKey::Metric => desc(x.value, y.value),
+            SortKey::Change => desc(x.change, y.change),
+            SortKey::Requests => y.agg.requests.cmp(&x.agg.requests),
+            SortKey::Name => Ordering::Equal,
+        };
+        let primary = if nav.reverse {
+            primary.reverse()
+        } else {
+            primary
+        };
+        let by_name = x.name.cmp(&y.name);
+        primary.then(if nav.reverse && nav.sort == SortKey::Name {
+            by_name.reverse()
+        } else {
+            by_name
+        })
+    });
+    view.order = order;
+}
+
+/// The larger chart of the selected row: hourly over 48 hours, daily over 30 days.
+pub fn chart(store: &Store, view: &DrillView, name: &str, now: DateTime<Utc>) -> DrillChart {
+    let mut path = view.path.clone();
+    path.push((view.dim, name.to_string()));
+    let metric = view.metric;
+    let cur = store.hour_index(now);
+    let day = store.hour_index(store.calendar().day_start(now));
+    let (hourly, daily) = match store.resolve(&path) {
+        Some(f) => (
+            store.series_filtered(&f, cur - 47, cur, 1),
+            store.series_filtered(&f, day - 29 * 24, day + 23, 24),
+        ),
+        None => (vec![Agg::default(); 48], vec![Agg::default(); 30]),
+    };
+    DrillChart {
+        name: name.to_string(),
+        metric,
+        hourly_48h: hourly.iter().map(|a| metric.spark_value(a)).collect(),
+        daily_30d: daily.iter().map(|a| metric.spark_value(a)).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nav_at_users() -> Nav {
+        let mut n = Nav::default();
+        assert_eq!(n.drill("support_qa"), Change::Rebuild);
+        n
+    }
+
+    #[test]
+    fn default_path_is_feature_user_model_then_the_rest() {
+        let mut n = nav_at_users();
+        assert_eq!(n.current().unwrap().dim, Dim::User);
+        n.drill("user_4812");
+        assert_eq!(n.current().unwrap().dim, Dim::Model);
+        n.drill("gpt-4o");
+        assert_eq!(n.current().unwrap().dim, Dim::Tenant);
+        n.drill("acme");
+        assert_eq!(n.current().unwrap().dim, Dim::Region);
+        assert_eq!(n.drill("us-east"), Change::None, "every dimension is fixed");
+        assert_eq!(
+            n.current().unwrap().path,
+            vec![
+                (Dim::Feature, "support_qa".to_string()),
+                (Dim::User, "user_4812".to_string()),
+                (Dim::Model, "gpt-4o".to_string()),
+                (Dim::Tenant, "acme".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn back_restores_each_levels_selection_scroll_and_filter() {
+        let mut n = nav_at_users();
+        n.move_by(30, 100, 10);
+        n.start_filter();
+        n.filter_push('u');
+        n.filter_done();
+        n.move_by(25, 100, 10);
+        let saved = n.current().unwrap().clone();
+        assert_eq!((saved.selected, saved.offset), (25, 16));
+        n.drill("user_0042");
+        n.move_by(3, 5, 10);
+        assert_eq!(n.back(), Change::Rebuild);
+        assert_eq!(n.current(), Some(&saved));
+        assert_eq!(n.back(), Change::Rebuild);
+        assert!(n.current().is_none(), "back at the overview");
+        assert_eq!(n.back(), Change::None);
+    }
+
+    #[test]
+    fn pivot_cycles_the_dimension_skipping_the_path() {
+        let mut n = Nav::default();
+        assert_eq!(n.pivot(), Change::Rebuild, "from the overview: all users");
+        assert_eq!(n.current().unwrap().dim, Dim::User);
+        n.pivot();
+        assert_eq!(n.current().unwrap().dim, Dim::Model);
+        // model -> feature
+        n.drill("gpt-4o");
+        assert_eq!(n.current().unwrap().dim, Dim::Feature);
+        n.pivot();
+        assert_eq!(n.current().unwrap().dim, Dim::User, "model is in the path");
+        n.pivot();
+        n.pivot();
+        assert_eq!(n.current().unwrap().dim, Dim::Region);
+        n.pivot();
+        assert_eq!(
+            n.current().unwrap().dim,
+            Dim::Feature,
+            "wraps, skipping model"
+        );
+        // tenant -> user
+        let mut t = Nav::default();
+        t.pivot();
+        t.pivot();
+        t.pivot();
+        assert_eq!(t.current().unwrap().dim, Dim::Tenant);
+        t.drill("acme");
+        t.pivot();
+        assert_eq!(t.current().unwrap().dim, Dim::User);
+    }
+
+    #[test]
+    fn filter_edits_as_you_type_and_esc_clears() {
+        let mut n = nav_at_users();
+        n.move_by(5, 50, 10);
+        assert_eq!(n.start_filter(), Change::None);
+        assert!(n.editing);
+        assert_eq!(n.filter_push('4'), Change::Arrange);
+        assert_eq!(n.filter_push('8'), Change::Arrange);
+        assert_eq!(n.current().unwrap().filter, "48");
+        assert_eq!(
+            n.current().unwrap().selected,
+            0,
+            "a new filter starts at the top"
+        );
+        assert_eq!(n.filter_pop(), Change::Arrange);
+        assert_eq!(
+            n.filter_push('\u{1b}'),
+            Change::None,
+            "no control characters"
+        );
+        assert_eq!(n.filter_cancel(), Change::Arrange);
+        assert!(!n.editing && n.current().unwrap().filter.is_empty());
+        let mut o = Nav::default();
+        assert_eq!(
+            o.start_filter(),
+            Change::Rebuild,
+            "from the overview: all features"
+        );
+        assert_eq!(o.current().unwrap().dim, Dim::Feature);
+        assert!(o.current().unwrap().path.is_empty());
+    }
+
+    #[test]
+    fn window_metric_and_sort_changes_say_what_to_recompute() {
+        let mut n = Nav::default();
+        assert_eq!(
+            n.set_window(Window::Day),
+            Change::Rebuild,
+            "overview: all features"
+        );
+        assert_eq!(n.current().unwrap().dim, Dim::Feature);
+        let mut n = nav_at_users();
+        assert_eq!(n.set_window(Window::Week), Change::Rebuild);
+        assert_eq!(n.set_window(Window::Week), Change::None);
+        assert_eq!(n.next_metric(), Change::Arrange);
+        assert_eq!(n.metric, Metric::Requests);
+        for _ in 0..4 {
+            n.next_metric();
+        }
+        assert_eq!(n.metric, Metric::Cost, "cycles through all five");
+        assert_eq!(n.next_sort(), Change::Arrange);
+        assert_eq!(n.sort, SortKey::Change);
+        n.toggle_reverse();
+        assert!(n.reverse);
+        n.next_sort();
+        assert!(!n.reverse, "a new column starts in its natural order");
+    }
+
+    #[test]
+    fn moving_paging_clicking_and_the_wheel_keep_the_selection_visible() {
+        let mut n = nav_at_users();
+        let (rows, page) = (100, 10);
+        assert_eq!(n.move_by(1, rows, page), Change::Selection);
+        assert_eq!(n.move_by(-5, rows, page), Change::Selection);
+        assert_eq!(n.current().unwrap().selected, 0);
+        assert_eq!(n.move_by(-1, rows, page), Change::None);
+        n.move_by(isize::MAX, rows, page);
+        let l = n.current().unwrap();
+        assert_eq!((l.selected, l.offset), (99, 90));
+        n.move_by(-(page as isize), rows, page);
+        assert_eq!(n.current().unwrap().selected, 89);
+        n.scroll_by(-50, rows, page);
+        let l = n.current().unwrap();
+        assert_eq!(
+            (l.selected, l.offset),
+            (48, 39),
+            "wheel drags the selection"
+        );
+        n.select(42, rows, page);
+        assert_eq!(n.current().unwrap().selected, 42);
+        n.scroll_by(1000, rows, page);
+        assert_eq!(n.current().unwrap().offset, 90);
+    }
+
+    #[test]
+    fn open_at_starts_a_fresh_path_at_any_dimension() {
+        let mut n = nav_at_users();
+        n.drill("u1");
+        assert_eq!(n.open_at(Dim::User, "user_0591"), Change::Rebuild);
+        assert_eq!(n.levels.len(), 1);
+        assert_eq!(n.current().unwrap().dim, Dim::Feature, "a user's features");
+        n.open_at(Dim::Feature, "support_qa");
+        assert_eq!(n.current().unwrap().dim, Dim::User);
+        assert_eq!(n.back(), Change::Rebuild);
+        assert!(
+            n.current().is_none(),
+            "Esc goes straight back to the overview"
+        );
+    }
+
+    #[test]
+    fn selection_path_names_the_selected_row() {
+        let n = nav_at_users();
+        assert_eq!(
+            n.selection_path(Some("u1")),
+            vec![
+                (Dim::Feature, "support_qa".to_string()),
+                (Dim::User, "u1".to_string())
+            ]
+        );
+        assert_eq!(
+            Nav::default().selection_path(Some("chat")),
+            vec![(Dim::Feature, "chat".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_level_of_100k_users_is_built_once_and_filtered_without_the_store() {
+        use crate::model::{Fact, FactBatch};
+        use crate::money::Money;
+        use crate::store::StoreConfig;
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut store = Store::new(StoreConfig::default(), now);
+        let facts: Vec<Fact> = (0..100_000u64)
+            .map(|i| Fact {
+                at: now - chrono::Duration::minutes((i % 180) as i64),
+                names: [
+                    "chat".into(),
+                    format!("user_{i:06}"),
+                    ["gpt-4o", "claude"][(i % 2) as usize].into(),
+                    "acme".into(),
+                    "eu".into(),
+                ],
+                agg: Agg::one(Money::from_micros(1 + i as i64), 10, 5),
+            })
+            .collect();
+        store.apply(
+            &FactBatch {
+                rows: facts.len() as u64,
+                facts,
+                rejected: Default::default(),
+            },
+            now,
+        );
+        let mut nav = Nav::default();
+        nav.drill("chat");
+        let level = nav.current().unwrap().clone();
+        let started = std::time::Instant::now();
+        let mut view = build_level(&store, &nav, &level, now);
+        let built = started.elapsed();
+        arrange(&mut view, &nav, &level);
+        assert_eq!(view.order.len(), 100_000);
+        assert_eq!(
+            view.row_at(0).unwrap().name,
+            "user_099999",
+            "most expensive first"
+        );
+        let mut filtered = level.clone();
+        filtered.filter = "user_0999".into();
+        let started = std::time::Instant::now();
+        arrange(&mut view, &nav, &filtered);
+        let arranged = started.elapsed();
+        assert_eq!(view.order.len(), 100);
+        let c = chart(&store, &view, "user_099999", now);
+        assert_eq!(c.hourly_48h.len(), 48);
+        assert_eq!(c.daily_30d.len(), 30);
+        assert!(c.hourly_48h.iter().sum::<u64>() > 0);
+        eprintln!("100k users: built in {built:?}, filtered in {arranged:?}");
+    }
+}

@@ -1,0 +1,171 @@
+//! `burnrate export`: per-group totals equal SQL to the micro-dollar and the
+//! dashboard's month-to-date; CSV via a CSV library with hostile names defused.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use common::TestDb;
+use serde_json::Value;
+
+fn burnrate(url: &str, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_burnrate"))
+        .args(args)
+        .args(["--database-url", url])
+        .env(
+            "XDG_STATE_HOME",
+            std::env::temp_dir().join("burnrate-export-state"),
+        )
+        .env_remove("BURNRATE_CONFIG")
+        .output()
+        .expect("run burnrate");
+    assert!(
+        out.status.success(),
+        "burnrate {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn export_equals_sql_and_the_dashboard() {
+    let db = TestDb::create().await;
+    let url = db.url.clone();
+    burnrate(&url, &["db", "init"]);
+    let c = db.client().await;
+    // Rows in the first minutes of this month (in the month whatever today is), with
+    // hostile and missing names, a rejected NaN, and a row of last month.
+    c.batch_execute(
+        "INSERT INTO cost_events (timestamp, tenant_id, feature_name, model, user_id, cost_usd, input_tokens, output_tokens) VALUES
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '1 minutes', 'acme', 'chat', 'gpt-4o', 'u1', 0.000001234567, 100, 10),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '2 minutes', 'acme', 'chat', 'gpt-4o', 'u2', 1.1, 200, 20),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '3 minutes', 'acme', 'search', 'mini', 'u1', 2.000000000001, 300, 30),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '4 minutes', 'globex', '=HYPERLINK(\"http://x\")', 'mini', 'u3', 3.3, 1, 1),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '5 minutes', NULL, 'chat', 'mini', 'u4', -0.5, 5, 5),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' + interval '6 minutes', 'acme', 'chat', 'mini', 'u5', 'NaN', 5, 5),
+          (date_trunc('month', now() at time zone 'UTC') at time zone 'UTC' - interval '1 second', 'acme', 'chat', 'mini', 'u6', 100, 1, 1)",
+    )
+    .await
+    .unwrap();
+    let month: String = c
+        .query_one("SELECT to_char(now() at time zone 'UTC', 'YYYY-MM')", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    let csv_text = burnrate(
+        &url,
+        &[
+            "export",
+            "--month",
+            &month,
+            "--by",
+            "tenant,feature",
+            "--format",
+            "csv",
+        ],
+    );
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    assert_eq!(
+        reader.headers().unwrap().iter().collect::<Vec<_>>(),
+        [
+            "month",
+            "tenant",
+            "feature",
+            "cost_usd",
+            "requests",
+            "input_tokens",
+            "output_tokens"
+        ]
+    );
+    let exported: BTreeMap<(String, String), (String, i64)> = reader
+        .records()
+        .map(|r| r.unwrap())
+        .map(|r| {
+            (
+                (r[1].to_string(), r[2].to_string()),
+                (r[3].to_string(), r[4].parse().unwrap()),
+            )
+        })
+        .collect();
+    let truth: BTreeMap<(String, String), (String, i64)> = c
+        .query(
+            "SELECT coalesce(nullif(tenant_id, ''), '(none)'), feature_name, round(sum(cost_usd), 6)::text, count(*)
+             FROM cost_events
+             WHERE timestamp >= date_trunc('month', now() at time zone 'UTC') at time zone 'UTC'
+               AND cost_usd <> 'NaN'
+             GROUP BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let feature: String = r.get(1);
+            let feature = if feature.starts_with('=') { format!("'{feature}") } else { feature };
+            ((r.get(0), feature), (r.get(2), r.get(3)))
+        })
+        .collect();
+    assert_eq!(exported, truth, "CSV equals SQL per group");
+    assert!(
+        exported.contains_key(&("globex".into(), "'=HYPERLINK(\"http://x\")".into())),
+        "formula defused"
+    );
+    let keys: Vec<_> = exported.keys().cloned().collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted, "stable ordering");
+
+    // JSON, one tenant, to a file.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("acme.json");
+    burnrate(
+        &url,
+        &[
+            "export",
+            "--month",
+            &month,
+            "--by",
+            "feature,model",
+            "--format",
+            "json",
+            "--tenant",
+            "acme",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(
+        v["totals"]["cost_usd"], "3.100001",
+        "acme: 0.000001234567 + 1.1 + 2.000000000001"
+    );
+    assert_eq!(v["totals"]["requests"], 3);
+    assert!(
+        v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["feature"] != "=HYPERLINK(\"http://x\")")
+    );
+
+    // The whole month's export equals the dashboard's month-to-date.
+    let all = burnrate(
+        &url,
+        &[
+            "export", "--month", &month, "--by", "tenant", "--format", "json",
+        ],
+    );
+    let all: Value = serde_json::from_str(&all).unwrap();
+    let snap: Value = serde_json::from_str(&burnrate(&url, &["snapshot", "--json"])).unwrap();
+    assert_eq!(
+        all["totals"]["cost_usd"], snap["month"]["spend_usd"],
+        "export equals the dashboard's month"
+    );
+    assert_eq!(all["totals"]["cost_usd"], "5.900001");
+
+    drop(c);
+    db.drop_db().await;
+}
