@@ -3,6 +3,7 @@
 //! cargo run --release --example backtest            # the full run of BACKTEST.md
 //! cargo run --release --example backtest -- --quick # one seed, fewer trials
 //! cargo run --release --example backtest -- --quick --spikes-only
+//! cargo run --release --example backtest -- --forecast-only   # clean months only
 //!
 //! Scenarios (see `burnrate::backtest`): clean months; injected runaways of 2x to
 //! 10x on a feature (through one user and one model, as `simulate --spike` does);
@@ -87,7 +88,12 @@ fn main() {
         ),
     ];
     let spikes_only = std::env::args().any(|a| a == "--spikes-only");
-    for (name, injections) in scenarios.iter().filter(|_| !spikes_only) {
+    let forecast_only = std::env::args().any(|a| a == "--forecast-only");
+    for (name, injections) in scenarios
+        .iter()
+        .filter(|_| !spikes_only)
+        .filter(|(_, i)| !forecast_only || i.is_empty())
+    {
         let mut weeks = 0.0;
         let mut fa = 0;
         let mut info = 0;

@@ -243,6 +243,16 @@ mod tests {
         ] {
             assert!(!month[key].is_null(), "{key}");
         }
+        // Present even when null: the interval (none for the run rate of a store with
+        // under 7 days) and the day the budget runs out.
+        for key in [
+            "forecast_low_usd",
+            "forecast_high_usd",
+            "budget_exhausted_on",
+        ] {
+            assert!(month.as_object().unwrap().contains_key(key), "{key}");
+        }
+        assert_eq!(month["method"], "run rate (under 7 days of history)");
         assert!(v["anomalies"].is_array());
         assert_eq!(v["source"]["rows"], 5);
         assert_eq!(v["source"]["rejected"], 2);

@@ -6,7 +6,8 @@
 //! divided by the overall median, L the median over the last 14 days of daily / w.
 //! The rest of today is y_today times the share of an average day still to come.
 //! The interval is a moving-block bootstrap (7-day blocks, 1000 draws, fixed seed)
-//! of the ratios actual / predicted of the last 28 days. With under 7 days of
+//! of the ratios actual / predicted of the last 28 days, each draw also resampling
+//! the 14 days the level is the median of. With under 7 days of
 //! history the remaining days are priced at the plain run rate, and say so.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
@@ -161,7 +162,15 @@ pub fn month_forecast(store: &Store, now: DateTime<Utc>, budget: Option<Money>) 
         let mut rng = SplitMix::new(SEED);
         let mut totals = Vec::with_capacity(DRAWS);
         let days: Vec<f64> = std::iter::once(rest_today).chain(future).collect();
+        let mut resampled = vec![0.0; recent.len()];
         for _ in 0..DRAWS {
+            // The level itself is uncertain too: resample the days it is the
+            // median of, so the interval does not understate a level error.
+            for x in resampled.iter_mut() {
+                *x = recent[rng.below(recent.len())];
+            }
+            let level_draw = median(&resampled).unwrap_or(level);
+            let level_factor = if level > 0.0 { level_draw / level } else { 1.0 };
             let mut sum = 0.0;
             let mut i = 0;
             while i < days.len() {
@@ -174,7 +183,7 @@ pub fn month_forecast(store: &Store, now: DateTime<Utc>, budget: Option<Money>) 
                     i += 1;
                 }
             }
-            totals.push(sum);
+            totals.push(sum * level_factor);
         }
         let lo = quantile(&totals, 0.1).unwrap_or(expected_rest);
         let hi = quantile(&totals, 0.9).unwrap_or(expected_rest);

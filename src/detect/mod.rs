@@ -104,3 +104,17 @@ pub use rules::{
     DetectParams, DetectorState, Limits, detect, evaluate, same_time_previous_days, spike_windows,
     today_vs_previous_days,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_serialises_as_words_and_sorts_most_severe_first() {
+        assert_eq!(
+            serde_json::to_value(Severity::Critical).unwrap(),
+            "critical"
+        );
+        assert!(Severity::Critical > Severity::Warning && Severity::Warning > Severity::Info);
+    }
+}

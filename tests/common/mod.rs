@@ -77,3 +77,4 @@ impl TestDb {
             .expect("drop test database");
     }
 }
+pub mod pty;

@@ -1,0 +1,143 @@
+//! The real binary in a pseudo-terminal: spawn it, read its screen through a VT100
+//! parser, type keys, and wait for what should appear.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use portable_pty::{Child, CommandBuilder, ExitStatus, MasterPty, PtySize, native_pty_system};
+
+pub struct PtyApp {
+    pub parser: vt100::Parser,
+    rx: mpsc::Receiver<Vec<u8>>,
+    child: Box<dyn Child + Send + Sync>,
+    writer: Box<dyn Write + Send>,
+    pub master: Box<dyn MasterPty + Send>,
+    _state: tempfile::TempDir,
+}
+
+impl PtyApp {
+    /// Starts `burnrate ARGS` in a `cols` x `rows` terminal, with its own state and
+    /// config directories (so no user config or log is touched).
+    pub fn spawn(args: &[&str], cols: u16, rows: u16) -> PtyApp {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("open a pseudo-terminal");
+        let state = tempfile::tempdir().unwrap();
+        let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_burnrate"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("XDG_STATE_HOME", state.path());
+        cmd.env("XDG_CONFIG_HOME", state.path());
+        cmd.env_remove("NO_COLOR");
+        cmd.env_remove("BURNRATE_CONFIG");
+        let child = pty.slave.spawn_command(cmd).expect("spawn burnrate");
+        drop(pty.slave);
+        let mut reader = pty.master.try_clone_reader().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        let writer = pty.master.take_writer().unwrap();
+        PtyApp {
+            parser: vt100::Parser::new(rows, cols, 0),
+            rx,
+            child,
+            writer,
+            master: pty.master,
+            _state: state,
+        }
+    }
+
+    /// Feeds whatever the program wrote (waiting up to `wait` for the first bytes).
+    pub fn pump(&mut self, wait: Duration) {
+        if let Ok(bytes) = self.rx.recv_timeout(wait) {
+            self.parser.process(&bytes);
+        }
+        while let Ok(bytes) = self.rx.try_recv() {
+            self.parser.process(&bytes);
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    pub fn press(&mut self, keys: &[u8]) {
+        self.writer.write_all(keys).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    /// Waits until `ok` holds for the screen text (a frame may arrive in pieces).
+    pub fn wait_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        ok: impl Fn(&str) -> bool,
+    ) -> String {
+        let start = Instant::now();
+        loop {
+            self.pump(Duration::from_millis(50));
+            let text = self.text();
+            if ok(&text) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{what} did not happen within {timeout:?}; screen:\n{text}"
+            );
+        }
+    }
+
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        self.wait_until(&format!("{needle:?} on screen"), timeout, |t| {
+            t.contains(needle)
+        })
+    }
+
+    /// Waits for the program to exit, reading the screen meanwhile.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let start = Instant::now();
+        let status = loop {
+            self.pump(Duration::from_millis(50));
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the program did not exit within {timeout:?}"
+            );
+        };
+        self.pump(Duration::from_millis(200));
+        status
+    }
+
+    /// ICANON and ECHO are on: raw mode was switched off.
+    #[cfg(unix)]
+    pub fn terminal_is_cooked(&self) -> bool {
+        let fd = self.master.as_raw_fd().expect("master fd");
+        // SAFETY: tcgetattr only writes into the zeroed struct we own.
+        unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            if libc::tcgetattr(fd, &mut t) != 0 {
+                panic!("tcgetattr failed: {}", std::io::Error::last_os_error());
+            }
+            t.c_lflag & libc::ICANON != 0 && t.c_lflag & libc::ECHO != 0
+        }
+    }
+}
+
+pub fn all(text: &str, needles: &[&str]) -> bool {
+    needles.iter().all(|n| text.contains(n))
+}
