@@ -82,27 +82,7 @@ async fn sql_level(
         .iter()
         .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
         .collect();
-    c.query(&sql, &refs)
-        .await
-        .expect("ground truth")
-        .iter()
-        .map(|r| {
-            let name: String = r.get(0);
-            let name = if name.is_empty() {
-                NONE_NAME.to_string()
-            } else {
-                name
-            };
-            let cost: String = r.get(1);
-            let agg = Agg {
-                cost: cost.parse::<Money>().expect("numeric text"),
-                requests: r.get::<_, i64>(2) as u64,
-                input_tokens: r.get::<_, i64>(3) as u64,
-                output_tokens: r.get::<_, i64>(4) as u64,
-            };
-            (name, agg)
-        })
-        .collect()
+    named_aggs(&c.query(&sql, &refs).await.expect("ground truth"))
 }
 
 fn rows_of(view: &DrillView) -> BTreeMap<String, Agg> {

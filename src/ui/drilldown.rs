@@ -223,29 +223,20 @@ fn fit_columns(
                 .min(12),
         }
     };
-    let mut cols: Vec<(Col, usize)> = ORDER
+    let cols: Vec<(Col, usize)> = ORDER
         .iter()
         .filter(|c| **c != Col::Spark || spark_len > 0)
         .map(|&c| (c, natural(c)))
         .collect();
-    let total = |cols: &[(Col, usize)]| {
-        cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * SPACING as usize
-    };
-    for drop in DROP.into_iter().filter(|c| *c != keep) {
-        if total(&cols) <= avail {
-            break;
-        }
-        cols.retain(|(c, _)| *c != drop);
-    }
-    let used = total(&cols);
-    if let Some(name) = cols.iter_mut().find(|(c, _)| *c == Col::Name) {
-        if used <= avail {
-            name.1 = (name.1 + avail - used).min(name_want);
-        } else {
-            name.1 = name.1.saturating_sub(used - avail).max(NAME_MIN);
-        }
-    }
-    cols
+    let drop_order = DROP.into_iter().filter(|c| *c != keep);
+    format::shrink_columns(
+        cols,
+        drop_order,
+        Col::Name,
+        (name_want, NAME_MIN),
+        avail,
+        SPACING as usize,
+    )
 }
 
 fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {

@@ -143,31 +143,21 @@ fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col,
                 .min(12),
         }
     };
-    let mut cols: Vec<(Col, usize)> = ORDER
+    let cols: Vec<(Col, usize)> = ORDER
         .iter()
         .filter(|c| **c != Col::Spark || spark_len > 0)
         .map(|&c| (c, natural(c)))
         .collect();
-    let total = |cols: &[(Col, usize)]| {
-        cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * SPACING as usize
-    };
-    for drop in DROP {
-        if total(&cols) <= avail {
-            break;
-        }
-        cols.retain(|(c, _)| *c != drop);
-    }
     // Give the name what is left (up to its longest), or take from it if even the
     // must-have columns do not fit.
-    let used = total(&cols);
-    if let Some(name) = cols.iter_mut().find(|(c, _)| *c == Col::Name) {
-        if used <= avail {
-            name.1 = (name.1 + avail - used).min(name_want);
-        } else {
-            name.1 = name.1.saturating_sub(used - avail).max(NAME_MIN);
-        }
-    }
-    cols
+    format::shrink_columns(
+        cols,
+        DROP,
+        Col::Name,
+        (name_want, NAME_MIN),
+        avail,
+        SPACING as usize,
+    )
 }
 
 pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, buf: &mut Buffer) {

@@ -214,6 +214,37 @@ pub fn gauge(ratio: f64, width: usize) -> (String, String) {
     )
 }
 
+/// Drops columns in `drop_order` until the row fits in `avail` cells (`spacing`
+/// between columns), then gives the `name` column what is left, up to `name_want`,
+/// or takes from it down to `name_min` when even the kept columns do not fit.
+pub fn shrink_columns<C: Copy + PartialEq>(
+    mut cols: Vec<(C, usize)>,
+    drop_order: impl IntoIterator<Item = C>,
+    name: C,
+    (name_want, name_min): (usize, usize),
+    avail: usize,
+    spacing: usize,
+) -> Vec<(C, usize)> {
+    let total = |cols: &[(C, usize)]| {
+        cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len().saturating_sub(1) * spacing
+    };
+    for drop in drop_order {
+        if total(&cols) <= avail {
+            break;
+        }
+        cols.retain(|(c, _)| *c != drop);
+    }
+    let used = total(&cols);
+    if let Some(col) = cols.iter_mut().find(|(c, _)| *c == name) {
+        if used <= avail {
+            col.1 = (col.1 + avail - used).min(name_want);
+        } else {
+            col.1 = col.1.saturating_sub(used - avail).max(name_min);
+        }
+    }
+    cols
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -86,6 +86,12 @@ pub async fn ground_truth(c: &Client) -> BTreeMap<String, Agg> {
         )
         .await
         .expect("ground truth");
+    named_aggs(&rows)
+}
+
+/// Rows of (name, cost text, requests, input tokens, output tokens) as exact
+/// aggregates by name; an empty name is "(none)", as the store shows it.
+pub fn named_aggs(rows: &[tokio_postgres::Row]) -> BTreeMap<String, Agg> {
     rows.iter()
         .map(|r| {
             let name: String = r.get(0);
