@@ -31,6 +31,16 @@ pub struct GlobalArgs {
     /// Config file. Else $BURNRATE_CONFIG, then ~/.config/burnrate/burnrate.toml.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// The table's layout: burnrate (our cost_events, the default), seed (the seed
+    /// article's minimal table) or litellm (LiteLLM's "LiteLLM_SpendLogs"). Else the
+    /// config's source.preset.
+    #[arg(long, global = true, value_enum, value_name = "NAME")]
+    pub preset: Option<crate::source::columns::Preset>,
+    /// Only this tenant's rows, in every query, screen and export. Else the config's
+    /// database.tenant. (Isolation between tenants is the database's job: see
+    /// `db init --rls`.)
+    #[arg(long, global = true, value_name = "ID")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +60,13 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Billing export: spend per group for one calendar month, as CSV or JSON.
     Export(ExportArgs),
+    /// Checks the setup: connection, table and column map, indexes, rows, tail mode.
+    /// Exit code 0 when all is well, 1 when something needs fixing.
+    Doctor,
+    /// One alert evaluation for cron or a systemd timer: sends what is due (once,
+    /// however many monitors run), prints the firing alerts. Exit code 0: none
+    /// firing, 1: some firing, 2: error.
+    Check(CheckArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,11 +144,28 @@ pub struct SnapshotArgs {
     pub follow: bool,
 }
 
+#[derive(Debug, Args, Clone, Default)]
+pub struct CheckArgs {
+    /// Print JSON instead of lines.
+    #[arg(long)]
+    pub json: bool,
+    /// Evaluate and print what would be sent, without sending or storing anything.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
 #[derive(Debug, Args, Clone)]
 pub struct ExportArgs {
     /// The calendar month in the billing time zone, e.g. 2026-11.
-    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month)]
-    pub month: chrono::NaiveDate,
+    #[arg(long, value_name = "YYYY-MM", value_parser = parse_month,
+          required_unless_present = "from", conflicts_with_all = ["from", "to"])]
+    pub month: Option<chrono::NaiveDate>,
+    /// Instead of --month: the first day of any range (billing time zone), with --to.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day, requires = "to")]
+    pub from: Option<chrono::NaiveDate>,
+    /// The last day of the range, included.
+    #[arg(long, value_name = "YYYY-MM-DD", value_parser = parse_day, requires = "from")]
+    pub to: Option<chrono::NaiveDate>,
     /// Group by these, in this order: tenant, feature, model, user, region.
     #[arg(long, value_name = "DIMS", value_delimiter = ',', default_value = "tenant,feature", value_parser = parse_dim)]
     pub by: Vec<crate::model::Dim>,
@@ -140,9 +174,6 @@ pub struct ExportArgs {
     /// Write here (atomically: a failed export leaves no partial file) instead of stdout.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
-    /// Only this tenant's rows.
-    #[arg(long, value_name = "ID")]
-    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -154,6 +185,11 @@ pub enum ExportFormat {
 fn parse_month(s: &str) -> Result<chrono::NaiveDate, String> {
     chrono::NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
         .map_err(|_| format!("expected a month as YYYY-MM (e.g. 2026-11), got {s:?}"))
+}
+
+fn parse_day(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
+        .map_err(|_| format!("expected a day as YYYY-MM-DD (e.g. 2026-11-03), got {s:?}"))
 }
 
 fn parse_dim(s: &str) -> Result<crate::model::Dim, String> {

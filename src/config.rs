@@ -32,12 +32,17 @@ pub enum ConfigError {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub database: DatabaseConfig,
+    /// The table's layout: preset, table and column map (`[source]`).
+    pub source: crate::source::columns::SourceConfig,
+    /// USD per million tokens per model, for rows that log no cost (`[prices]`).
+    pub prices: crate::source::prices::PriceList,
     pub budget: BudgetConfig,
     pub quota: QuotaConfig,
     pub billing: BillingConfig,
     pub view: ViewConfig,
     pub detect: DetectConfig,
     pub log: LogConfig,
+    pub alerts: AlertsConfig,
     /// Dashboard keys by action name, replacing that action's default keys
     /// (`quit = ["q", "Ctrl-c"]`); actions not named keep their defaults.
     pub keys: BTreeMap<String, Vec<String>>,
@@ -61,6 +66,8 @@ pub struct DatabaseConfig {
     /// Without a tx column: how long a gap in the id sequence is waited for.
     #[serde(with = "humantime_serde_compat")]
     pub id_gap_settle: Duration,
+    /// Only this tenant's rows in every query, screen and export (`--tenant` wins).
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -154,6 +161,11 @@ pub struct DetectConfig {
     /// A user's share of a feature's spend in the last hour that counts as a runaway
     /// (when at least 3x its usual share).
     pub runaway_share: f64,
+    /// A user's requests in the last 5 or 15 minutes at this multiple of its busiest
+    /// usual (p90 of its baseline) count as a runaway loop.
+    pub runaway_request_ratio: f64,
+    /// ...when also at least this many requests above it in 15 minutes (scaled for 5).
+    pub runaway_min_requests: f64,
     /// The seed rule "a feature above 150% of its daily average" (whole days).
     pub daily_average_ratio: f64,
     /// EWMA smoothing of daily totals for slow drift.
@@ -162,6 +174,55 @@ pub struct DetectConfig {
     pub drift_sigmas: f64,
     /// A drift must also be at least this ratio above the reference level.
     pub drift_min_ratio: f64,
+}
+
+/// `[alerts]`: when alert messages go out, where to, and the monitor-health alerts.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Re-send an alert that is still firing this often (unless acknowledged).
+    #[serde(with = "humantime_serde_compat")]
+    pub repeat_interval: Duration,
+    /// Send a message when an announced alert resolves.
+    pub send_resolved: bool,
+    /// An alert no longer seen keeps firing this long before it resolves (flapping).
+    #[serde(with = "humantime_serde_compat")]
+    pub keep_firing_for: Duration,
+    /// Alerts below this severity ("info", "warning", "critical") send no message.
+    pub min_severity: crate::detect::Severity,
+    /// A file whose first line is the Slack incoming-webhook URL;
+    /// $BURNRATE_SLACK_WEBHOOK_URL wins. Never put the URL itself in this file.
+    pub slack_webhook_file: Option<PathBuf>,
+    /// Timeout of one try to post to Slack.
+    #[serde(with = "humantime_serde_compat")]
+    pub slack_timeout: Duration,
+    /// Tries per Slack message (429 and 5xx are retried; other 4xx are not).
+    pub slack_max_attempts: u32,
+    /// Monitor health: the database unreachable this long is an alert.
+    #[serde(with = "humantime_serde_compat")]
+    pub database_unreachable_for: Duration,
+    /// Monitor health: no new events this long is an alert, when the same time on
+    /// previous days had at least `no_events_min_requests` requests.
+    #[serde(with = "humantime_serde_compat")]
+    pub no_events_for: Duration,
+    pub no_events_min_requests: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            repeat_interval: Duration::from_secs(4 * 3600),
+            send_resolved: true,
+            keep_firing_for: Duration::from_secs(5 * 60),
+            min_severity: crate::detect::Severity::Warning,
+            slack_webhook_file: None,
+            slack_timeout: Duration::from_secs(10),
+            slack_max_attempts: 5,
+            database_unreachable_for: Duration::from_secs(5 * 60),
+            no_events_for: Duration::from_secs(15 * 60),
+            no_events_min_requests: 10,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -182,6 +243,7 @@ impl Default for DatabaseConfig {
             statement_timeout: Duration::from_secs(30),
             tail_batch_rows: 50_000,
             id_gap_settle: Duration::from_secs(60),
+            tenant: None,
         }
     }
 }
@@ -217,6 +279,8 @@ impl Default for DetectConfig {
             pending_evaluations: 2,
             runaway_min_excess_usd: Money::from_dollars(5),
             runaway_share: 0.5,
+            runaway_request_ratio: 10.0,
+            runaway_min_requests: 100.0,
             daily_average_ratio: 1.5,
             drift_lambda: 0.3,
             drift_sigmas: 3.0,
@@ -239,7 +303,7 @@ fn ser_tz<S: serde::Serializer>(tz: &Tz, s: S) -> Result<S::Ok, S::Error> {
 }
 
 /// Durations as "2s", "500ms", "30d" in TOML.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use super::*;
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
@@ -311,6 +375,30 @@ impl Config {
         if self.database.tail_batch_rows == 0 {
             return bad("database.tail_batch_rows", "must be at least 1");
         }
+        if let Err(message) =
+            crate::source::columns::MapSpec::build(&self.source, None, &self.database.table)
+        {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            });
+        }
+        if let Err(message) = crate::source::prices::validate(&self.prices) {
+            return Err(ConfigError::Invalid {
+                path: origin.to_string(),
+                message,
+            });
+        }
+        if self.source.overlap < Duration::from_secs(1)
+            || self.source.overlap > Duration::from_secs(86_400)
+        {
+            return bad("source.overlap", "must be between 1s and 24h, e.g. \"2m\"");
+        }
+        if let Some(t) = &self.source.table
+            && let Err(e) = crate::source::schema::TableName::parse(t)
+        {
+            return bad("source.table", &e.to_string());
+        }
         if self.view.window < Duration::from_secs(3600)
             || self.view.window > Duration::from_secs(400 * 86_400)
         {
@@ -330,6 +418,7 @@ impl Config {
             ("detect.spike_ratio_60m", d.spike_ratio_60m),
             ("detect.daily_average_ratio", d.daily_average_ratio),
             ("detect.drift_min_ratio", d.drift_min_ratio),
+            ("detect.runaway_request_ratio", d.runaway_request_ratio),
         ] {
             if !above_one(r) {
                 return bad(key, "must be a ratio greater than 1.0");
@@ -341,6 +430,7 @@ impl Config {
             ("detect.today_z", d.today_z),
             ("detect.mad_floor", d.mad_floor),
             ("detect.drift_sigmas", d.drift_sigmas),
+            ("detect.runaway_min_requests", d.runaway_min_requests),
         ] {
             if !positive(x) {
                 return bad(key, "must be a number greater than 0");
@@ -355,6 +445,26 @@ impl Config {
         }
         if !(1..=10).contains(&d.pending_evaluations) {
             return bad("detect.pending_evaluations", "must be between 1 and 10");
+        }
+        let a = &self.alerts;
+        if a.repeat_interval < Duration::from_secs(60) {
+            return bad("alerts.repeat_interval", "must be at least 1m, e.g. \"4h\"");
+        }
+        if a.slack_timeout < Duration::from_millis(100)
+            || a.slack_timeout > Duration::from_secs(300)
+        {
+            return bad("alerts.slack_timeout", "must be between 100ms and 5m");
+        }
+        if !(1..=20).contains(&a.slack_max_attempts) {
+            return bad("alerts.slack_max_attempts", "must be between 1 and 20");
+        }
+        if a.database_unreachable_for < Duration::from_secs(60)
+            || a.no_events_for < Duration::from_secs(60)
+        {
+            return bad(
+                "alerts.database_unreachable_for / alerts.no_events_for",
+                "must be at least 1m",
+            );
         }
         if !share(self.quota.warn_at) {
             return bad("quota.warn_at", "must be in (0, 1], e.g. 0.8");

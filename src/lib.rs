@@ -4,6 +4,7 @@
 //! aggregates) -> `detect` (anomalies, forecast) -> `app` / `snapshot` -> `ui`.
 //! Only `ui` draws with ratatui; only `source` speaks SQL.
 
+pub mod alert;
 pub mod app;
 pub mod backtest;
 pub mod calendar;

@@ -121,7 +121,19 @@ impl Fact {
     }
 }
 
-/// Why a row was not counted.
+/// A cost at or beyond this many dollars in one row (either sign) is rejected as
+/// `cost_out_of_range`: no single request costs a trillion dollars, and such a row
+/// would otherwise make a server-side sum unreadable and poison its whole group.
+/// A million dollars in one row is kept (and shows up as an anomaly).
+pub const MAX_ROW_COST_USD: i64 = 1_000_000_000_000;
+
+/// Rows dated more than this far ahead of the reader's clock are rejected as
+/// `future_timestamp` (clock skew within it is kept and lands in its own hour).
+pub const FUTURE_TOLERANCE_SECS: i64 = 86_400;
+
+/// Why a row was not counted. Rows are classified in this order (a row with several
+/// faults counts once, under the first), by the tail in Rust and by the backfill in
+/// SQL alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectReason {
@@ -129,15 +141,30 @@ pub enum RejectReason {
     NonFiniteCost,
     NullTimestamp,
     BadTokens,
+    /// Beyond `MAX_ROW_COST_USD`.
+    CostOutOfRange,
+    /// More than `FUTURE_TOLERANCE_SECS` ahead (or `infinity`).
+    FutureTimestamp,
 }
 
 impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::NullTimestamp,
+        RejectReason::FutureTimestamp,
+        RejectReason::NullCost,
+        RejectReason::NonFiniteCost,
+        RejectReason::CostOutOfRange,
+        RejectReason::BadTokens,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             RejectReason::NullCost => "null_cost",
             RejectReason::NonFiniteCost => "non_finite_cost",
             RejectReason::NullTimestamp => "null_timestamp",
             RejectReason::BadTokens => "bad_tokens",
+            RejectReason::CostOutOfRange => "cost_out_of_range",
+            RejectReason::FutureTimestamp => "future_timestamp",
         }
     }
 }
@@ -160,6 +187,9 @@ pub enum TailMode {
     /// Re-read an id overlap and deduplicate; loses a row whose transaction outlives
     /// the settle time.
     IdOverlap,
+    /// No id or tx column: re-read a time window by (timestamp, key) and deduplicate
+    /// by key; loses a row committed later than the overlap behind the newest row.
+    KeysetOverlap,
     /// The built-in synthetic stream of `burnrate demo`.
     Demo,
 }
@@ -169,6 +199,7 @@ impl TailMode {
         match self {
             TailMode::TxWatermark => "tx watermark (gap-free)",
             TailMode::IdOverlap => "id overlap (best effort)",
+            TailMode::KeysetOverlap => "time overlap (best effort)",
             TailMode::Demo => "demo stream",
         }
     }
@@ -176,6 +207,7 @@ impl TailMode {
         match self {
             TailMode::TxWatermark => "tx_watermark",
             TailMode::IdOverlap => "id_overlap",
+            TailMode::KeysetOverlap => "keyset_overlap",
             TailMode::Demo => "demo",
         }
     }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::detect::{self, Anomaly, DetectParams, MonthForecast};
-use crate::model::{Agg, Dim, TailMode};
+use crate::model::{Agg, Dim, RequestRow, TailMode, TopQuery};
 use crate::money::Money;
 use crate::store::Store;
 
@@ -53,6 +53,13 @@ pub struct SourceInfo {
     pub endpoint: String,
     /// Rows older than the retained history, counted but not aggregated.
     pub too_old: u64,
+    /// Rows whose cost was computed from tokens with the price list (`[prices]`),
+    /// because the table logged no cost or zero, so not logged but estimated (set
+    /// by the PostgreSQL source; 0 elsewhere).
+    pub computed_cost_rows: u64,
+    /// Seconds a long-running transaction has held the tail's watermark back (0:
+    /// nothing holds it); null where unknown (before the first poll, demo).
+    pub watermark_lag_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -70,8 +77,60 @@ pub struct Snapshot {
     /// The top N users by cost.
     pub by_user: Vec<Breakdown>,
     pub month: MonthForecast,
-    pub anomalies: Vec<Anomaly>,
+    pub anomalies: Vec<ReportedAnomaly>,
     pub source: SourceInfo,
+}
+
+/// An anomaly as reported: the detector's explanation, plus the most expensive
+/// requests behind it, which only the database can name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportedAnomaly {
+    #[serde(flatten)]
+    pub anomaly: Anomaly,
+    /// Since it began (at least the last hour), most expensive first; empty until
+    /// the command asks the database (`snapshot` and `check` do, for the first few).
+    pub top_requests: Vec<RequestSample>,
+}
+
+/// One request behind an anomaly.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestSample {
+    pub request_id: String,
+    pub at: DateTime<Utc>,
+    pub feature: String,
+    pub user: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: Money,
+}
+
+impl From<&RequestRow> for RequestSample {
+    fn from(r: &RequestRow) -> Self {
+        RequestSample {
+            request_id: r.request_id.clone(),
+            at: r.at,
+            feature: r.feature.clone(),
+            user: r.user.clone(),
+            model: r.model.clone(),
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+            cost_usd: r.cost,
+        }
+    }
+}
+
+impl ReportedAnomaly {
+    /// The query for the requests behind it: its name, since it began, at least the
+    /// last hour.
+    pub fn requests_query(&self, now: DateTime<Utc>, limit: usize) -> TopQuery {
+        let a = &self.anomaly;
+        TopQuery {
+            path: vec![(a.dim, a.name.clone())],
+            from: a.since.unwrap_or(now).min(now - chrono::Duration::hours(1)),
+            limit,
+        }
+    }
 }
 
 /// What the snapshot is asked for.
@@ -152,7 +211,13 @@ pub fn build(
         by_region: breakdown(store, Dim::Region, from, None),
         by_user: breakdown(store, Dim::User, from, Some(spec.top)),
         month: detect::month_forecast(store, now, spec.budget),
-        anomalies: detect::detect(store, now, &spec.detect),
+        anomalies: detect::detect(store, now, &spec.detect)
+            .into_iter()
+            .map(|anomaly| ReportedAnomaly {
+                anomaly,
+                top_requests: Vec::new(),
+            })
+            .collect(),
         source: SourceInfo {
             rows: intake.rows,
             rejected: intake.rejected_total(),
@@ -164,6 +229,8 @@ pub fn build(
             mode: mode.json_name().to_string(),
             endpoint: endpoint.to_string(),
             too_old: intake.too_old,
+            computed_cost_rows: 0,
+            watermark_lag_secs: None,
         },
     }
 }

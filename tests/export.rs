@@ -80,9 +80,15 @@ async fn export_equals_sql_and_the_dashboard() {
             "output_tokens"
         ]
     );
-    let exported: BTreeMap<(String, String), (String, i64)> = reader
-        .records()
-        .map(|r| r.unwrap())
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let (total_row, records) = records.split_last().expect("a grand-total row");
+    assert_eq!(
+        (&total_row[1], &total_row[2]),
+        ("(total)", ""),
+        "{total_row:?}"
+    );
+    let exported: BTreeMap<(String, String), (String, i64)> = records
+        .iter()
         .map(|r| {
             (
                 (r[1].to_string(), r[2].to_string()),
@@ -165,6 +171,39 @@ async fn export_equals_sql_and_the_dashboard() {
         "export equals the dashboard's month"
     );
     assert_eq!(all["totals"]["cost_usd"], "5.900001");
+    // The CSV's grand-total row says the same.
+    assert_eq!(&total_row[3], "5.900001");
+
+    // Any range by day, both days included: the last day of the previous month
+    // holds only the row one second before this month.
+    let first = chrono::NaiveDate::parse_from_str(&format!("{month}-01"), "%Y-%m-%d").unwrap();
+    let eve = first.pred_opt().unwrap().to_string();
+    let range = burnrate(
+        &url,
+        &[
+            "export", "--from", &eve, "--to", &eve, "--by", "tenant", "--format", "json",
+        ],
+    );
+    let range: Value = serde_json::from_str(&range).unwrap();
+    assert_eq!(range["totals"]["cost_usd"], "100.000000", "{range:#}");
+    assert_eq!(range["month"], format!("{eve}..{eve}"));
+    // From the eve through the first of the month: both.
+    let two = burnrate(
+        &url,
+        &[
+            "export",
+            "--from",
+            &eve,
+            "--to",
+            &first.to_string(),
+            "--by",
+            "tenant",
+            "--format",
+            "json",
+        ],
+    );
+    let two: Value = serde_json::from_str(&two).unwrap();
+    assert_eq!(two["totals"]["cost_usd"], "105.900001");
 
     drop(c);
     db.drop_db().await;

@@ -7,7 +7,7 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
-use super::view::{DrillChart, DrillRow, DrillView};
+use super::view::{Baseline, DrillChart, DrillRow, DrillView};
 use crate::model::{Agg, Dim};
 use crate::store::Store;
 
@@ -39,6 +39,14 @@ impl Window {
             Window::Week => "7d",
             Window::Days30 => "30d",
             Window::MonthToDate => "month to date",
+        }
+    }
+
+    /// The label where space is tight (the header).
+    pub fn short_label(self) -> &'static str {
+        match self {
+            Window::MonthToDate => "MTD",
+            w => w.label(),
         }
     }
 
@@ -474,15 +482,35 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
     let cur = store.hour_index(now);
     let from = window.first_hour(store, now);
     let len = cur - from + 1;
-    let (prev_from, prev_to) = (from - len, from - 1);
-    // The previous window is compared only when the store holds all of it.
-    let kept_from = store.hour_index(Store::history_start(store.config(), now));
-    let prev_complete = prev_from >= kept_from;
+    // Compare with the previous equal window when the store holds all of it, else
+    // with the rate of up to 7 days just before the window (at least one day).
+    // History starts where the store's retention does, or later where the data
+    // does (a young table): empty hours before the first row are not a baseline.
+    let kept_from = store
+        .hour_index(Store::history_start(store.config(), now))
+        .max(store.oldest_hour().unwrap_or(i64::MAX));
+    let before = (from - kept_from).min(7 * 24);
+    let baseline = if from - len >= kept_from {
+        Baseline::PreviousWindow
+    } else if before >= 24 {
+        Baseline::HoursBefore {
+            hours: before,
+            window_hours: len,
+        }
+    } else {
+        Baseline::None
+    };
+    let (prev_from, prev_to) = match baseline {
+        Baseline::HoursBefore { hours, .. } => (from - hours, from - 1),
+        _ => (from - len, from - 1),
+    };
+    let prev_complete = baseline != Baseline::None;
     let mut view = DrillView {
         path: level.path.clone(),
         dim: level.dim,
         window,
         window_start: store.calendar().hour_start(from),
+        baseline,
         ..DrillView::default()
     };
     let Some(filter) = store.resolve(&level.path) else {
@@ -527,6 +555,7 @@ pub fn arrange(view: &mut DrillView, nav: &Nav, level: &Level) {
         Metric::Cost
     };
     let parent = share_metric.value(&view.parent).unwrap_or(0.0);
+    let scale = view.baseline.scale();
     let rows = if view.metric_ready == Some(metric) {
         &mut [][..] // already computed for this metric: only filter and sort
     } else {
@@ -539,7 +568,7 @@ pub fn arrange(view: &mut DrillView, nav: &Nav, level: &Level) {
             _ => None,
         };
         r.change = r.prev.as_ref().and_then(|p| {
-            let before = metric.value(p)?;
+            let before = metric.value(p)? * if metric.additive() { scale } else { 1.0 };
             let now = r.value?;
             (before > 0.0).then(|| (now - before) / before)
         });
@@ -858,5 +887,72 @@ mod tests {
         assert_eq!(c.daily_30d.len(), 30);
         assert!(c.hourly_48h.iter().sum::<u64>() > 0);
         eprintln!("100k users: built in {built:?}, filtered in {arranged:?}");
+    }
+
+    #[test]
+    fn long_windows_compare_with_the_rate_of_the_days_before_them() {
+        use crate::model::{Fact, FactBatch};
+        use crate::money::Money;
+        use crate::store::StoreConfig;
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut store = Store::new(StoreConfig::default(), now);
+        // One event per hour for 34 days: "flat" costs $1 throughout, "doubled" $1
+        // before the last 30 days and $2 within them.
+        let mut facts = Vec::new();
+        for h in 0..34 * 24 {
+            let at = now - chrono::Duration::hours(h);
+            let recent = at > now - chrono::Duration::days(30) + chrono::Duration::hours(1);
+            for (name, dollars) in [("flat", 1), ("doubled", if recent { 2 } else { 1 })] {
+                facts.push(Fact {
+                    at,
+                    names: [name.into(), "u".into(), "m".into(), "t".into(), "r".into()],
+                    agg: Agg::one(Money::from_micros(dollars * 1_000_000), 10, 5),
+                });
+            }
+        }
+        let rows = facts.len() as u64;
+        store.apply(
+            &FactBatch {
+                rows,
+                facts,
+                ..FactBatch::default()
+            },
+            now,
+        );
+        let mut nav = Nav::default();
+        nav.set_window(Window::Days30);
+        let level = nav.current().unwrap().clone();
+        let mut view = build_level(&store, &nav, &level, now);
+        arrange(&mut view, &nav, &level);
+        // 35 days kept, 30 in the window: the 4 whole days before it are the baseline.
+        match view.baseline {
+            Baseline::HoursBefore {
+                hours,
+                window_hours,
+            } => {
+                assert_eq!(window_hours, 30 * 24);
+                assert!((4 * 24..=5 * 24 + 1).contains(&hours), "{hours}");
+            }
+            other => panic!("expected the days before the window, got {other:?}"),
+        }
+        let change = |view: &DrillView, name: &str| {
+            let r = view.rows.iter().find(|r| r.name == name).unwrap();
+            r.change.unwrap()
+        };
+        let flat = change(&view, "flat");
+        let doubled = change(&view, "doubled");
+        assert!(flat.abs() < 0.05, "flat: {flat}");
+        assert!((doubled - 1.0).abs() < 0.05, "doubled: {doubled}");
+        // Cost per request is a ratio: compared as is, not scaled by length.
+        nav.metric = Metric::CostPerRequest;
+        arrange(&mut view, &nav, &level);
+        assert!(change(&view, "flat").abs() < 1e-9);
+        assert!((change(&view, "doubled") - 1.0).abs() < 0.05);
+        // A week fits twice in the history: the previous equal window.
+        nav.set_window(Window::Week);
+        let view = build_level(&store, &nav, &level, now);
+        assert_eq!(view.baseline, Baseline::PreviousWindow);
     }
 }

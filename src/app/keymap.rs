@@ -32,6 +32,11 @@ pub enum Action {
     TogglePause,
     RefreshNow,
     ToggleHelp,
+    Acknowledge,
+    Silence,
+    SilenceUntil,
+    ListSilences,
+    LiftSilence,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,6 +199,36 @@ pub const KEYMAP: &[Binding] = &[
         Action::Anomaly,
         &[Char('a')],
         "drill into the next anomaly (its feature, user or model)",
+    ),
+    b(
+        "acknowledge",
+        Action::Acknowledge,
+        &[Char('A')],
+        "acknowledge the selected alert: no repeats until it resolves",
+    ),
+    b(
+        "silence",
+        Action::Silence,
+        &[Char('z')],
+        "silence the selected alert 1h; again within 10 s: 4h, then 24h",
+    ),
+    b(
+        "silence_until",
+        Action::SilenceUntil,
+        &[Char('Z')],
+        "silence the selected alert until HH:MM or for a duration (90m)",
+    ),
+    b(
+        "list_silences",
+        Action::ListSilences,
+        &[Char('L')],
+        "the alerts and silences pane (Esc closes)",
+    ),
+    b(
+        "lift_silence",
+        Action::LiftSilence,
+        &[Char('U')],
+        "lift the pane's selected silence, else the alert's or the newest",
     ),
     b(
         "pause",

@@ -1,3 +1,4 @@
+pub mod alerts;
 pub mod drill;
 pub mod keymap;
 pub mod overview;

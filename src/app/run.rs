@@ -5,7 +5,10 @@ use std::io::IsTerminal;
 use std::time::Duration as StdDuration;
 
 use chrono::{Duration, Utc};
-use crossterm::event::{DisableMouseCapture, EnableMouseCapture, Event, EventStream};
+use crossterm::event::{
+    DisableMouseCapture, EnableMouseCapture, Event, EventStream, KeyCode, KeyEventKind,
+    KeyModifiers,
+};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -47,12 +50,16 @@ pub async fn run_tui(
     let _ = crossterm::execute!(std::io::stdout(), EnableMouseCapture);
     let hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+        // Holding stdout keeps the event loop from drawing over the restored terminal
+        // when another thread panicked; the hooks below end the process with it held.
+        let mut out = std::io::stdout().lock();
+        let _ = crossterm::execute!(out, DisableMouseCapture, crossterm::cursor::Show);
         hook(info);
     }));
     let result = event_loop(&mut terminal, &mut app, &mut rx, &refresh_now, top).await;
     let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
     ratatui::restore();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
     result
 }
 
@@ -76,15 +83,25 @@ async fn event_loop(
     let mut signals = Signals::new()?;
     let mut source_open = true;
     let min_gap = Duration::milliseconds(200);
+    let mut debug_panic = DebugPanic::from_env();
 
     loop {
         app.rebuild_if_due(Utc::now(), min_gap);
         if app.dirty {
             terminal.draw(|frame| crate::ui::draw(frame, &app.screen(color)))?;
             app.dirty = false;
+            debug_panic.after_draw();
         }
         tokio::select! {
             ev = input.next() => match ev {
+                Some(Ok(Event::Key(key)))
+                    if key.kind != KeyEventKind::Release
+                        && key.code == KeyCode::Char('z')
+                        && key.modifiers.contains(KeyModifiers::CONTROL) =>
+                {
+                    suspend(terminal)?;
+                    app.dirty = true;
+                }
                 Some(Ok(ev @ (Event::Key(_) | Event::Mouse(_)))) => {
                     let was_open = app.top_open();
                     let cmd = match ev {
@@ -139,7 +156,13 @@ async fn event_loop(
             _ = spin.tick(), if app.top_loading() => app.spin(),
             _ = tokio::time::sleep(super::state::CHART_SETTLE), if app.chart_pending() => {}
             _ = tick.tick() => app.on_tick(Utc::now()),
-            _ = signals.recv() => return Ok(Exit::Signal),
+            sig = signals.recv() => match sig {
+                SignalAction::Quit => return Ok(Exit::Signal),
+                SignalAction::Suspend => {
+                    suspend(terminal)?;
+                    app.dirty = true;
+                }
+            },
         }
     }
 }
@@ -150,12 +173,85 @@ fn table_geometry(app: &App, width: u16, height: u16) -> TableGeometry {
     TableGeometry { first_row_y, rows }
 }
 
-/// SIGTERM and SIGHUP end the dashboard cleanly (Ctrl-C arrives as a key in raw mode).
+/// Ctrl-Z (a key in raw mode) and SIGTSTP: give the terminal back as it was, stop
+/// (SIGSTOP, which cannot be caught), and on SIGCONT (`fg`) take it again and redraw.
+fn suspend(terminal: &mut ratatui::DefaultTerminal) -> color_eyre::Result<()> {
+    tracing::info!("suspending (Ctrl-Z / SIGTSTP)");
+    let _ = crossterm::execute!(std::io::stdout(), DisableMouseCapture);
+    ratatui::restore();
+    let _ = crossterm::execute!(std::io::stdout(), crossterm::cursor::Show);
+    #[cfg(unix)]
+    // SAFETY: raise only sends a signal to this process; SIGSTOP stops it here until
+    // SIGCONT, then raise returns.
+    unsafe {
+        libc::raise(libc::SIGSTOP);
+    }
+    tracing::info!("resumed (SIGCONT)");
+    crossterm::terminal::enable_raw_mode()?;
+    crossterm::execute!(
+        std::io::stdout(),
+        crossterm::terminal::EnterAlternateScreen,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All),
+        EnableMouseCapture
+    )?;
+    // The screen is blank now but ratatui still holds the last frame and would draw
+    // only the difference: a blank frame first makes the next one repaint every
+    // cell. (`Terminal::clear` would ask the terminal for the cursor position, which
+    // not every terminal answers.)
+    terminal.draw(|frame| frame.render_widget(ratatui::widgets::Clear, frame.area()))?;
+    Ok(())
+}
+
+/// A hidden trigger for the test of the panic path (tests/pty_faults.rs), never for
+/// use otherwise: `BURNRATE_DEBUG_PANIC=1` panics in the event loop right after the
+/// first frame is drawn; `BURNRATE_DEBUG_PANIC=task` panics in a background task
+/// instead (a panic anywhere must end the program the same way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DebugPanic {
+    Off,
+    EventLoop,
+    Task,
+}
+
+impl DebugPanic {
+    fn from_env() -> DebugPanic {
+        match std::env::var("BURNRATE_DEBUG_PANIC").as_deref() {
+            Ok("1") => DebugPanic::EventLoop,
+            Ok("task") => DebugPanic::Task,
+            _ => DebugPanic::Off,
+        }
+    }
+
+    fn after_draw(&mut self) {
+        let what = std::mem::replace(self, DebugPanic::Off);
+        match what {
+            DebugPanic::Off => {}
+            DebugPanic::EventLoop => {
+                panic!("BURNRATE_DEBUG_PANIC=1: a deliberate panic after the first frame")
+            }
+            DebugPanic::Task => {
+                tokio::spawn(async {
+                    panic!("BURNRATE_DEBUG_PANIC=task: a deliberate panic in a background task")
+                });
+            }
+        }
+    }
+}
+
+enum SignalAction {
+    Quit,
+    Suspend,
+}
+
+/// SIGTERM and SIGHUP end the dashboard cleanly (Ctrl-C arrives as a key in raw
+/// mode); SIGTSTP (`kill -TSTP`, or Ctrl-Z where the terminal sends it) suspends.
 struct Signals {
     #[cfg(unix)]
     term: tokio::signal::unix::Signal,
     #[cfg(unix)]
     hup: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    tstp: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -166,19 +262,21 @@ impl Signals {
             Ok(Signals {
                 term: signal(SignalKind::terminate())?,
                 hup: signal(SignalKind::hangup())?,
+                tstp: signal(SignalKind::from_raw(libc::SIGTSTP))?,
             })
         }
         #[cfg(not(unix))]
         Ok(Signals {})
     }
 
-    async fn recv(&mut self) {
+    async fn recv(&mut self) -> SignalAction {
         #[cfg(unix)]
         tokio::select! {
-            _ = self.term.recv() => {},
-            _ = self.hup.recv() => {},
+            _ = self.term.recv() => SignalAction::Quit,
+            _ = self.hup.recv() => SignalAction::Quit,
+            _ = self.tstp.recv() => SignalAction::Suspend,
         }
         #[cfg(not(unix))]
-        std::future::pending::<()>().await
+        std::future::pending::<SignalAction>().await
     }
 }

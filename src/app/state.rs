@@ -113,6 +113,15 @@ pub struct App {
     top_seq: u64,
     /// Which anomaly `a` opens next.
     anomaly_cursor: usize,
+    /// The alert engine's task (watch only), and the anomaly `a` opened last.
+    pub alerts: Option<super::alerts::AlertLink>,
+    alert_selected: Option<crate::detect::Anomaly>,
+    /// The last silence from the keyboard: (fingerprint, hours, when).
+    last_silence: Option<(String, i64, DateTime<Utc>)>,
+    /// `Z` was pressed: the alert's matchers, its name, and the time typed so far.
+    silence_prompt: Option<(crate::alert::Labels, String, String)>,
+    /// The alerts and silences pane (`L`), while open.
+    alerts_pane: Option<super::alerts::AlertsPane>,
 }
 
 impl App {
@@ -151,7 +160,223 @@ impl App {
             top: TopState::Closed,
             top_seq: 0,
             anomaly_cursor: 0,
+            alerts: None,
+            alert_selected: None,
+            last_silence: None,
+            silence_prompt: None,
+            alerts_pane: None,
         }
+    }
+
+    /// Runs alerts: evaluations after store updates go to the alert task.
+    pub fn with_alerts(mut self, link: super::alerts::AlertLink) -> Self {
+        self.alerts = Some(link);
+        self
+    }
+
+    /// Hands an alert evaluation to the alert task (never waiting), at most every
+    /// 10 s after a rebuild, and every 30 s regardless (the database may be down).
+    fn queue_alert_eval(&mut self, now: DateTime<Utc>, min_gap: Duration) {
+        let Some(link) = &self.alerts else { return };
+        if self.backfill.is_some() || link.last_eval.is_some_and(|t| now - t < min_gap) {
+            return;
+        }
+        let eval = super::alerts::evaluation(self, &link.health, now);
+        if let Some(link) = &mut self.alerts
+            && link.request(super::alerts::AlertRequest::Evaluate(eval))
+        {
+            link.last_eval = Some(now);
+        }
+    }
+
+    /// The alert the keys act on: the anomaly `a` opened last, else the top one.
+    fn selected_alert(&self) -> Option<crate::alert::Observation> {
+        let a = self
+            .alert_selected
+            .as_ref()
+            .filter(|s| {
+                self.overview
+                    .anomalies
+                    .iter()
+                    .any(|a| a.rule == s.rule && a.dim == s.dim && a.name == s.name)
+            })
+            .or_else(|| self.overview.anomalies.first())?;
+        Some(crate::alert::Observation::from_anomaly(a))
+    }
+
+    fn alert_key(&mut self, action: Action, now: DateTime<Utc>) {
+        use super::alerts::AlertRequest as R;
+        if self.alerts.is_none() {
+            return;
+        }
+        // (fingerprint, matchers, subject) of the alert the keys act on: the
+        // anomaly `a` opened last or the top anomaly, else the most severe firing
+        // alert (a monitor-health alert has no anomaly row).
+        let selected = match self.selected_alert() {
+            Some(o) => {
+                let mut m = o.labels.clone();
+                m.insert("rule".into(), o.rule.clone());
+                Some((o.fingerprint(), m, o.subject()))
+            }
+            None => self.alerts.as_ref().and_then(|l| {
+                l.summary
+                    .alerts
+                    .iter()
+                    .find(|a| a.phase == "firing")
+                    .map(|a| (a.fingerprint.clone(), a.matchers.clone(), a.subject.clone()))
+            }),
+        };
+        let matchers = selected.as_ref().map(|(_, m, _)| m.clone());
+        let req = match (action, &selected) {
+            (Action::ListSilences, _) => {
+                if self.alerts_pane.take().is_none() {
+                    self.alerts_pane = Some(super::alerts::AlertsPane::default());
+                    self.sync_alerts_pane(now);
+                }
+                Some(R::List)
+            }
+            (Action::LiftSilence, _) if self.alerts_pane.is_some() => {
+                let pane = self.alerts_pane.as_ref().expect("checked");
+                match pane.silences.get(pane.selected) {
+                    Some(s) => Some(R::LiftId { id: s.id.clone() }),
+                    None => {
+                        if let Some(link) = &mut self.alerts {
+                            link.summary.note = Some(("no silence selected".into(), now));
+                        }
+                        self.sync_alert_status(now);
+                        return;
+                    }
+                }
+            }
+            (Action::LiftSilence, _) => Some(R::Lift { matchers }),
+            (Action::SilenceUntil, Some((_, _, subject))) => {
+                self.silence_prompt = matchers.map(|m| (m, subject.clone(), String::new()));
+                self.clear_prompt_error();
+                self.sync_alert_status(now);
+                return;
+            }
+            (_, None) => None,
+            (Action::Acknowledge, Some((fp, _, _))) => Some(R::Acknowledge {
+                fingerprint: fp.clone(),
+            }),
+            (Action::Silence, Some((fp, _, _))) => {
+                // Pressed again on the same alert within 10 s: the next length.
+                let fp = fp.clone();
+                let hours = match &self.last_silence {
+                    Some((f, h, at)) if *f == fp && now - *at < Duration::seconds(10) => match h {
+                        1 => 4,
+                        _ => 24,
+                    },
+                    _ => 1,
+                };
+                self.last_silence = Some((fp, hours, now));
+                matchers.map(|matchers| R::Silence { matchers, hours })
+            }
+            _ => None,
+        };
+        let note = match (req, &self.alerts) {
+            (None, _) => Some("no alert selected: press a to open one".to_string()),
+            (Some(r), Some(link)) => {
+                (!link.request(r)).then(|| "alerts are busy: try again".to_string())
+            }
+            (Some(_), None) => None,
+        };
+        if let (Some(note), Some(link)) = (note, &mut self.alerts) {
+            link.summary.note = Some((note, now));
+            self.status.alerts = Some(link.summary.line(now));
+        }
+    }
+
+    /// A key while the `Z` prompt is open: edit the time, Enter sets the silence,
+    /// Esc cancels.
+    fn silence_prompt_key(&mut self, key: KeyEvent, now: DateTime<Utc>) {
+        let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
+        if key.code != KeyCode::Enter {
+            self.clear_prompt_error();
+        }
+        let Some((matchers, subject, text)) = &mut self.silence_prompt else {
+            return;
+        };
+        match key.code {
+            KeyCode::Esc => self.silence_prompt = None,
+            KeyCode::Backspace => {
+                text.pop();
+            }
+            KeyCode::Char(c) if !ctrl && text.chars().count() < 16 => text.push(c),
+            KeyCode::Enter => {
+                let tz = self.store.calendar().tz();
+                let note = match super::alerts::parse_until(text, now, tz) {
+                    Ok(until) => {
+                        let req = super::alerts::AlertRequest::SilenceUntil {
+                            matchers: matchers.clone(),
+                            until,
+                        };
+                        self.silence_prompt = None;
+                        match &self.alerts {
+                            Some(link) if link.request(req) => None,
+                            _ => Some("alerts are busy: try again".to_string()),
+                        }
+                    }
+                    // Stays open to correct the text.
+                    Err(e) => Some(format!("silence {subject}: {e}")),
+                };
+                if let (Some(note), Some(link)) = (note, &mut self.alerts) {
+                    link.summary.note = Some((note, now));
+                }
+            }
+            _ => {}
+        }
+        self.sync_alert_status(now);
+    }
+
+    /// Drops the prompt's last error (the text is being edited again).
+    fn clear_prompt_error(&mut self) {
+        if let Some(link) = &mut self.alerts
+            && link
+                .summary
+                .note
+                .as_ref()
+                .is_some_and(|(n, _)| n.starts_with("silence "))
+        {
+            link.summary.note = None;
+        }
+    }
+
+    /// The alert segment of the status bar: the `Z` prompt while it is open, else
+    /// the alert task's summary.
+    fn sync_alert_status(&mut self, now: DateTime<Utc>) {
+        if let Some((_, subject, text)) = &self.silence_prompt {
+            let error = self
+                .alerts
+                .as_ref()
+                .and_then(|l| l.summary.note.as_ref())
+                .filter(|(n, at)| now - *at < Duration::seconds(8) && n.starts_with("silence "))
+                .map(|(n, _)| format!(" ({n})"))
+                .unwrap_or_default();
+            self.status.alerts = Some((
+                format!(
+                    "silence {subject} until (HH:MM {} or 90m; Enter sets, Esc cancels): {text}▏{error}",
+                    self.store.calendar().tz()
+                ),
+                !error.is_empty(),
+            ));
+        } else if let Some(link) = &self.alerts {
+            self.status.alerts = Some(link.summary.line(now));
+        }
+        self.sync_alerts_pane(now);
+        self.dirty = true;
+    }
+
+    /// Copies the alert task's summary into the open alerts pane.
+    fn sync_alerts_pane(&mut self, now: DateTime<Utc>) {
+        let (Some(pane), Some(link)) = (&mut self.alerts_pane, &self.alerts) else {
+            return;
+        };
+        pane.alerts = link.summary.alerts.clone();
+        pane.silences = link.summary.silences.clone();
+        pane.selected = pane.selected.min(pane.silences.len().saturating_sub(1));
+        pane.now = now;
+        pane.tz = self.store.calendar().tz();
     }
 
     /// Uses a configured keymap (the help follows it).
@@ -193,6 +418,7 @@ impl App {
             drill: self.drill.as_ref().filter(|_| !self.nav.levels.is_empty()),
             top: &self.top,
             window: self.nav.window,
+            alerts: self.alerts_pane.as_ref(),
         }
     }
 
@@ -203,6 +429,7 @@ impl App {
                 self.store.apply(&batch, now);
                 self.status.rows_read = self.store.intake().rows;
                 self.status.rejected = self.store.intake().rejected_total();
+                self.status.rejected_by_reason = self.store.intake().rejected_by_reason();
                 self.data_changed = true;
                 if done {
                     self.history_loaded = true;
@@ -216,6 +443,7 @@ impl App {
                 self.store.apply(&batch, now);
                 self.status.rows_read = self.store.intake().rows;
                 self.status.rejected = self.store.intake().rejected_total();
+                self.status.rejected_by_reason = self.store.intake().rejected_by_reason();
                 self.status.last_refresh = Some(polled_at);
                 self.status.events_per_sec = self.rate.per_sec();
                 if !batch.facts.is_empty() || !batch.rejected.is_empty() {
@@ -269,6 +497,7 @@ impl App {
         self.last_built = Some(now);
         self.data_changed = false;
         self.dirty = true;
+        self.queue_alert_eval(now, Duration::seconds(10));
         true
     }
 
@@ -457,14 +686,16 @@ impl App {
     /// Opens the drill-down at the next anomaly (each press moves on to the next
     /// one): its feature's users, or for an anomaly about a user or model, what that
     /// name spent on. Without anomalies, the first feature flagged in the table.
-    fn open_anomaly(&mut self) -> Change {
+    /// For an anomaly, also the query for the most expensive requests behind it
+    /// since it began (at least the last hour).
+    fn open_anomaly(&mut self, now: DateTime<Utc>) -> (Change, Option<TopQuery>) {
         let anomalies = &self.overview.anomalies;
         let target = if anomalies.is_empty() {
             self.overview
                 .features
                 .iter()
                 .find(|f| f.anomalous)
-                .map(|f| (Dim::Feature, f.name.clone()))
+                .map(|f| (Dim::Feature, f.name.clone(), None))
         } else {
             // The next one that is not already open (several rules can name the
             // same feature).
@@ -480,18 +711,25 @@ impl App {
                 .position(|a| open.as_ref() != Some(&(a.dim, a.name.clone())))
                 .unwrap_or(0);
             let a = &anomalies[(self.anomaly_cursor + pick) % n];
+            self.alert_selected = Some(a.clone());
             self.anomaly_cursor = (self.anomaly_cursor + pick + 1) % n;
-            Some((a.dim, a.name.clone()))
+            let from = a.since.unwrap_or(now).min(now - chrono::Duration::hours(1));
+            Some((a.dim, a.name.clone(), Some(from)))
         };
-        let Some((dim, name)) = target else {
-            return Change::None;
+        let Some((dim, name, since)) = target else {
+            return (Change::None, None);
         };
         if dim == Dim::Feature
             && let Some(i) = self.overview.features.iter().position(|f| f.name == name)
         {
             self.selected = i;
         }
-        self.nav.open_at(dim, &name)
+        let query = since.map(|from| TopQuery {
+            path: vec![(dim, name.clone())],
+            from,
+            limit: TOP_LIMIT,
+        });
+        (self.nav.open_at(dim, &name), query)
     }
 
     /// Once a second: time moves on even without rows (ages, windows, pruning).
@@ -499,16 +737,22 @@ impl App {
         self.rate.trim(now);
         self.status.events_per_sec = self.rate.per_sec();
         self.store.prune(now);
-        // Time-relative figures (this hour, today, spikes) change as the clock moves.
-        if self
-            .last_built
-            .is_none_or(|t| now - t >= Duration::seconds(5))
-        {
+        // Time-relative figures (this hour, today, spikes) change as the clock moves,
+        // but only at minute boundaries: detection evaluates whole minutes, and hours
+        // and days start on one. Without new rows the screen is rebuilt once a minute,
+        // not every few seconds (a rebuild over 50,000 users takes seconds of CPU).
+        let minute = |t: DateTime<Utc>| t.timestamp().div_euclid(60);
+        if self.last_built.is_none_or(|t| minute(t) != minute(now)) {
             self.data_changed = true;
         }
         if !self.status.paused {
             self.overview.now = now;
         }
+        self.queue_alert_eval(now, Duration::seconds(30));
+        if let Some(link) = &mut self.alerts {
+            link.refresh();
+        }
+        self.sync_alert_status(now);
         self.dirty = true;
     }
 
@@ -567,6 +811,32 @@ impl App {
             self.show_help = false;
             self.dirty = true;
             return (action == Some(Action::Quit)).then_some(Command::Quit);
+        }
+        if self.silence_prompt.is_some() {
+            if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
+                return Some(Command::Quit);
+            }
+            self.silence_prompt_key(key, now);
+            return None;
+        }
+        if let Some(pane) = &mut self.alerts_pane {
+            // The pane takes the moves; Esc closes it; other keys work as usual.
+            let n = pane.silences.len();
+            let moved = match action {
+                Some(Action::Down) => Some((pane.selected + 1).min(n.saturating_sub(1))),
+                Some(Action::Up) => Some(pane.selected.saturating_sub(1)),
+                Some(Action::Back) => {
+                    self.alerts_pane = None;
+                    self.dirty = true;
+                    return None;
+                }
+                _ => None,
+            };
+            if let Some(i) = moved {
+                pane.selected = i;
+                self.dirty = true;
+                return None;
+            }
         }
         if self.nav.editing {
             let ctrl = key.modifiers.contains(KeyModifiers::CONTROL);
@@ -649,7 +919,20 @@ impl App {
             }
             Action::Anomaly => {
                 self.top = TopState::Closed;
-                self.open_anomaly()
+                let (change, query) = self.open_anomaly(now);
+                // The requests behind it, with their ids, in the lower pane.
+                if let Some(query) = query {
+                    self.top_seq += 1;
+                    self.top = TopState::Loading {
+                        path: query.path.clone(),
+                        frame: 0,
+                    };
+                    cmd = Some(Command::FetchTop {
+                        seq: self.top_seq,
+                        query,
+                    });
+                }
+                change
             }
             Action::TogglePause => {
                 self.status.paused = !self.status.paused;
@@ -663,6 +946,14 @@ impl App {
             }
             Action::ToggleHelp => {
                 self.show_help = true;
+                Change::None
+            }
+            a @ (Action::Acknowledge
+            | Action::Silence
+            | Action::SilenceUntil
+            | Action::ListSilences
+            | Action::LiftSilence) => {
+                self.alert_key(a, now);
                 Change::None
             }
         };
@@ -1087,5 +1378,103 @@ mod tests {
             ..click(0)
         });
         assert_eq!(a.nav.current().unwrap().offset, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shift_z_asks_until_when_and_the_pane_lifts_the_selected_silence() {
+        use crate::alert::engine::{AlertEngine, AlertSettings};
+        use crate::alert::health::HealthParams;
+        use crate::alert::slack::SlackOptions;
+        use crate::alert::state::AlertStore;
+        use crate::alert::{Labels, Policy};
+        use crate::app::alerts::{AlertLink, PaneAlert};
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = AlertStore::local(dir.path().join("alerts.json"), "test");
+        let settings = AlertSettings {
+            policy: Policy::default(),
+            health: HealthParams::default(),
+            slack: SlackOptions::default(),
+            webhook: None,
+        };
+        let engine = AlertEngine::new(store, settings, None).unwrap();
+        let (_outcomes, rx) = tokio::sync::mpsc::channel(1);
+        let now = Utc::now();
+        let mut a = app(now).with_alerts(AlertLink::start(engine, rx, None));
+        // A firing monitor-health alert: no anomaly row, the keys act on it.
+        let mut m = Labels::new();
+        m.insert("rule".into(), "no_events".into());
+        m.insert("database".into(), "db:5432/llm".into());
+        a.alerts.as_mut().unwrap().summary.alerts = vec![PaneAlert {
+            fingerprint: "0123456789abcdef".into(),
+            matchers: m.clone(),
+            severity: crate::detect::Severity::Critical,
+            rule: "no_events".into(),
+            subject: "database db:5432/llm".into(),
+            phase: "firing",
+            since: None,
+            acked_by: None,
+            silenced_by: None,
+        }];
+        let status = |a: &App| a.status.alerts.clone().unwrap_or_default().0;
+        let typed = |a: &mut App, text: &str| {
+            for c in text.chars() {
+                press(a, KeyCode::Char(c), now);
+            }
+        };
+
+        // A time that is not one: said, and the prompt stays open to fix it.
+        press(&mut a, KeyCode::Char('Z'), now);
+        assert!(status(&a).starts_with("silence database db:5432/llm until (HH:MM UTC or 90m"));
+        typed(&mut a, "soon");
+        assert!(status(&a).ends_with("soon▏"), "{}", status(&a));
+        press(&mut a, KeyCode::Enter, now);
+        assert!(status(&a).contains("neither a time"), "{}", status(&a));
+        press(&mut a, KeyCode::Esc, now);
+        assert!(!status(&a).contains("until (HH:MM"), "{}", status(&a));
+
+        // "90x", Backspace, "m": silenced for 90 minutes.
+        press(&mut a, KeyCode::Char('Z'), now);
+        typed(&mut a, "90x");
+        press(&mut a, KeyCode::Backspace, now);
+        typed(&mut a, "m");
+        assert!(status(&a).ends_with("90m▏"), "{}", status(&a));
+        press(&mut a, KeyCode::Enter, now);
+        let link = a.alerts.as_mut().unwrap();
+        for _ in 0..100 {
+            link.refresh();
+            if !link.summary.silences.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let silences = link.summary.silences.clone();
+        assert_eq!(silences.len(), 1);
+        assert_eq!(silences[0].matchers, m);
+        let ends = silences[0].ends_at - now;
+        assert!(
+            (ends - Duration::minutes(90)).num_seconds().abs() < 60,
+            "{ends}"
+        );
+
+        // L: the pane lists it, selected; U lifts it; Esc closes the pane.
+        press(&mut a, KeyCode::Char('L'), now);
+        let pane = a.screen(false).alerts.cloned().expect("the pane is open");
+        assert_eq!(pane.silences.len(), 1);
+        assert_eq!(pane.selected, 0);
+        press(&mut a, KeyCode::Char('U'), now);
+        let link = a.alerts.as_mut().unwrap();
+        for _ in 0..100 {
+            link.refresh();
+            if link.summary.silences.is_empty() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(link.summary.silences.is_empty(), "not lifted");
+        a.on_tick(now);
+        assert!(a.screen(false).alerts.unwrap().silences.is_empty());
+        press(&mut a, KeyCode::Esc, now);
+        assert!(a.screen(false).alerts.is_none());
     }
 }

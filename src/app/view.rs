@@ -89,9 +89,15 @@ pub struct StatusView {
     pub events_per_sec: f64,
     pub rows_read: u64,
     pub rejected: u64,
+    /// The rejected rows by reason (`null_cost`, ...), largest first; empty when
+    /// nothing was rejected.
+    pub rejected_by_reason: Vec<(&'static str, u64)>,
     pub watermark_lag_secs: Option<i64>,
     /// Set while the screen shows frozen numbers.
     pub paused: bool,
+    /// The alert segment: its text and whether it reports a problem (a Slack
+    /// configuration error...). None when alerts are not running (demo).
+    pub alerts: Option<(String, bool)>,
 }
 
 impl Default for StatusView {
@@ -104,8 +110,10 @@ impl Default for StatusView {
             events_per_sec: 0.0,
             rows_read: 0,
             rejected: 0,
+            rejected_by_reason: Vec::new(),
             watermark_lag_secs: None,
             paused: false,
+            alerts: None,
         }
     }
 }
@@ -136,6 +144,8 @@ pub struct Screen<'a> {
     pub top: &'a TopState,
     /// The window new drill-downs open with (shown on the overview too).
     pub window: Window,
+    /// The alerts and silences pane (`L`), drawn over the body while open.
+    pub alerts: Option<&'a super::alerts::AlertsPane>,
 }
 
 /// One row of a drill-down table.
@@ -146,7 +156,8 @@ pub struct DrillRow {
     pub key: String,
     /// In the window.
     pub agg: Agg,
-    /// In the previous equal window; None when the store does not hold all of it.
+    /// In the baseline (`DrillView::baseline`): the previous equal window, or the
+    /// days just before the window; None when the store does not hold it.
     pub prev: Option<Agg>,
     /// Per sparkline slot over the window, oldest first.
     pub series: Vec<Agg>,
@@ -154,10 +165,37 @@ pub struct DrillRow {
     pub value: Option<f64>,
     /// Of the parent's total (of the metric when additive, else of cost).
     pub share: Option<f64>,
-    /// Against the previous equal window: 0.25 means 25% up.
+    /// Against the baseline (per hour for additive metrics): 0.25 means 25% up.
     pub change: Option<f64>,
     /// The metric per slot, for the sparkline.
     pub spark: Vec<u64>,
+}
+
+/// What the change column compares the window with.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Baseline {
+    /// The store does not hold enough history before the window.
+    #[default]
+    None,
+    /// The previous window of equal length.
+    PreviousWindow,
+    /// The rate over these hours just before the window (up to 7 days), scaled to
+    /// the window's length: for 30 days and month to date, whose previous equal
+    /// window is older than the history kept.
+    HoursBefore { hours: i64, window_hours: i64 },
+}
+
+impl Baseline {
+    /// Factor turning an additive total of the baseline into the window's length.
+    pub fn scale(self) -> f64 {
+        match self {
+            Baseline::HoursBefore {
+                hours,
+                window_hours,
+            } if hours > 0 => window_hours as f64 / hours as f64,
+            _ => 1.0,
+        }
+    }
 }
 
 /// The larger chart of the selected row.
@@ -187,6 +225,8 @@ pub struct DrillView {
     pub editing: bool,
     /// Total of the events matching the path, in the window.
     pub parent: Agg,
+    /// What each row's `prev` covers, so the change column can say what it compares.
+    pub baseline: Baseline,
     pub rows: Vec<DrillRow>,
     /// Indices into `rows` of the rows shown, in order.
     pub order: Vec<u32>,

@@ -5,8 +5,10 @@ use chrono::Utc;
 use crate::cli::GlobalArgs;
 use crate::config::{Config, ConfigOrigin};
 use crate::detect::DetectParams;
+use crate::source::columns::MapSpec;
 use crate::source::connect::ConnectTarget;
 use crate::source::error::SourceError;
+use crate::source::pg::SourceOptions;
 use crate::store::{Store, StoreConfig};
 
 pub struct Context {
@@ -33,6 +35,29 @@ impl Context {
 
     pub fn detect_params(&self) -> DetectParams {
         DetectParams::from(&self.cfg)
+    }
+
+    /// What the PostgreSQL source needs: the table and column map of the preset
+    /// (`--preset`, else `source.preset`) with `[source]`'s overrides.
+    pub fn source_options(&self) -> color_eyre::Result<SourceOptions> {
+        let map = MapSpec::build(
+            &self.cfg.source,
+            self.global.preset,
+            &self.cfg.database.table,
+        )
+        .map_err(|e| color_eyre::eyre::eyre!(e))?
+        .with_prices(self.cfg.prices.clone());
+        let mut opts = SourceOptions::new(&self.cfg.database, self.store_config()).with_map(map);
+        opts.tenant = self.tenant();
+        Ok(opts)
+    }
+
+    /// `--tenant`, else the config's `database.tenant`.
+    pub fn tenant(&self) -> Option<String> {
+        self.global
+            .tenant
+            .clone()
+            .or_else(|| self.cfg.database.tenant.clone())
     }
 
     /// `--database-url`, `DATABASE_URL`, `database.url`, then the libpq variables.

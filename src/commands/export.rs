@@ -13,7 +13,6 @@ use crate::cli::{ExportArgs, ExportFormat};
 use crate::model::{Agg, Dim};
 use crate::money::Money;
 use crate::source::export::{ExportGroup, ExportQuery, export_groups};
-use crate::source::pg::SourceOptions;
 
 pub async fn export(ctx: &Context, args: &ExportArgs) -> Result<()> {
     let mut seen = Vec::new();
@@ -24,23 +23,40 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> Result<()> {
         seen.push(*d);
     }
     let cal = ctx.cfg.calendar();
-    let first = args.month;
-    let next = if first.month() == 12 {
-        NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
-    } else {
-        NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
-    }
-    .unwrap_or(first);
+    // The period: a calendar month, or --from/--to (both days included).
+    let (first, next, period) = match (args.month, args.from, args.to) {
+        (Some(first), _, _) => {
+            let next = if first.month() == 12 {
+                NaiveDate::from_ymd_opt(first.year() + 1, 1, 1)
+            } else {
+                NaiveDate::from_ymd_opt(first.year(), first.month() + 1, 1)
+            }
+            .unwrap_or(first);
+            (
+                first,
+                next,
+                format!("{:04}-{:02}", first.year(), first.month()),
+            )
+        }
+        (None, Some(from), Some(to)) => {
+            if to < from {
+                bail!("--to {to} is before --from {from}: the range would be empty");
+            }
+            let next = to.succ_opt().unwrap_or(to);
+            (from, next, format!("{from}..{to}"))
+        }
+        _ => bail!("give --month YYYY-MM, or --from YYYY-MM-DD and --to YYYY-MM-DD"),
+    };
     let query = ExportQuery {
         by: args.by.clone(),
         from: cal.date_start(first),
         to: cal.date_start(next),
-        tenant: args.tenant.clone(),
+        tenant: ctx.tenant(),
     };
     let target = ctx.connect_target()?;
-    let opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
+    let opts = ctx.source_options()?;
     let groups = export_groups(&target, &opts, &query).await?;
-    let month = format!("{:04}-{:02}", first.year(), first.month());
+    let month = period;
     let mut out = Vec::new();
     match args.format {
         ExportFormat::Csv => write_csv(&mut out, &month, &args.by, &groups)?,
@@ -58,6 +74,9 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> Result<()> {
     }
 }
 
+/// The first name of the CSV's grand-total row.
+pub const TOTAL_ROW: &str = "(total)";
+
 /// A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's
 /// advice against CSV injection). Only names are touched, never amounts.
 pub fn defuse_formula(cell: &str) -> String {
@@ -73,7 +92,9 @@ fn write_csv(out: &mut Vec<u8>, month: &str, by: &[Dim], groups: &[ExportGroup])
     header.extend(by.iter().map(|d| d.name().to_string()));
     header.extend(["cost_usd", "requests", "input_tokens", "output_tokens"].map(String::from));
     w.write_record(&header)?;
+    let mut total = Agg::default();
     for g in groups {
+        total.add(&g.agg);
         let mut row = vec![month.to_string()];
         row.extend(g.names.iter().map(|n| defuse_formula(n)));
         row.extend([
@@ -84,6 +105,16 @@ fn write_csv(out: &mut Vec<u8>, month: &str, by: &[Dim], groups: &[ExportGroup])
         ]);
         w.write_record(&row)?;
     }
+    // The grand total, last: "(total)" in the first name column, the others empty.
+    let mut row = vec![month.to_string()];
+    row.extend((0..by.len()).map(|i| if i == 0 { TOTAL_ROW } else { "" }.to_string()));
+    row.extend([
+        total.cost.to_string_6(),
+        total.requests.to_string(),
+        total.input_tokens.to_string(),
+        total.output_tokens.to_string(),
+    ]);
+    w.write_record(&row)?;
     w.flush()?;
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! Bodies of the subcommands; `main` parses the CLI and dispatches here.
 
+pub mod check;
 pub mod context;
 pub mod db;
 pub mod demo;
+pub mod doctor;
 pub mod export;
 pub mod simulate;
 pub mod snapshot;
@@ -14,8 +16,10 @@ use crate::cli::{Cli, Command, DbCommand};
 use crate::config::Config;
 use context::Context;
 
-/// Exit code for a configuration file that cannot be used.
+/// Exit code for a configuration file that cannot be used (and for `check` errors).
 const EXIT_CONFIG: u8 = 2;
+/// Exit code after a panic (as Rust's own).
+const EXIT_PANIC: i32 = 101;
 
 /// Loads the config, starts logging and the runtime, runs the command, and turns
 /// any error into one clear message on stderr (no backtrace, no secrets).
@@ -45,6 +49,20 @@ pub fn main(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Check(args)) = &cli.command {
+        // check has its own exit codes: 0 none firing, 1 some firing, 2 error.
+        let result = runtime.block_on(check::check(&ctx, args));
+        runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+        return match result {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::from(1),
+            Err(e) => {
+                tracing::error!(error = format!("{e:#}"), "burnrate check failed");
+                eprintln!("burnrate: {e:#}");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        };
+    }
     let result = runtime.block_on(dispatch(&ctx, cli.command));
     // Background tasks (a source stuck on a dead socket) must not hold up the exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -62,7 +80,9 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 /// On a panic: the report goes to the log file (written directly, so it survives
-/// whatever state the logger is in) and stderr says where. The terminal is restored
+/// whatever state the logger is in), stderr says where, and the process exits with
+/// status 101, whichever thread panicked (a panic in a background task must not
+/// leave a dashboard running on a restored terminal). The terminal is restored
 /// before this runs: `ratatui::init` wraps this hook with its own.
 fn install_panic_report(log_path: Option<std::path::PathBuf>) {
     let previous = std::panic::take_hook();
@@ -87,6 +107,7 @@ fn install_panic_report(log_path: Option<std::path::PathBuf>) {
                 ),
             }
         }
+        std::process::exit(EXIT_PANIC);
     }));
 }
 
@@ -99,6 +120,8 @@ async fn dispatch(ctx: &Context, command: Option<Command>) -> color_eyre::Result
         }) => db::init(ctx, &args).await,
         Some(Command::Snapshot(args)) => snapshot::snapshot(ctx, &args).await,
         Some(Command::Export(args)) => export::export(ctx, &args).await,
+        Some(Command::Doctor) => doctor::doctor(ctx).await,
+        Some(Command::Check(args)) => check::check(ctx, &args).await.map(|_| ()),
         Some(Command::Simulate(args)) => {
             let target = ctx.connect_target()?;
             // Simulated rows need the table; creating it is idempotent.

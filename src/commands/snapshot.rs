@@ -16,7 +16,7 @@ use crate::cli::SnapshotArgs;
 use crate::model::{SourceMsg, TailMode};
 use crate::report::{self, SnapshotSpec};
 use crate::source::error::SourceError;
-use crate::source::pg::{PgSource, SourceOptions};
+use crate::source::pg::PgSource;
 use crate::source::run::backoff_delay;
 use crate::store::Store;
 
@@ -36,14 +36,14 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         );
     }
     let target = ctx.connect_target()?;
-    let opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
+    let opts = ctx.source_options()?;
     let refresh = opts.refresh_interval;
     let mut source = PgSource::connect(target, opts).await?;
     let mut store = ctx.new_store();
 
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
-    print(&store, &spec, &source, !args.follow)?;
+    print(&store, &spec, &mut source, !args.follow).await?;
     if !args.follow {
         return Ok(());
     }
@@ -65,7 +65,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         match poll(&mut store, &mut source).await {
             Ok(()) => {
                 failures = 0;
-                print(&store, &spec, &source, false)?;
+                print(&store, &spec, &mut source, false).await?;
             }
             Err(e) => {
                 failures += 1;
@@ -77,7 +77,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
     }
 }
 
-async fn backfill(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
+pub(crate) async fn backfill(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
     let (tx, rx) = mpsc::channel(64);
     pump(
         store,
@@ -87,7 +87,7 @@ async fn backfill(store: &mut Store, source: &mut PgSource) -> Result<(), Source
     .await
 }
 
-async fn poll(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
+pub(crate) async fn poll(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
     let (tx, rx) = mpsc::channel(64);
     pump(store, rx, async move { source.poll(&tx).await.map(|_| ()) }).await
 }
@@ -112,9 +112,39 @@ async fn pump(
     result
 }
 
-fn print(store: &Store, spec: &SnapshotSpec, source: &PgSource, pretty: bool) -> Result<()> {
+/// Anomalies whose requests are looked up, most severe first: a few indexed queries
+/// per snapshot, not one per anomaly of a bad day.
+const ANOMALIES_WITH_REQUESTS: usize = 5;
+/// Requests named per anomaly.
+const REQUESTS_PER_ANOMALY: usize = 3;
+
+/// The most expensive requests behind the first few anomalies. A failure here loses
+/// only the examples, never the snapshot: it is logged and the list stays empty.
+pub(crate) async fn add_requests(snap: &mut report::Snapshot, source: &mut PgSource) {
+    let now = snap.generated_at;
+    for a in snap.anomalies.iter_mut().take(ANOMALIES_WITH_REQUESTS) {
+        let q = a.requests_query(now, REQUESTS_PER_ANOMALY);
+        match source.top_requests(&q).await {
+            Ok(rows) => a.top_requests = rows.iter().map(Into::into).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, rule = %a.anomaly.rule, "requests behind an anomaly");
+                break;
+            }
+        }
+    }
+}
+
+async fn print(
+    store: &Store,
+    spec: &SnapshotSpec,
+    source: &mut PgSource,
+    pretty: bool,
+) -> Result<()> {
     let mode = source.mode().unwrap_or(TailMode::TxWatermark);
-    let snap = report::build(store, Utc::now(), spec, mode, source.endpoint());
+    let mut snap = report::build(store, Utc::now(), spec, mode, source.endpoint());
+    add_requests(&mut snap, source).await;
+    snap.source.watermark_lag_secs = source.last_status().and_then(|s| s.watermark_lag_secs);
+    snap.source.computed_cost_rows = source.computed_cost_rows();
     let mut out = std::io::stdout().lock();
     if pretty {
         serde_json::to_writer_pretty(&mut out, &snap)?;

@@ -8,18 +8,18 @@ use crate::app::keymap::Keymap;
 use crate::app::run::run_tui;
 use crate::app::state::App;
 use crate::source::TopSource;
-use crate::source::pg::{PgSource, SourceOptions};
+use crate::source::pg::PgSource;
 use crate::source::run::{SourceControl, run};
 
 pub async fn watch(ctx: &Context) -> Result<()> {
     let target = ctx.connect_target()?;
-    let store_cfg = ctx.store_config();
-    let opts = SourceOptions::new(&ctx.cfg.database, store_cfg);
+    let opts = ctx.source_options()?;
     // Fail before taking over the terminal: an unreachable server or a wrong table
     // is a message on stderr, not a dashboard that never fills.
     drop(PgSource::connect(target.clone(), opts.clone()).await?);
 
     let keymap = Keymap::with_overrides(&ctx.cfg.keys).map_err(|e| color_eyre::eyre::eyre!(e))?;
+    let alerts = start_alerts(ctx, &target).await?;
     let (tx, rx) = mpsc::channel(256);
     let (control, handle) = SourceControl::new();
     let endpoint = target.endpoint.clone();
@@ -31,7 +31,8 @@ pub async fn watch(ctx: &Context) -> Result<()> {
         ctx.detect_params(),
         &endpoint,
     )
-    .with_keymap(keymap);
+    .with_keymap(keymap)
+    .with_alerts(alerts);
     let refresh = handle.clone();
     let result = run_tui(app, rx, move || refresh.refresh_now(), top).await;
     handle.shutdown();
@@ -41,4 +42,33 @@ pub async fn watch(ctx: &Context) -> Result<()> {
         Ok(Ok(())) => {}
     }
     result.map(|_| ())
+}
+
+/// The alert engine for the dashboard: state shared in PostgreSQL (else a local
+/// file), Slack if a webhook is configured, desktop notifications if a daemon
+/// answers. A bad webhook setting stops the start with a clear message.
+async fn start_alerts(
+    ctx: &Context,
+    target: &crate::source::ConnectTarget,
+) -> Result<crate::app::alerts::AlertLink> {
+    use crate::alert::desktop::{DEFAULT_PROBE_TIMEOUT, DesktopNotifier};
+    use crate::alert::engine::{AlertEngine, AlertSettings};
+    use crate::alert::state::{AlertStore, default_state_file};
+
+    let settings = AlertSettings::from_config(&ctx.cfg.alerts)?;
+    let store = AlertStore::open(
+        Some(target.clone()),
+        &ctx.cfg.database.table,
+        default_state_file(),
+    )
+    .await;
+    tracing::info!(state = %store.describe(), slack = settings.webhook.is_some(), "alerts ready");
+    let (outcomes_tx, outcomes_rx) = mpsc::channel(64);
+    let engine = AlertEngine::new(store, settings, Some(outcomes_tx))?;
+    let desktop = DesktopNotifier::probe(DEFAULT_PROBE_TIMEOUT).await;
+    Ok(crate::app::alerts::AlertLink::start(
+        engine,
+        outcomes_rx,
+        Some(desktop),
+    ))
 }

@@ -5,7 +5,7 @@
 //! memory across evaluations is [`DetectorState`], passed in and out explicitly.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Dim;
 use crate::money::Money;
@@ -23,7 +23,7 @@ pub struct Contributor {
 }
 
 /// How urgently someone should look.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Info,
@@ -45,6 +45,7 @@ impl Severity {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Anomaly {
     /// Stable rule id: "spike_5m", "spike_15m", "spike_60m", "runaway_user",
+    /// "runaway_requests",
     /// "user_share", "unpriced", "today_vs_7d", "daily_average", "drift",
     /// "day_over_budget_pace", "forecast_over_budget", "feature_budget", "quota".
     pub rule: String,
@@ -97,12 +98,13 @@ mod forecast;
 #[cfg(test)]
 mod proptests;
 mod rules;
+mod runaway;
 pub mod stats;
 
 pub use forecast::{MonthForecast, month_forecast};
 pub use rules::{
-    DetectParams, DetectorState, Limits, detect, evaluate, same_time_previous_days, spike_windows,
-    today_vs_previous_days,
+    DetectParams, DetectorState, Limits, PendingCondition, detect, detect_with_state, evaluate,
+    same_time_previous_days, spike_windows, today_vs_previous_days,
 };
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct DetectParams {
     pub pending: u32,
     pub runaway_min_excess: Money,
     pub runaway_share: f64,
+    pub runaway_request_ratio: f64,
+    pub runaway_min_requests: f64,
     pub daily_average_ratio: f64,
     pub drift_lambda: f64,
     pub drift_sigmas: f64,
@@ -82,6 +84,8 @@ impl From<&DetectConfig> for DetectParams {
             pending: c.pending_evaluations,
             runaway_min_excess: c.runaway_min_excess_usd,
             runaway_share: c.runaway_share,
+            runaway_request_ratio: c.runaway_request_ratio,
+            runaway_min_requests: c.runaway_min_requests,
             daily_average_ratio: c.daily_average_ratio,
             drift_lambda: c.drift_lambda,
             drift_sigmas: c.drift_sigmas,
@@ -160,11 +164,43 @@ impl DetectorState {
             .filter(|t| t.streak < p.pending)
             .count()
     }
+
+    /// The conditions held but not yet shown, with their streaks: the alert
+    /// lifecycle's Pending state reads them (it never counts evaluations itself).
+    pub fn pending_conditions(&self, p: &DetectParams) -> Vec<PendingCondition> {
+        let mut out: Vec<PendingCondition> = self
+            .tracks
+            .iter()
+            .filter(|(_, t)| t.streak < p.pending.max(1))
+            .map(|((rule, dim, name), t)| PendingCondition {
+                rule: rule.clone(),
+                dim: *dim,
+                name: name.clone(),
+                since: t.since,
+                streak: t.streak,
+                needed: p.pending.max(1),
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.rule, a.dim, &a.name).cmp(&(&b.rule, b.dim, &b.name)));
+        out
+    }
+}
+
+/// A fast-rule condition seen in `streak` consecutive evaluation minutes, shown
+/// once it reaches `needed`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingCondition {
+    pub rule: String,
+    pub dim: Dim,
+    pub name: String,
+    pub since: DateTime<Utc>,
+    pub streak: u32,
+    pub needed: u32,
 }
 
 /// A fast-rule finding before the pending state confirms it.
-struct Candidate {
-    anomaly: Anomaly,
+pub(super) struct Candidate {
+    pub(super) anomaly: Anomaly,
 }
 
 /// Every anomaly at `now`, most severe first, updating the pending state. Fast
@@ -213,6 +249,16 @@ pub fn evaluate(
 /// pending state is rebuilt by evaluating the end of the previous minute first, so
 /// a spike shows if it held then and holds now, as a running dashboard would say.
 pub fn detect(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
+    detect_with_state(store, now, p).0
+}
+
+/// [`detect`], also returning the rebuilt pending state (for the alert lifecycle
+/// of one-shot runs such as `burnrate check`).
+pub fn detect_with_state(
+    store: &Store,
+    now: DateTime<Utc>,
+    p: &DetectParams,
+) -> (Vec<Anomaly>, DetectorState) {
     let mut state = DetectorState::default();
     let minute = eval_minute(now);
     for back in (1..p.pending.max(1) as i64).rev() {
@@ -220,7 +266,8 @@ pub fn detect(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomal
         let t = Calendar::minute_start(minute - back + 1);
         evaluate(store, t.min(now), p, &mut state);
     }
-    evaluate(store, now, p, &mut state)
+    let found = evaluate(store, now, p, &mut state);
+    (found, state)
 }
 
 // ---------------------------------------------------------------------------
@@ -230,7 +277,7 @@ pub fn detect(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomal
 /// hour of the week over 4 weeks when 3 weeks of history exist, else at the same hour
 /// of day over 14 days (at least 3), else each of the last 24 hours' same span.
 /// Returns (costs in dollars, requests, label).
-fn baseline_samples(
+pub(super) fn baseline_samples(
     store: &Store,
     dim: Dim,
     id: NameId,
@@ -323,7 +370,7 @@ fn eval_minute(now: DateTime<Utc>) -> i64 {
 }
 
 /// The trailing `w` minutes ending now: the span `[start, now)` and its minute range.
-fn window_span(now: DateTime<Utc>, w: i64) -> (DateTime<Utc>, i64, i64) {
+pub(super) fn window_span(now: DateTime<Utc>, w: i64) -> (DateTime<Utc>, i64, i64) {
     // The current minute is partial: count it, and end the span at `now`.
     let end_min = eval_minute(now);
     let start_min = end_min - w + 1;
@@ -336,6 +383,7 @@ fn fast_candidates(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<C
         out.extend(spikes(store, now, p, dim));
     }
     out.extend(user_share(store, now, p));
+    out.extend(super::runaway::runaway_requests(store, now, p));
     out.extend(unpriced(store, now, p));
     out
 }
@@ -1052,7 +1100,7 @@ fn contributors(
 /// since `since`: each one's spend in the hours since then minus its spend in the
 /// same hours a week earlier (a day earlier with less history), scaled to the span,
 /// largest first; `share` is its part of the summed positive excess.
-fn excess_contributors(
+pub(super) fn excess_contributors(
     store: &Store,
     dim: Dim,
     id: NameId,
@@ -1323,8 +1371,9 @@ mod tests {
         s.apply(&burst(now - Duration::seconds(5)), now);
         let first = evaluate(&s, now, &p, &mut state);
         assert!(first.iter().all(|a| a.dim != Dim::Feature), "{first:#?}");
-        // The feature and model spikes, the user's own spike and its share jump.
-        assert_eq!(state.pending(&p), 4, "{state:#?}");
+        // The feature and model spikes, the user's own spike, its share jump and its
+        // request rate (50 requests in a minute from a user never seen before).
+        assert_eq!(state.pending(&p), 5, "{state:#?}");
         // Again within the same minute: still one evaluation.
         let again = evaluate(&s, now + Duration::seconds(20), &p, &mut state);
         assert!(again.iter().all(|a| a.dim != Dim::Feature));

@@ -18,8 +18,9 @@ use tokio_postgres::Row;
 
 use super::error::{ErrorContext, SourceError};
 use super::idgaps::GapTracker;
+use super::keyset::KeysetTracker;
 use super::pg::{Cursor, Live, PgSource, client_deadline, epoch_to_utc, timed};
-use super::sql::{Horizon, Params, SNAPSHOT_XMIN, Sql};
+use super::sql::{Horizon, Params, SNAPSHOT_XMIN};
 use crate::calendar::Calendar;
 use crate::model::{Agg, Connection, Fact, FactBatch, RejectReason, SourceMsg, TailMode};
 use crate::money::Money;
@@ -108,7 +109,7 @@ impl PgSource {
             statement_timeout: self.opts.statement_timeout,
         };
         let limit = client_deadline(self.opts.statement_timeout);
-        let Some(Live { client, sql, .. }) = self.conn.as_mut() else {
+        let Some(Live { client, sql, info }) = self.conn.as_mut() else {
             return Err(ctx.unexpected("no connection after connecting"));
         };
         let txn = timed(
@@ -126,6 +127,37 @@ impl PgSource {
         // The horizon comes first: a repeatable-read snapshot is taken by the first
         // statement and every later statement of the backfill sees exactly it.
         let (horizon, cursor) = match mode {
+            TailMode::KeysetOverlap => {
+                // The keys inside the tail's first overlap window are counted here;
+                // remember them so the tail does not count them again.
+                let mut tracker = KeysetTracker::new(self.opts.map.overlap);
+                let newest = timed(
+                    &ctx,
+                    limit,
+                    "reading the newest timestamp",
+                    txn.query_opt(&sql.keyset_newest(), &[]),
+                )
+                .await?;
+                if let Some(row) = newest {
+                    let newest: DateTime<Utc> = get(&row, 0, &ctx)?;
+                    let overlap =
+                        Duration::from_std(self.opts.map.overlap).unwrap_or(Duration::minutes(2));
+                    let cutoff = newest - overlap;
+                    let keys = timed(
+                        &ctx,
+                        limit,
+                        "reading the keys of the newest rows",
+                        txn.query(&sql.keyset_window(&info.map), &[&cutoff]),
+                    )
+                    .await?;
+                    for r in &keys {
+                        let key: Option<String> = get(r, 0, &ctx)?;
+                        let at: DateTime<Utc> = get(r, 1, &ctx)?;
+                        tracker.observe(&key.unwrap_or_default(), at);
+                    }
+                }
+                (Horizon::Snapshot, Cursor::Keyset(tracker))
+            }
             TailMode::IdOverlap => {
                 let row = timed(
                     &ctx,
@@ -194,7 +226,8 @@ impl PgSource {
             let to = chunk_to.map(|t| p.push(t));
             let minute_floor = p.push(plan.minute_floor);
             let phase = p.push(plan.phase);
-            let filter = Sql::horizon_filter(plan.sent[step].as_ref(), &horizon, &mut p)
+            let filter = sql
+                .horizon_filter(plan.sent[step].as_ref(), &horizon, &mut p)
                 .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
             let text = sql.backfill_groups(from, to, minute_floor, phase, &filter);
             let rows = timed(
@@ -205,6 +238,11 @@ impl PgSource {
             )
             .await?;
             let batch = groups_to_batch(&rows, &ctx)?;
+            // Column 10: rows of the group whose cost came from the price list.
+            self.computed_rows += rows
+                .iter()
+                .map(|r| r.try_get::<_, i64>(10).unwrap_or(0).max(0) as u64)
+                .sum::<u64>();
             if !batch.facts.is_empty() || !batch.rejected.is_empty() {
                 tx.send(SourceMsg::Backfill { batch, done: false })
                     .await
@@ -228,7 +266,8 @@ impl PgSource {
         let last = plan.chunks.len();
         let mut p = Params::default();
         let from = p.push(plan.history_start);
-        let filter = Sql::horizon_filter(plan.sent[last].as_ref(), &horizon, &mut p)
+        let filter = sql
+            .horizon_filter(plan.sent[last].as_ref(), &horizon, &mut p)
             .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
         let row = timed(
             &ctx,
@@ -238,13 +277,8 @@ impl PgSource {
         )
         .await?;
         let mut batch = FactBatch::default();
-        let reasons = [
-            RejectReason::NullTimestamp,
-            RejectReason::NullCost,
-            RejectReason::NonFiniteCost,
-            RejectReason::BadTokens,
-        ];
-        for (i, reason) in reasons.into_iter().enumerate() {
+        // The columns of `Sql::backfill_rejects`, in this order.
+        for (i, reason) in RejectReason::ALL.into_iter().enumerate() {
             let n = count(get::<i64>(&row, i, &ctx)?, &ctx)?;
             if n > 0 {
                 batch.rejected.insert(reason, n);
@@ -315,7 +349,7 @@ fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, So
                 tracing::warn!(%at, "a group's cost sum is out of range; counted as rejected");
                 *batch
                     .rejected
-                    .entry(RejectReason::NonFiniteCost)
+                    .entry(RejectReason::CostOutOfRange)
                     .or_default() += requests;
             }
         }

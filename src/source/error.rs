@@ -47,6 +47,17 @@ pub enum SourceError {
     },
 
     #[error(
+        "the column map does not fit table {table} in {endpoint}: {message}. Fix source.columns \
+         in the config, or pick another --preset (burnrate, seed, litellm); `burnrate doctor` \
+         shows what matched"
+    )]
+    ColumnMap {
+        table: String,
+        endpoint: String,
+        message: String,
+    },
+
+    #[error(
         "column {column} of table {table} has type {found}, but burnrate needs {expected}. Fix: {fix}"
     )]
     ColumnType {

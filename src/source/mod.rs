@@ -3,13 +3,18 @@
 //! `pg`: PostgreSQL (backfill, gap-free tail, schema); `demo`: the built-in
 //! synthetic stream; `writer`: writes synthetic events for `burnrate simulate`.
 
+pub mod alert_state;
 mod backfill;
+pub mod columns;
 pub mod connect;
 pub mod demo;
+pub mod doctor;
 pub mod error;
 pub mod export;
 pub mod idgaps;
+pub mod keyset;
 pub mod pg;
+pub mod prices;
 pub mod run;
 pub mod schema;
 mod sql;

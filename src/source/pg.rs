@@ -14,9 +14,11 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
 use super::backfill::BackfillPlan;
+use super::columns::MapSpec;
 use super::connect::ConnectTarget;
 use super::error::{ErrorContext, SourceError};
 use super::idgaps::GapTracker;
+use super::keyset::KeysetTracker;
 use super::schema::{TableInfo, TableName, inspect};
 use super::sql::Sql;
 use crate::config::DatabaseConfig;
@@ -36,6 +38,10 @@ pub struct SourceOptions {
     pub id_gap_settle: Duration,
     /// Decides the history to backfill and how buckets align.
     pub store: StoreConfig,
+    /// Which columns hold what (the preset and `[source.columns]`).
+    pub map: MapSpec,
+    /// Only this tenant's rows (`--tenant`), in every statement.
+    pub tenant: Option<String>,
 }
 
 impl SourceOptions {
@@ -47,7 +53,16 @@ impl SourceOptions {
             tail_batch_rows: db.tail_batch_rows.max(1),
             id_gap_settle: db.id_gap_settle,
             store,
+            map: MapSpec::build(&Default::default(), None, &db.table).unwrap_or_default(),
+            tenant: db.tenant.clone(),
         }
+    }
+
+    /// Watches the map's table through the map.
+    pub fn with_map(mut self, map: MapSpec) -> SourceOptions {
+        self.table = map.table.clone();
+        self.map = map;
+        self
     }
 }
 
@@ -73,6 +88,7 @@ pub(super) enum Cursor {
         id: i64,
     },
     Id(GapTracker),
+    Keyset(KeysetTracker),
 }
 
 /// A live connection and what was learnt about the table on it.
@@ -132,7 +148,12 @@ pub struct PgSource {
     /// tx mode: the snapshot xmin last seen and since when, to measure how long a
     /// running transaction has held the watermark back.
     pub(super) watermark_stuck: Option<(u64, std::time::Instant)>,
+    /// When the table's columns were last checked (on connecting): see
+    /// `schema_recheck_due`.
+    pub(super) checked_at: Option<std::time::Instant>,
     pub(super) status: StatusSender,
+    /// Rows counted so far whose cost was computed from the price list.
+    pub(super) computed_rows: u64,
 }
 
 impl PgSource {
@@ -153,6 +174,8 @@ impl PgSource {
             plan: None,
             cursor: None,
             watermark_stuck: None,
+            checked_at: None,
+            computed_rows: 0,
         })
     }
 
@@ -182,6 +205,11 @@ impl PgSource {
     /// The table as checked on the current connection.
     pub fn table_info(&self) -> Option<&TableInfo> {
         self.conn.as_ref().map(|c| &c.info)
+    }
+
+    /// Rows read so far whose cost was computed from the price list, not logged.
+    pub fn computed_cost_rows(&self) -> u64 {
+        self.computed_rows
     }
 
     pub fn backfill_done(&self) -> bool {
@@ -226,22 +254,27 @@ impl PgSource {
         };
         let limit = client_deadline(self.opts.statement_timeout);
         let timeout_ms = format!("{}ms", self.opts.statement_timeout.as_millis());
+        // `--tenant`: every statement reads the table through a filter on this.
+        let tenant = self.opts.tenant.clone().unwrap_or_default();
         timed(&ctx, limit, "setting statement_timeout", async {
             client
                 .execute(
-                    "SELECT set_config('statement_timeout', $1, false)",
-                    &[&timeout_ms],
+                    // UTC: `timestamp without time zone` columns hold UTC times.
+                    "SELECT set_config('statement_timeout', $1, false), set_config('TimeZone', 'UTC', false), \
+                            set_config('burnrate.tenant', $2, false)",
+                    &[&timeout_ms, &tenant],
                 )
                 .await
         })
         .await?;
         let info = match limit {
-            Some(d) => {
-                tokio::time::timeout(d, inspect(&client, &self.table, &self.target.endpoint))
-                    .await
-                    .map_err(|_| ctx.no_answer("checking the table", d))??
-            }
-            None => inspect(&client, &self.table, &self.target.endpoint).await?,
+            Some(d) => tokio::time::timeout(
+                d,
+                inspect(&client, &self.table, &self.opts.map, &self.target.endpoint),
+            )
+            .await
+            .map_err(|_| ctx.no_answer("checking the table", d))??,
+            None => inspect(&client, &self.table, &self.opts.map, &self.target.endpoint).await?,
         };
         match (self.mode, info.mode) {
             (None, mode) => self.mode = Some(mode),
@@ -258,8 +291,36 @@ impl PgSource {
         }
         tracing::info!(endpoint = %self.target.endpoint, table = %self.table_text, mode = ?self.mode, "connected");
         let sql = Sql::new(&info);
+        let sql = match &self.opts.tenant {
+            None => sql,
+            Some(_) => sql
+                .scoped_to_tenant(&info)
+                .ok_or_else(|| SourceError::ColumnMap {
+                    table: self.table_text.clone(),
+                    endpoint: self.target.endpoint.clone(),
+                    message:
+                        "--tenant (or database.tenant) needs a tenant column, and this map has \
+                          none; set source.columns.tenant, or drop --tenant"
+                            .into(),
+                })?,
+        };
         self.conn = Some(Live { client, info, sql });
+        self.checked_at = Some(std::time::Instant::now());
         Ok(())
+    }
+}
+
+/// The table's columns are checked again after this many refresh intervals (a
+/// minute at the default 2 s), so a column dropped, retyped or renamed under a
+/// running source is reported with its fix, not only after the next reconnect.
+pub const SCHEMA_RECHECK_POLLS: u32 = 30;
+
+impl PgSource {
+    /// Whether the table's columns are due to be checked again: the caller drops
+    /// the connection and reconnects, which checks them (`ensure_connected`).
+    pub(super) fn schema_recheck_due(&self) -> bool {
+        let every = self.opts.refresh_interval * SCHEMA_RECHECK_POLLS;
+        self.checked_at.is_some_and(|t| t.elapsed() >= every)
     }
 }
 

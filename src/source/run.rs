@@ -133,6 +133,24 @@ pub async fn run(
             Err(SourceError::ChannelClosed) => return Ok(()),
             Err(e) => {
                 source.disconnect();
+                // The server answered but the statement failed (a column dropped or
+                // retyped under us, say): check the table again at once, so the
+                // message names the column and the fix rather than the raw error.
+                let e = if matches!(e, SourceError::Query { .. }) {
+                    let checked = tokio::select! {
+                        r = source.ensure_connected() => r,
+                        _ = shutdown_requested(&mut control.shutdown) => return Ok(()),
+                    };
+                    match checked {
+                        Err(checked) => {
+                            source.disconnect();
+                            checked
+                        }
+                        Ok(()) => e,
+                    }
+                } else {
+                    e
+                };
                 let since = *down_since.get_or_insert_with(Utc::now);
                 tracing::warn!(error = %e, failures, "PostgreSQL source failed; will retry");
                 let connection = Connection::Disconnected {

@@ -5,6 +5,7 @@ use std::fmt;
 
 use tokio_postgres::{Client, GenericClient};
 
+use super::columns::{MapSpec, ResolvedMap, resolve};
 use super::connect::ConnectTarget;
 use super::error::{ErrorContext, SourceError};
 use crate::model::TailMode;
@@ -256,6 +257,8 @@ pub struct TableInfo {
     pub cost_kind: CostKind,
     /// server_version_num, e.g. 150004.
     pub server_version: i32,
+    /// The column map, checked against the columns.
+    pub map: ResolvedMap,
 }
 
 impl TableInfo {
@@ -323,6 +326,7 @@ async fn read_columns(
 pub async fn inspect(
     client: &Client,
     table: &TableName,
+    map: &MapSpec,
     endpoint: &str,
 ) -> Result<TableInfo, SourceError> {
     let table_text = table.to_string();
@@ -354,69 +358,82 @@ pub async fn inspect(
     };
     let q = table.quoted();
 
-    let ts = find("timestamp").ok_or_else(|| missing("timestamp"))?;
-    if ts.type_name != "timestamptz" {
-        return Err(wrong_type(
-            ts,
-            "timestamptz",
-            format!(
-                "ALTER TABLE {q} ALTER COLUMN \"timestamp\" TYPE timestamptz USING \"timestamp\" AT TIME ZONE 'UTC'"
-            ),
-        ));
-    }
-    let cost = find("cost_usd").ok_or_else(|| missing("cost_usd"))?;
-    let cost_kind = match cost.type_name.as_str() {
-        "numeric" => CostKind::Numeric,
-        "float4" | "float8" => CostKind::Float,
-        t if INTEGER_TYPES.contains(&t) => CostKind::Integer,
-        _ => {
+    // burnrate's own table: the checks (and fixes) that go with `db init`. Other
+    // presets and column maps are checked by `columns::resolve` below.
+    if map.strict_burnrate {
+        let ts = find("timestamp").ok_or_else(|| missing("timestamp"))?;
+        if ts.type_name != "timestamptz" {
             return Err(wrong_type(
-                cost,
-                "numeric",
+                ts,
+                "timestamptz",
                 format!(
-                    "ALTER TABLE {q} ALTER COLUMN cost_usd TYPE numeric USING cost_usd::numeric"
+                    "ALTER TABLE {q} ALTER COLUMN \"timestamp\" TYPE timestamptz USING \"timestamp\" AT TIME ZONE 'UTC'"
                 ),
             ));
         }
-    };
-    for tokens in ["input_tokens", "output_tokens"] {
-        if let Some(c) = find(tokens)
-            && !(INTEGER_TYPES.contains(&c.type_name.as_str()) || c.type_name == "numeric")
+        let cost = find("cost_usd").ok_or_else(|| missing("cost_usd"))?;
+        let cost_kind = match cost.type_name.as_str() {
+            "numeric" => CostKind::Numeric,
+            "float4" | "float8" => CostKind::Float,
+            t if INTEGER_TYPES.contains(&t) => CostKind::Integer,
+            _ => {
+                return Err(wrong_type(
+                    cost,
+                    "numeric",
+                    format!(
+                        "ALTER TABLE {q} ALTER COLUMN cost_usd TYPE numeric USING cost_usd::numeric"
+                    ),
+                ));
+            }
+        };
+        for tokens in ["input_tokens", "output_tokens"] {
+            if let Some(c) = find(tokens)
+                && !(INTEGER_TYPES.contains(&c.type_name.as_str()) || c.type_name == "numeric")
+            {
+                return Err(wrong_type(
+                    c,
+                    "bigint",
+                    format!(
+                        "ALTER TABLE {q} ALTER COLUMN {tokens} TYPE bigint USING {tokens}::bigint"
+                    ),
+                ));
+            }
+        }
+        let id = find("id");
+        if let Some(c) = id
+            && !INTEGER_TYPES.contains(&c.type_name.as_str())
         {
             return Err(wrong_type(
                 c,
-                "bigint",
-                format!("ALTER TABLE {q} ALTER COLUMN {tokens} TYPE bigint USING {tokens}::bigint"),
+                "bigint (a bigserial) to order new rows",
+                format!(
+                    "rename it (ALTER TABLE {q} RENAME COLUMN id TO row_id), then run `burnrate db init`"
+                ),
             ));
         }
+        let tx = find("tx").filter(|c| c.type_name == "xid8");
+        if find("tx").is_some() && tx.is_none() {
+            tracing::warn!(table = %table_text, "column tx is not xid8; tailing by id overlap instead");
+        }
+        let mode = match (tx, id) {
+            (Some(_), Some(_)) => TailMode::TxWatermark,
+            (None, Some(_)) => TailMode::IdOverlap,
+            (_, None) => return Err(missing("id")),
+        };
+        tracing::debug!(?mode, ?cost_kind, "burnrate's schema checked");
     }
-    let id = find("id");
-    if let Some(c) = id
-        && !INTEGER_TYPES.contains(&c.type_name.as_str())
-    {
-        return Err(wrong_type(
-            c,
-            "bigint (a bigserial) to order new rows",
-            format!(
-                "rename it (ALTER TABLE {q} RENAME COLUMN id TO row_id), then run `burnrate db init`"
-            ),
-        ));
-    }
-    let tx = find("tx").filter(|c| c.type_name == "xid8");
-    if find("tx").is_some() && tx.is_none() {
-        tracing::warn!(table = %table_text, "column tx is not xid8; tailing by id overlap instead");
-    }
-    let mode = match (tx, id) {
-        (Some(_), Some(_)) => TailMode::TxWatermark,
-        (None, Some(_)) => TailMode::IdOverlap,
-        (_, None) => return Err(missing("id")),
-    };
+    let resolved = resolve(map, &columns).map_err(|message| SourceError::ColumnMap {
+        table: table_text.clone(),
+        endpoint: endpoint.to_string(),
+        message,
+    })?;
     Ok(TableInfo {
         table: table.clone(),
         columns,
-        mode,
-        cost_kind,
+        mode: resolved.mode(),
+        cost_kind: resolved.cost_kind,
         server_version,
+        map: resolved,
     })
 }
 
@@ -545,6 +562,10 @@ pub async fn init_with_client(
             ));
         }
     }
+    // The shared alert state (alerts, silences, notification log) lives next to it.
+    super::alert_state::create_tables(&txn, &super::alert_state::AlertTables::next_to(table))
+        .await
+        .map_err(|e| ctx.db(e, "creating the alert state tables"))?;
     txn.commit()
         .await
         .map_err(|e| ctx.db(e, "committing db init"))?;

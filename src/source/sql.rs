@@ -3,8 +3,9 @@
 
 use tokio_postgres::types::ToSql;
 
-use super::schema::{CostKind, NAME_COLUMNS, TableInfo, quote_ident};
-use crate::model::{NONE_NAME, TopQuery};
+use super::columns::{ResolvedMap, RowOrder};
+use super::schema::{CostKind, TableInfo};
+use crate::model::{FUTURE_TOLERANCE_SECS, MAX_ROW_COST_USD, NONE_NAME, TopQuery};
 
 /// Parameters collected while a statement is built; `push` returns the placeholder.
 #[derive(Default)]
@@ -29,8 +30,16 @@ impl Params {
 /// rows up to an id except the ids missing at the time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Horizon {
-    Tx { xmin: u64 },
-    Id { max_id: i64, gaps: Vec<(i64, i64)> },
+    Tx {
+        xmin: u64,
+    },
+    Id {
+        max_id: i64,
+        gaps: Vec<(i64, i64)>,
+    },
+    /// Keyset mode: everything in the backfill's snapshot (a retry reads no chunk
+    /// twice; the tail's overlap window catches up).
+    Snapshot,
 }
 
 pub(crate) struct Sql {
@@ -43,17 +52,56 @@ pub(crate) struct Sql {
     output_sel: String,
     /// True for a cost that can be summed: not NULL, NaN or infinite.
     finite_cost: String,
+    /// True for a finite cost under `MAX_ROW_COST_USD` either way (false for NaN).
+    cost_in_range: String,
+    /// True for a timestamp at most `FUTURE_TOLERANCE_SECS` ahead (NULL for NULL).
+    ts_not_future: String,
+    /// The timestamp clamped to what the client can decode (years 1 to 9999), so
+    /// `±infinity` and far dates are classified, not a decoding error.
+    ts_sel: String,
     /// True unless a token count is negative (NULL counts as 0).
     tokens_ok: String,
-}
-
-fn col(name: &str) -> String {
-    format!("e.{}", quote_ident(name))
+    /// The row-order columns (`NULL` where the table has none).
+    id: String,
+    tx: String,
+    /// Keyset mode: the unique key, as text.
+    key: String,
+    /// The request id as text, or `''`.
+    request_id: String,
+    /// True where the cost was computed from the price list.
+    computed: String,
 }
 
 impl Sql {
     pub(crate) fn new(info: &TableInfo) -> Sql {
-        let cost = col("cost_usd");
+        let map = &info.map;
+        let cost = match info.cost_kind {
+            // Exact decimals: each double as numeric (PostgreSQL's 15 significant
+            // digits), summed as numeric, so totals equal `sum(cost::numeric)`.
+            // Before 14, numeric has no Infinity to cast to: read the float as is.
+            CostKind::Float if info.server_version >= 140_000 => format!("({}::numeric)", map.cost),
+            _ => map.cost.clone(),
+        };
+        // A row that logs no cost (NULL, or no cost column) or zero: its cost is
+        // computed from its tokens with the price list, exactly, in numeric.
+        let model = map.names[2]
+            .as_ref()
+            .map_or("''::text".to_string(), |m| format!("coalesce({m}, '')"));
+        let tokens_of = |t: &Option<String>| t.clone().unwrap_or_else(|| "NULL::int8".into());
+        let price = super::prices::price_sql(
+            &map.prices,
+            &model,
+            &map.ts_column,
+            &tokens_of(&map.input_tokens),
+            &tokens_of(&map.output_tokens),
+        );
+        let (cost, computed) = match price {
+            Some(p) => (
+                format!("(CASE WHEN {cost} <> 0 THEN {cost} ELSE coalesce({p}, {cost}) END)"),
+                format!("(({cost} IS NULL OR {cost} = 0) AND {p} IS NOT NULL)"),
+            ),
+            None => (cost, "false".to_string()),
+        };
         let finite_cost = match info.cost_kind {
             // numeric has Infinity only from PostgreSQL 14 on; NaN sorts above it.
             CostKind::Numeric if info.server_version < 140_000 => format!("({cost} <> 'NaN')"),
@@ -62,18 +110,15 @@ impl Sql {
             }
             CostKind::Integer => format!("({cost} IS NOT NULL)"),
         };
-        let names = NAME_COLUMNS
+        let names = map
+            .names
             .iter()
-            .map(|n| {
-                if info.has(n) {
-                    format!("coalesce({}::text, '')", col(n))
-                } else {
-                    "''::text".to_string()
-                }
+            .map(|n| match n {
+                Some(text) => format!("coalesce({text}, '')"),
+                None => "''::text".to_string(),
             })
             .collect();
-        let tokens = |n: &str| info.has(n).then(|| col(n));
-        let (input, output) = (tokens("input_tokens"), tokens("output_tokens"));
+        let (input, output) = (map.input_tokens.clone(), map.output_tokens.clone());
         let token_checks: Vec<String> = [&input, &output]
             .into_iter()
             .flatten()
@@ -88,16 +133,63 @@ impl Sql {
             c.as_ref()
                 .map_or("NULL::int8".to_string(), |c| format!("{c}::int8"))
         };
+        // A `timestamp without time zone` column is compared and converted as UTC:
+        // the session's TimeZone is UTC (see `pg.rs`), and PostgreSQL's cross-type
+        // comparisons keep the column's index usable.
+        let ts = map.ts_column.clone();
+        let (id, tx, key) = match &map.order {
+            RowOrder::Tx { tx, id } => (id.clone(), tx.clone(), "NULL::text".to_string()),
+            RowOrder::Id { id } => (id.clone(), "NULL::xid8".into(), "NULL::text".into()),
+            RowOrder::Keyset { key } => (
+                "0::int8".into(),
+                "NULL::xid8".into(),
+                // A row without a key (NULL) is told apart by its physical place.
+                format!("coalesce({key}::text, e.ctid::text)"),
+            ),
+        };
+        let request_id = map
+            .request_id
+            .as_ref()
+            .map_or("''::text".to_string(), |r| format!("coalesce({r}, '')"));
         Sql {
             table: info.table.quoted(),
-            ts: col("timestamp"),
+            cost_in_range: format!(
+                "({cost} > -{MAX_ROW_COST_USD} AND {cost} < {MAX_ROW_COST_USD})"
+            ),
+            ts_not_future: format!("({ts} <= now() + interval '{FUTURE_TOLERANCE_SECS} seconds')"),
+            ts_sel: format!(
+                "(CASE WHEN {ts} > '9999-12-31 00:00:00+00'::timestamptz THEN '9999-12-31 00:00:00+00'::timestamptz \
+                  WHEN {ts} < '0001-01-02 00:00:00+00'::timestamptz THEN '0001-01-02 00:00:00+00'::timestamptz \
+                  ELSE {ts} END)"
+            ),
+            ts,
             input_sel: sel(&input),
             output_sel: sel(&output),
             names,
             cost,
             finite_cost,
             tokens_ok,
+            id,
+            tx,
+            key,
+            request_id,
+            computed,
         }
+    }
+
+    /// Reads only the rows of the tenant set on the session (`burnrate.tenant`, see
+    /// `pg.rs`): every statement reads the table through this filter, so backfill,
+    /// every tail mode, top requests and export agree. None without a tenant column.
+    pub(crate) fn scoped_to_tenant(mut self, info: &TableInfo) -> Option<Sql> {
+        let tenant = info.map.names[3].as_ref()?;
+        // The planner pulls this subquery up: the table's indexes still serve.
+        self.table = format!(
+            "(SELECT e.*, e.ctid AS burnrate_ctid FROM {} e \
+              WHERE {tenant} = current_setting('burnrate.tenant'))",
+            self.table
+        );
+        self.key = self.key.replace("e.ctid", "e.burnrate_ctid");
+        Some(self)
     }
 
     fn sum_tokens(&self, sel: &str) -> String {
@@ -110,13 +202,15 @@ impl Sql {
 
     /// Rows counted at `current` but not yet at `previous` (None: nothing counted yet).
     pub(crate) fn horizon_filter(
+        &self,
         previous: Option<&Horizon>,
         current: &Horizon,
         p: &mut Params,
     ) -> Option<String> {
-        let tx = col("tx");
-        let id = col("id");
+        let (tx, id) = (&self.tx, &self.id);
         match (previous, current) {
+            (None, Horizon::Snapshot) => Some("true".into()),
+            (Some(Horizon::Snapshot), Horizon::Snapshot) => Some("false".into()),
             (None, Horizon::Tx { xmin }) => {
                 Some(format!("{tx} < {}::text::xid8", p.push(xmin.to_string())))
             }
@@ -173,34 +267,43 @@ impl Sql {
             "SELECT (CASE WHEN {ts} >= {minute_floor}::timestamptz \
                  THEN floor(extract(epoch FROM {ts}) / 60) * 60 \
                  ELSE floor((extract(epoch FROM {ts}) - {phase}::int8) / 3600) * 3600 + {phase}::int8 END)::int8, \
-               {names}, sum({cost})::text, count(*), {}, {} \
+               {names}, sum({cost})::text, count(*), {}, {}, count(*) FILTER (WHERE {computed}) \
              FROM {table} e \
-             WHERE {ts} >= {from}::timestamptz{upper} AND {finite} AND {tokens_ok} AND {horizon} \
+             WHERE {ts} >= {from}::timestamptz{upper} AND {not_future} AND {finite} AND {in_range} \
+               AND {tokens_ok} AND {horizon} \
              GROUP BY 1, 2, 3, 4, 5, 6",
             self.sum_tokens(&self.input_sel),
             self.sum_tokens(&self.output_sel),
             table = self.table,
+            not_future = self.ts_not_future,
             finite = self.finite_cost,
+            in_range = self.cost_in_range,
             tokens_ok = self.tokens_ok,
+            computed = self.computed,
         )
     }
 
-    /// Counts of rejected rows by reason (null timestamp, null cost, non-finite cost,
-    /// bad tokens), classified in the same order as `row_to_fact`.
+    /// Counts of rejected rows by reason, in the order of `RejectReason::ALL` (null
+    /// timestamp, future timestamp, null cost, non-finite cost, cost out of range, bad
+    /// tokens), classified as `row_to_fact` does.
     pub(crate) fn backfill_rejects(&self, from: String, horizon: &str) -> String {
         let Sql {
             ts,
             cost,
             finite_cost,
+            cost_in_range,
+            ts_not_future,
             tokens_ok,
             table,
             ..
         } = self;
         format!(
             "SELECT count(*) FILTER (WHERE {ts} IS NULL), \
-               count(*) FILTER (WHERE {ts} IS NOT NULL AND {cost} IS NULL), \
-               count(*) FILTER (WHERE {ts} IS NOT NULL AND {cost} IS NOT NULL AND NOT {finite_cost}), \
-               count(*) FILTER (WHERE {ts} IS NOT NULL AND {finite_cost} AND NOT {tokens_ok}) \
+               count(*) FILTER (WHERE {ts} IS NOT NULL AND NOT {ts_not_future}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NULL), \
+               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok}) \
              FROM {table} e WHERE ({ts} IS NULL OR {ts} >= {from}::timestamptz) AND {horizon}"
         )
     }
@@ -226,13 +329,14 @@ impl Sql {
             "SELECT {names}{comma} sum({cost})::text, count(*), {}, {} \
              FROM {table} e \
              WHERE {ts} >= {from}::timestamptz AND {ts} < {to}::timestamptz \
-               AND {finite} AND {tokens_ok}{tenant}{group_by}",
+               AND {finite} AND {in_range} AND {tokens_ok}{tenant}{group_by}",
             self.sum_tokens(&self.input_sel),
             self.sum_tokens(&self.output_sel),
             names = names.join(", "),
             comma = if names.is_empty() { "" } else { "," },
             table = self.table,
             finite = self.finite_cost,
+            in_range = self.cost_in_range,
             tokens_ok = self.tokens_ok,
             group_by = if group.is_empty() {
                 String::new()
@@ -245,10 +349,12 @@ impl Sql {
     /// The most expensive valid rows since a time matching a drill-down path:
     /// (timestamp, cost text, five names, input tokens, output tokens, request id).
     /// Every name and the time are bound parameters; `(none)` matches NULL or empty.
-    pub(crate) fn top_requests(&self, info: &TableInfo, q: &TopQuery, p: &mut Params) -> String {
+    pub(crate) fn top_requests(&self, q: &TopQuery, p: &mut Params) -> String {
         let mut conds = vec![
             format!("{} >= {}::timestamptz", self.ts, p.push(q.from)),
+            self.ts_not_future.clone(),
             self.finite_cost.clone(),
+            self.cost_in_range.clone(),
             self.tokens_ok.clone(),
         ];
         for (dim, name) in &q.path {
@@ -263,15 +369,12 @@ impl Sql {
                 p.push(want)
             ));
         }
-        let request_id = if info.has("request_id") {
-            format!("coalesce({}::text, '')", col("request_id"))
-        } else {
-            "''::text".to_string()
-        };
+        let request_id = &self.request_id;
         format!(
-            "SELECT {ts}, {cost}::text, {names}, {input}, {output}, {request_id} \
+            "SELECT {ts_sel}, {cost}::text, {names}, {input}, {output}, {request_id} \
              FROM {table} e WHERE {conds} ORDER BY {cost} DESC, {ts} DESC LIMIT {limit}::int8",
             ts = self.ts,
+            ts_sel = self.ts_sel,
             cost = self.cost,
             names = self.names.join(", "),
             input = self.input_sel,
@@ -285,27 +388,28 @@ impl Sql {
     /// The per-row select list shared by the tail queries (after any leading tx).
     fn row_list(&self) -> String {
         format!(
-            "{}::int8, {}, {}::text, {}, {}, {}",
-            col("id"),
-            self.ts,
+            "{}::int8, {}, {}::text, {}, {}, {}, {}",
+            self.id,
+            self.ts_sel,
             self.cost,
             self.names.join(", "),
             self.input_sel,
-            self.output_sel
+            self.output_sel,
+            self.computed
         )
     }
 
     /// The gap-free tail: one statement, so rows and horizon share one snapshot.
     /// $1 last tx (text), $2 last id, $3 limit.
     pub(crate) fn tail_tx(&self) -> String {
-        let tx = col("tx");
+        let tx = &self.tx;
         format!(
             "SELECT {tx}::text, {} FROM {} e \
              WHERE ({tx}, {id}) > ($1::text::xid8, $2::int8) AND {tx} < pg_snapshot_xmin(pg_current_snapshot()) \
              ORDER BY {tx}, {id} LIMIT $3::int8",
             self.row_list(),
             self.table,
-            id = col("id"),
+            id = self.id,
         )
     }
 
@@ -315,7 +419,7 @@ impl Sql {
             "SELECT {} FROM {} e WHERE {id} > $1::int8 ORDER BY {id} LIMIT $2::int8",
             self.row_list(),
             self.table,
-            id = col("id")
+            id = self.id
         )
     }
 
@@ -326,7 +430,7 @@ impl Sql {
              ORDER BY {id} LIMIT $3::int8",
             self.row_list(),
             self.table,
-            id = col("id")
+            id = self.id
         )
     }
 
@@ -335,7 +439,7 @@ impl Sql {
         format!(
             "SELECT max({id})::int8, min({id})::int8 FROM {} e",
             self.table,
-            id = col("id")
+            id = self.id
         )
     }
 
@@ -344,7 +448,67 @@ impl Sql {
         format!(
             "SELECT {id}::int8 FROM {} e WHERE {id} > $1::int8 AND {id} <= $2::int8 ORDER BY {id}",
             self.table,
-            id = col("id")
+            id = self.id
+        )
+    }
+
+    /// Keyset tail, first page: rows at or after the cutoff, in (timestamp, key)
+    /// order: (key, row list). $1 cutoff, $2 limit.
+    pub(crate) fn tail_keyset_first(&self, map: &ResolvedMap) -> String {
+        format!(
+            "SELECT {key}, {} FROM {} e WHERE {ts} >= {cutoff} \
+             ORDER BY {ts}, {key} LIMIT $2::int8",
+            self.row_list(),
+            self.table,
+            key = self.key,
+            ts = self.ts,
+            cutoff = map.ts_value("$1"),
+        )
+    }
+
+    /// Keyset tail, next pages: past the last (timestamp, key) read. $1 cutoff,
+    /// $2 last timestamp, $3 last key, $4 limit.
+    pub(crate) fn tail_keyset_next(&self, map: &ResolvedMap) -> String {
+        format!(
+            "SELECT {key}, {} FROM {} e WHERE {ts} >= {cutoff} AND ({ts}, {key}) > ({after}, $3::text) \
+             ORDER BY {ts}, {key} LIMIT $4::int8",
+            self.row_list(),
+            self.table,
+            key = self.key,
+            ts = self.ts,
+            cutoff = map.ts_value("$1"),
+            after = map.ts_value("$2"),
+        )
+    }
+
+    /// `doctor`: rows, first and last timestamp.
+    pub(crate) fn doctor_stats(&self) -> String {
+        format!(
+            "SELECT count(*), min({ts_sel}), max({ts_sel}) FROM {} e",
+            self.table,
+            ts_sel = self.ts_sel,
+        )
+    }
+
+    /// Keyset backfill: the newest timestamp (not after now), NULL for no rows.
+    pub(crate) fn keyset_newest(&self) -> String {
+        format!(
+            "SELECT least(m::timestamptz, now()) FROM (SELECT max({ts}) AS m FROM {} e) s WHERE m IS NOT NULL",
+            self.table,
+            ts = self.ts,
+        )
+    }
+
+    /// Keyset backfill: the keys inside the first overlap window, already counted.
+    /// $1 cutoff.
+    pub(crate) fn keyset_window(&self, map: &ResolvedMap) -> String {
+        format!(
+            "SELECT {key}, {ts_sel} FROM {} e WHERE {ts} >= {cutoff}",
+            self.table,
+            key = self.key,
+            ts = self.ts,
+            ts_sel = self.ts_sel,
+            cutoff = map.ts_value("$1"),
         )
     }
 }

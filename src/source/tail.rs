@@ -14,8 +14,11 @@ use tokio_postgres::Row;
 use super::error::{ErrorContext, SourceError};
 use super::pg::{Cursor, Live, PgSource, PollStats, client_deadline, timed};
 use super::sql::WATERMARK_STATE;
-use crate::model::{Agg, Connection, Fact, FactBatch, RejectReason, SourceMsg, TailMode};
-use crate::money::Money;
+use crate::model::{
+    Agg, Connection, FUTURE_TOLERANCE_SECS, Fact, FactBatch, MAX_ROW_COST_USD, RejectReason,
+    SourceMsg, TailMode,
+};
+use crate::money::{Money, ParseMoneyError};
 
 /// One row as the tail reads it, before validation.
 #[derive(Debug, Clone)]
@@ -28,20 +31,30 @@ struct TailRow {
     output_tokens: Option<i64>,
 }
 
-/// Validates one row. Reasons are checked in the order the backfill's reject count
-/// uses, so a row with several faults is counted once, under the same reason.
+/// Validates one row read at `now`. Reasons are checked in the order the backfill's
+/// reject count uses (`RejectReason::ALL`), so a row with several faults is counted
+/// once, under the same reason.
 pub fn row_to_fact(
     at: Option<DateTime<Utc>>,
     cost: Option<&str>,
     names: [String; 5],
     input_tokens: Option<i64>,
     output_tokens: Option<i64>,
+    now: DateTime<Utc>,
 ) -> Result<Fact, RejectReason> {
     let at = at.ok_or(RejectReason::NullTimestamp)?;
+    if at > now + chrono::Duration::seconds(FUTURE_TOLERANCE_SECS) {
+        return Err(RejectReason::FutureTimestamp);
+    }
     let cost = cost.ok_or(RejectReason::NullCost)?;
-    // NaN and ±Infinity fail as NotFinite; an amount beyond Money's range cannot be
-    // summed either.
-    let cost: Money = cost.parse().map_err(|_| RejectReason::NonFiniteCost)?;
+    let cost: Money = cost.parse().map_err(|e| match e {
+        ParseMoneyError::Overflow(_) => RejectReason::CostOutOfRange,
+        // NaN, ±Infinity (and text no numeric column produces).
+        _ => RejectReason::NonFiniteCost,
+    })?;
+    if cost.picos().unsigned_abs() >= MAX_ROW_COST_USD as u128 * 1_000_000_000_000 {
+        return Err(RejectReason::CostOutOfRange);
+    }
     let input = u64::try_from(input_tokens.unwrap_or(0)).map_err(|_| RejectReason::BadTokens)?;
     let output = u64::try_from(output_tokens.unwrap_or(0)).map_err(|_| RejectReason::BadTokens)?;
     Ok(Fact {
@@ -51,7 +64,7 @@ pub fn row_to_fact(
     })
 }
 
-fn add_row(batch: &mut FactBatch, row: TailRow) {
+fn add_row(batch: &mut FactBatch, row: TailRow, now: DateTime<Utc>) {
     batch.rows += 1;
     match row_to_fact(
         row.at,
@@ -59,9 +72,31 @@ fn add_row(batch: &mut FactBatch, row: TailRow) {
         row.names,
         row.input_tokens,
         row.output_tokens,
+        now,
     ) {
         Ok(fact) => batch.facts.push(fact),
         Err(reason) => *batch.rejected.entry(reason).or_default() += 1,
+    }
+}
+
+/// Whether the row's cost was computed from the price list (the last column of
+/// `Sql::row_list`).
+fn is_priced(r: &Row, off: usize) -> bool {
+    r.try_get::<_, bool>(off + 10).unwrap_or(false)
+}
+
+/// `add_row`, counting a computed cost of a row that is kept.
+fn add_priced(
+    batch: &mut FactBatch,
+    row: TailRow,
+    now: DateTime<Utc>,
+    priced: bool,
+    computed: &mut u64,
+) {
+    let kept = batch.facts.len();
+    add_row(batch, row, now);
+    if priced && batch.facts.len() > kept {
+        *computed += 1;
     }
 }
 
@@ -132,6 +167,9 @@ impl PgSource {
         if self.cursor.is_none() {
             return Err(SourceError::NotBackfilled);
         }
+        if self.schema_recheck_due() {
+            self.disconnect();
+        }
         self.ensure_connected().await?;
         let ctx = ErrorContext {
             endpoint: &self.target.endpoint,
@@ -139,7 +177,7 @@ impl PgSource {
             statement_timeout: self.opts.statement_timeout,
         };
         let limit = client_deadline(self.opts.statement_timeout);
-        let Some(Live { client, sql, .. }) = self.conn.as_ref() else {
+        let Some(Live { client, sql, info }) = self.conn.as_ref() else {
             return Err(ctx.unexpected("no connection after connecting"));
         };
         let batch_rows = i64::from(self.opts.tail_batch_rows.max(1));
@@ -165,6 +203,7 @@ impl PgSource {
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
+                    let now = Utc::now();
                     let mut position = None;
                     for r in &rows {
                         let tx_text: String = r
@@ -174,8 +213,9 @@ impl PgSource {
                             .parse()
                             .map_err(|_| ctx.unexpected(format!("tx {tx_text:?}")))?;
                         let row = read_row(r, 1, &ctx)?;
+                        let priced = is_priced(r, 1);
                         position = Some((row_tx, row.id));
-                        add_row(&mut batch, row);
+                        add_priced(&mut batch, row, now, priced, &mut self.computed_rows);
                     }
                     send_tail(tx, batch, &mut stats).await?;
                     // Move only once the rows are handed over.
@@ -206,8 +246,69 @@ impl PgSource {
                     }
                 };
             }
+            Some(Cursor::Keyset(tracker)) => {
+                // Re-read the overlap window behind the newest row, in (timestamp,
+                // key) order, paging by keyset; count only keys not seen before.
+                let wall = Utc::now();
+                let mut work = tracker.clone();
+                let cutoff = work
+                    .start(wall)
+                    .or_else(|| DateTime::from_timestamp(0, 0))
+                    .unwrap_or(wall);
+                let first = sql.tail_keyset_first(&info.map);
+                let next = sql.tail_keyset_next(&info.map);
+                let mut after: Option<(DateTime<Utc>, String)> = None;
+                loop {
+                    let rows = match &after {
+                        None => {
+                            timed(
+                                &ctx,
+                                limit,
+                                "reading new rows",
+                                client.query(&first, &[&cutoff, &batch_rows]),
+                            )
+                            .await?
+                        }
+                        Some((at, key)) => {
+                            timed(
+                                &ctx,
+                                limit,
+                                "reading new rows",
+                                client.query(&next, &[&cutoff, at, key, &batch_rows]),
+                            )
+                            .await?
+                        }
+                    };
+                    let mut batch = FactBatch {
+                        facts: Vec::with_capacity(rows.len()),
+                        ..Default::default()
+                    };
+                    for r in &rows {
+                        let key: Option<String> = r
+                            .try_get(0)
+                            .map_err(|e| ctx.unexpected(format!("row key: {e}")))?;
+                        let key = key.unwrap_or_default();
+                        let row = read_row(r, 1, &ctx)?;
+                        let priced = is_priced(r, 1);
+                        // The query only returns rows at or after the cutoff.
+                        let at = row.at.unwrap_or(cutoff);
+                        after = Some((at, key.clone()));
+                        if work.observe(&key, at) {
+                            add_priced(&mut batch, row, wall, priced, &mut self.computed_rows);
+                        }
+                    }
+                    send_tail(tx, batch, &mut stats).await?;
+                    *tracker = work.clone();
+                    stats.batches += 1;
+                    if (rows.len() as i64) < batch_rows {
+                        break;
+                    }
+                }
+                stats.watermark_lag_secs = None;
+            }
             Some(Cursor::Id(tracker)) => {
                 let now = Instant::now();
+                let wall = Utc::now();
                 let mut work = tracker.clone();
                 let ranges = work.pending_ranges();
                 if !ranges.is_empty() {
@@ -222,8 +323,9 @@ impl PgSource {
                     let mut batch = FactBatch::default();
                     for r in &rows {
                         let row = read_row(r, 0, &ctx)?;
+                        let priced = is_priced(r, 0);
                         if work.observe(row.id, now) {
-                            add_row(&mut batch, row);
+                            add_priced(&mut batch, row, wall, priced, &mut self.computed_rows);
                         }
                     }
                     if batch.rows > 0 {
@@ -246,8 +348,9 @@ impl PgSource {
                     };
                     for r in &rows {
                         let row = read_row(r, 0, &ctx)?;
+                        let priced = is_priced(r, 0);
                         if work.observe(row.id, now) {
-                            add_row(&mut batch, row);
+                            add_priced(&mut batch, row, wall, priced, &mut self.computed_rows);
                         }
                     }
                     send_tail(tx, batch, &mut stats).await?;
@@ -296,31 +399,48 @@ mod tests {
 
     #[test]
     fn rows_are_validated_in_a_fixed_order() {
-        let at = Some(Utc::now());
-        let ok = row_to_fact(at, Some("0.000001234567"), names(), Some(10), None).unwrap();
+        let now = Utc::now();
+        let at = Some(now);
+        let check = |at, cost: Option<&str>, input, output| {
+            row_to_fact(at, cost, names(), input, output, now)
+        };
+        let ok = check(at, Some("0.000001234567"), Some(10), None).unwrap();
         assert_eq!(ok.agg, Agg::one("0.000001234567".parse().unwrap(), 10, 0));
         assert_eq!(ok.name(crate::model::Dim::Model), "");
 
+        let future = Some(now + chrono::Duration::seconds(FUTURE_TOLERANCE_SECS + 1));
         assert_eq!(
-            row_to_fact(None, None, names(), Some(-1), None),
+            check(None, None, Some(-1), None),
             Err(RejectReason::NullTimestamp)
         );
         assert_eq!(
-            row_to_fact(at, None, names(), Some(-1), None),
-            Err(RejectReason::NullCost)
+            check(future, None, Some(-1), None),
+            Err(RejectReason::FutureTimestamp)
         );
+        assert_eq!(check(at, None, Some(-1), None), Err(RejectReason::NullCost));
         for bad in ["NaN", "Infinity", "-Infinity"] {
             assert_eq!(
-                row_to_fact(at, Some(bad), names(), Some(-1), None),
+                check(at, Some(bad), Some(-1), None),
                 Err(RejectReason::NonFiniteCost)
             );
         }
+        for absurd in ["1000000000000", "-1000000000000.5", "1e40", "-9e99"] {
+            assert_eq!(
+                check(at, Some(absurd), Some(-1), None),
+                Err(RejectReason::CostOutOfRange),
+                "{absurd}"
+            );
+        }
         assert_eq!(
-            row_to_fact(at, Some("1"), names(), Some(1), Some(-5)),
+            check(at, Some("1"), Some(1), Some(-5)),
             Err(RejectReason::BadTokens)
         );
-        // Negative costs (refunds, credits) are real money, not rejects.
-        assert!(row_to_fact(at, Some("-0.5"), names(), None, None).is_ok());
+        // Negative costs (refunds, credits) are real money, not rejects; so are a
+        // million dollars, and clock skew under the tolerance.
+        assert!(check(at, Some("-0.5"), None, None).is_ok());
+        assert!(check(at, Some("999999999999.999999"), None, None).is_ok());
+        let skewed = Some(now + chrono::Duration::seconds(FUTURE_TOLERANCE_SECS - 60));
+        assert!(check(skewed, Some("1"), None, None).is_ok());
     }
 
     #[test]
@@ -334,9 +454,9 @@ mod tests {
             input_tokens: None,
             output_tokens: None,
         };
-        add_row(&mut batch, row(Some("1.5")));
-        add_row(&mut batch, row(Some("NaN")));
-        add_row(&mut batch, row(None));
+        add_row(&mut batch, row(Some("1.5")), Utc::now());
+        add_row(&mut batch, row(Some("NaN")), Utc::now());
+        add_row(&mut batch, row(None), Utc::now());
         assert_eq!(batch.rows, 3);
         assert_eq!(batch.facts.len(), 1);
         assert_eq!(batch.rejected.get(&RejectReason::NonFiniteCost), Some(&1));

@@ -115,14 +115,36 @@ pub async fn top_pg(
     q: &TopQuery,
 ) -> Result<Vec<RequestRow>, super::SourceError> {
     let mut source = PgSource::connect(target.clone(), opts.clone()).await?;
-    let Some(live) = source.conn.take() else {
-        return Ok(Vec::new());
-    };
+    source.top_requests(q).await
+}
+
+impl PgSource {
+    /// The most expensive requests matching `q`, on this source's connection (a
+    /// dropped future cancels the query on the server).
+    pub async fn top_requests(
+        &mut self,
+        q: &TopQuery,
+    ) -> Result<Vec<RequestRow>, super::SourceError> {
+        self.ensure_connected().await?;
+        let Some(live) = self.conn.as_ref() else {
+            return Ok(Vec::new());
+        };
+        query_top(live, &self.target, &self.opts, &self.table_text, q).await
+    }
+}
+
+async fn query_top(
+    live: &super::pg::Live,
+    target: &ConnectTarget,
+    opts: &SourceOptions,
+    table_text: &str,
+    q: &TopQuery,
+) -> Result<Vec<RequestRow>, super::SourceError> {
     let mut p = Params::default();
-    let sql = live.sql.top_requests(&live.info, q, &mut p);
+    let sql = live.sql.top_requests(q, &mut p);
     let ctx = super::error::ErrorContext {
         endpoint: &target.endpoint,
-        table: &source.table_text,
+        table: table_text,
         statement_timeout: opts.statement_timeout,
     };
     // Newest wins: when the user moves on, this future is dropped, and the guard

@@ -68,6 +68,18 @@ impl Intake {
     pub fn rejected_total(&self) -> u64 {
         self.rejected.values().sum()
     }
+
+    /// Rejected rows by reason name, most first (ties by name).
+    pub fn rejected_by_reason(&self) -> Vec<(&'static str, u64)> {
+        let mut v: Vec<(&'static str, u64)> = self
+            .rejected
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(r, n)| (r.name(), *n))
+            .collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v
+    }
 }
 
 #[derive(Debug, Clone)]

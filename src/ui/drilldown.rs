@@ -15,7 +15,7 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, W
 use super::theme::Theme;
 use super::{format, text};
 use crate::app::drill::{Metric, SortKey};
-use crate::app::view::{DrillChart, DrillRow, DrillView, RequestRow, TopState};
+use crate::app::view::{Baseline, DrillChart, DrillRow, DrillView, RequestRow, TopState};
 use crate::model::Dim;
 use crate::money::Money;
 
@@ -64,8 +64,14 @@ const DROP: [Col; 6] = [
 ];
 
 impl Col {
-    fn title(self) -> &'static str {
-        match self {
+    fn title(self, view: &DrillView) -> String {
+        if self == Col::Change
+            && let Baseline::HoursBefore { hours, .. } = view.baseline
+        {
+            // The per-hour rate of the days just before the window.
+            return format!("vs {}d", (hours + 12) / 24);
+        }
+        let title = match self {
             Col::Name => "",
             Col::Spend => "spend",
             Col::Requests => "requests",
@@ -75,7 +81,8 @@ impl Col {
             Col::Share => "share",
             Col::Change => "vs prev",
             Col::Spark => "trend",
-        }
+        };
+        title.to_string()
     }
     fn of_metric(m: Metric) -> Col {
         match m {
@@ -156,8 +163,6 @@ fn breadcrumb(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
     }
     spans.push(Span::styled(" › ", theme.muted()));
     spans.push(Span::styled(format!("by {}", view.dim), theme.key()));
-    spans.push(Span::styled("  window ", theme.muted()));
-    spans.push(Span::styled(view.window.label(), theme.value()));
     spans.push(Span::styled("  metric ", theme.muted()));
     spans.push(Span::styled(view.metric.label(), theme.value()));
     if view.editing || !view.filter.is_empty() {
@@ -213,13 +218,13 @@ fn fit_columns(
     let natural = |col: Col| -> usize {
         match col {
             Col::Name => name_want.min(16),
-            Col::Spark => spark_len.clamp(col.title().len(), 30),
+            Col::Spark => spark_len.clamp(col.title(view).len(), 30),
             _ => shown
                 .iter()
                 .map(|r| cell_text(col, r).len())
                 .max()
                 .unwrap_or(0)
-                .max(col.title().len() + 1)
+                .max(col.title(view).len() + 1)
                 .min(12),
         }
     };
@@ -270,7 +275,7 @@ fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
         let title = if col == Col::Name {
             view.dim.name().to_string()
         } else {
-            col.title().to_string()
+            col.title(view)
         };
         let title = if col == sort_col {
             let arrow = if view.reverse == (col == Col::Name) {

@@ -4,8 +4,8 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use crate::app::drill::{Metric, SortKey, Window};
 use crate::app::view::{
-    BackfillProgress, DrillChart, DrillRow, DrillView, Driver, FeatureRow, Header, Overview,
-    RequestRow, Screen, StatusView, TopState,
+    BackfillProgress, Baseline, DrillChart, DrillRow, DrillView, Driver, FeatureRow, Header,
+    Overview, RequestRow, Screen, StatusView, TopState,
 };
 use crate::detect::{Anomaly, Contributor, Severity};
 use crate::model::Agg;
@@ -35,6 +35,7 @@ impl Fixture {
             drill: self.drill.as_ref(),
             top: &self.top,
             window: self.drill.as_ref().map(|d| d.window).unwrap_or_default(),
+            alerts: None,
         }
     }
 }
@@ -274,8 +275,10 @@ pub fn realistic() -> Fixture {
         events_per_sec: 41.3,
         rows_read: 1_284_113,
         rejected: 0,
+        rejected_by_reason: Vec::new(),
         watermark_lag_secs: Some(1),
         paused: false,
+        alerts: None,
     };
     Fixture {
         overview,
@@ -583,6 +586,7 @@ pub fn drill_users() -> Fixture {
         filter: String::new(),
         editing: false,
         parent,
+        baseline: Baseline::PreviousWindow,
         order: (0..rows.len() as u32).collect(),
         rows,
         selected: 1,

@@ -13,7 +13,8 @@ use crate::money::Money;
 /// Rows the header takes.
 pub const HEIGHT: u16 = 3;
 
-pub fn render(h: &Header, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `window` is the drill-down's time window, shown while a drill-down is open.
+pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &mut Buffer) {
     // One blank column on each side.
     let area = Rect {
         x: area.x.saturating_add(1),
@@ -54,6 +55,17 @@ pub fn render(h: &Header, theme: Theme, area: Rect, buf: &mut Buffer) {
             Span::raw(format!("{days}/{}", h.days_in_month)),
         ]
     };
+    if let Some(window) = window {
+        // The window goes before everything else on this line but the month.
+        let label = [
+            Span::styled("  window ", theme.muted()),
+            Span::styled(window.to_string(), theme.key()),
+        ];
+        if spans_width(&left) + spans_width(&label) > w {
+            left.truncate(1);
+        }
+        left.extend(label);
+    }
     let right = h.budget.map(|b| {
         let mut spans = Vec::new();
         if let Some(d) = h.budget_exhausted_on {

@@ -10,6 +10,7 @@
 //! Every text that came from the database goes through [`text::sanitize`] before it
 //! is drawn.
 
+mod alerts;
 mod anomalies;
 mod drilldown;
 mod drivers;
@@ -72,7 +73,13 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
         ..area
     };
 
-    header::render(&screen.overview.header, theme, header_area, buf);
+    header::render(
+        &screen.overview.header,
+        screen.drill.map(|d| d.window.short_label()),
+        theme,
+        header_area,
+        buf,
+    );
     match (screen.backfill, screen.drill) {
         (Some(progress), _) => loading(progress, theme, body, buf),
         (None, Some(view)) => drilldown::render(view, screen.top, theme, body, buf),
@@ -92,6 +99,9 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
         }
     }
     status::render(screen.status, screen.overview.now, theme, status_area, buf);
+    if let Some(pane) = screen.alerts {
+        alerts::render(pane, theme, body, buf);
+    }
     if let Some(lines) = screen.help {
         help::render(lines, theme, area, buf);
     }

@@ -105,12 +105,39 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
+    // Which reasons, where there is room: before the row count and the tail mode,
+    // after everything else.
+    if status.rejected > 0 && !status.rejected_by_reason.is_empty() {
+        let detail: Vec<String> = status
+            .rejected_by_reason
+            .iter()
+            .map(|(reason, n)| format!("{reason} {}", format::count(*n)))
+            .collect();
+        segs.push(Segment {
+            priority: 8,
+            spans: vec![Span::styled(detail.join(", "), theme.warn())],
+        });
+    }
     if let Some(lag) = status.watermark_lag_secs.filter(|l| *l > LAG_SHOWN_SECS) {
         segs.push(Segment {
             priority: 4,
             spans: vec![Span::styled(
                 format!("lag {}", format::secs(lag)),
                 theme.warn(),
+            )],
+        });
+    }
+    // Alerts: what fires, Slack's state; a Slack configuration error keeps its room.
+    if let Some((alerts, problem)) = &status.alerts {
+        segs.push(Segment {
+            priority: if *problem { 2 } else { 4 },
+            spans: vec![Span::styled(
+                text::clean(alerts, 160),
+                if *problem {
+                    theme.level(Level::Bad)
+                } else {
+                    theme.warn()
+                },
             )],
         });
     }
@@ -130,7 +157,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     });
     // A best-effort tail can miss rows: worth more room than the row count.
     let mode = match status.mode {
-        TailMode::IdOverlap => Segment {
+        TailMode::IdOverlap | TailMode::KeysetOverlap => Segment {
             priority: 4,
             spans: vec![Span::styled(status.mode.label(), theme.warn())],
         },
@@ -220,4 +247,60 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         line.extend(hint);
     }
     Line::from(line).render(area, buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(status: &StatusView, width: u16) -> String {
+        let area = Rect::new(0, 0, width, 1);
+        let mut buf = Buffer::empty(area);
+        render(status, Utc::now(), Theme::new(false), area, &mut buf);
+        (0..width)
+            .map(|x| buf[(x, 0)].symbol().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn rejected_rows_show_their_reasons_where_there_is_room() {
+        let status = StatusView {
+            endpoint: "db:5432/llm".into(),
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            rejected: 7,
+            rejected_by_reason: vec![("non_finite_cost", 5), ("null_cost", 2)],
+            ..StatusView::default()
+        };
+        let wide = line(&status, 200);
+        assert!(
+            wide.contains("7 rejected") && wide.contains("non_finite_cost 5, null_cost 2"),
+            "{wide}"
+        );
+        // Narrow: the count stays, the reasons go first.
+        let narrow = line(&status, 70);
+        assert!(
+            narrow.contains("7 rejected") && !narrow.contains("null_cost"),
+            "{narrow}"
+        );
+    }
+
+    #[test]
+    fn a_disconnection_says_since_when_the_data_is() {
+        let at = Utc::now() - chrono::Duration::seconds(30);
+        let status = StatusView {
+            connection: Connection::Disconnected {
+                error: "cannot connect to PostgreSQL at db:5432".into(),
+                since: Utc::now(),
+            },
+            last_refresh: Some(at),
+            ..StatusView::default()
+        };
+        let text = line(&status, 120);
+        assert!(
+            text.contains("DISCONNECTED")
+                && text.contains(&format!("data as of {} UTC", at.format("%H:%M:%S"))),
+            "{text}"
+        );
+    }
 }

@@ -563,6 +563,29 @@ fn the_drill_down_shows_the_path_window_metric_and_every_column_when_wide() {
 }
 
 #[test]
+fn a_30_day_window_says_its_change_is_against_the_days_before_it() {
+    use crate::app::drill::Window;
+    use crate::app::view::Baseline;
+    let mut f = fixtures::drill_users();
+    let d = f.drill.as_mut().unwrap();
+    d.window = Window::Days30;
+    d.baseline = Baseline::HoursBefore {
+        hours: 7 * 24,
+        window_hours: 30 * 24,
+    };
+    let text = screen_text(&buffer(&f, 160, 48));
+    assert!(text.contains("window 30d"), "{text}");
+    assert!(
+        text.contains("vs 7d") && !text.contains("vs prev"),
+        "{text}"
+    );
+    f.drill.as_mut().unwrap().window = Window::MonthToDate;
+    let text = screen_text(&buffer(&f, 80, 24));
+    assert!(text.contains("window MTD"), "{text}");
+    assert!(text.contains("budget $20,000/month"), "{text}");
+}
+
+#[test]
 fn only_the_visible_page_of_a_long_table_is_drawn() {
     let f = fixtures::drill_users();
     let text = screen_text(&buffer(&f, 80, 24));
@@ -632,4 +655,102 @@ fn help_80x24() {
     let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("test backend");
     terminal.draw(|frame| draw(frame, &screen)).expect("draw");
     assert_snapshot!(terminal.backend());
+}
+
+fn alerts_pane() -> crate::app::alerts::AlertsPane {
+    use crate::alert::{Labels, Silence};
+    use crate::app::alerts::{AlertsPane, PaneAlert};
+    use crate::detect::Severity;
+    let at = |s: &str| -> chrono::DateTime<chrono::Utc> { s.parse().unwrap() };
+    let mut m1 = Labels::new();
+    m1.insert("feature".into(), "support_qa".into());
+    m1.insert("rule".into(), "spike_5m".into());
+    let mut m2 = Labels::new();
+    m2.insert("database".into(), "db.internal:5432/llm".into());
+    m2.insert("rule".into(), "database_unreachable".into());
+    AlertsPane {
+        alerts: vec![
+            PaneAlert {
+                fingerprint: "0123456789abcdef".into(),
+                matchers: m1.clone(),
+                severity: Severity::Critical,
+                rule: "spike_5m".into(),
+                subject: "feature support_qa".into(),
+                phase: "firing",
+                since: Some(at("2026-11-28T09:12:00Z")),
+                acked_by: Some("alice".into()),
+                silenced_by: Some("3f2a9c1d".into()),
+            },
+            PaneAlert {
+                fingerprint: "fedcba9876543210".into(),
+                matchers: Labels::new(),
+                severity: Severity::Warning,
+                rule: "runaway_user".into(),
+                subject: "user user_0591".into(),
+                phase: "pending",
+                since: Some(at("2026-11-28T09:40:00Z")),
+                acked_by: None,
+                silenced_by: None,
+            },
+        ],
+        silences: vec![
+            Silence {
+                id: "3f2a9c1d".into(),
+                matchers: m1,
+                starts_at: at("2026-11-28T09:15:00Z"),
+                ends_at: at("2026-11-28T13:15:00Z"),
+                created_by: "alice".into(),
+            },
+            Silence {
+                id: "8be01f77".into(),
+                matchers: m2,
+                starts_at: at("2026-11-28T09:30:00Z"),
+                ends_at: at("2026-11-29T09:30:00Z"),
+                created_by: "bob".into(),
+            },
+        ],
+        selected: 1,
+        now: at("2026-11-28T09:45:00Z"),
+        tz: chrono_tz::Europe::Berlin,
+    }
+}
+
+#[test]
+fn alerts_and_silences_pane_100x30() {
+    let f = fixtures::realistic();
+    let pane = alerts_pane();
+    let mut screen = f.screen();
+    screen.alerts = Some(&pane);
+    let mut terminal = Terminal::new(TestBackend::new(100, 30)).expect("test backend");
+    terminal.draw(|frame| draw(frame, &screen)).expect("draw");
+    let text = screen_text(terminal.backend().buffer());
+    // Expiry in the billing time zone, what it matches, who set it, and which one
+    // `U` lifts (the selected one is marked).
+    assert!(
+        text.contains("▶ 8be01f77  until 11-29 10:30 (23h 45m left)  by bob"),
+        "{text}"
+    );
+    assert!(text.contains("· acked by alice, silenced"), "{text}");
+    assert_snapshot!(terminal.backend());
+}
+
+#[test]
+fn alerts_pane_without_silences_says_how_to_set_one() {
+    let f = fixtures::realistic();
+    let mut pane = alerts_pane();
+    pane.silences.clear();
+    pane.alerts.clear();
+    let mut screen = f.screen();
+    screen.alerts = Some(&pane);
+    let buf = {
+        let mut t = Terminal::new(TestBackend::new(80, 24)).expect("test backend");
+        t.draw(|frame| draw(frame, &screen)).expect("draw");
+        t.backend().buffer().clone()
+    };
+    let text = screen_text(&buf);
+    assert!(
+        text.contains("none: z or Z on an alert silences it"),
+        "{text}"
+    );
+    assert!(text.contains("Alerts and silences"), "{text}");
 }

@@ -77,4 +77,6 @@ impl TestDb {
             .expect("drop test database");
     }
 }
+pub mod proxy;
 pub mod pty;
+pub mod slack;

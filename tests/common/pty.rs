@@ -21,6 +21,11 @@ impl PtyApp {
     /// Starts `burnrate ARGS` in a `cols` x `rows` terminal, with its own state and
     /// config directories (so no user config or log is touched).
     pub fn spawn(args: &[&str], cols: u16, rows: u16) -> PtyApp {
+        PtyApp::spawn_env(args, &[], cols, rows)
+    }
+
+    /// `spawn` with extra environment variables.
+    pub fn spawn_env(args: &[&str], env: &[(&str, &str)], cols: u16, rows: u16) -> PtyApp {
         let pty = native_pty_system()
             .openpty(PtySize {
                 rows,
@@ -37,6 +42,9 @@ impl PtyApp {
         cmd.env("XDG_CONFIG_HOME", state.path());
         cmd.env_remove("NO_COLOR");
         cmd.env_remove("BURNRATE_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let child = pty.slave.spawn_command(cmd).expect("spawn burnrate");
         drop(pty.slave);
         let mut reader = pty.master.try_clone_reader().unwrap();
@@ -68,6 +76,31 @@ impl PtyApp {
         while let Ok(bytes) = self.rx.try_recv() {
             self.parser.process(&bytes);
         }
+    }
+
+    /// The directory given as XDG_STATE_HOME and XDG_CONFIG_HOME (the log file is
+    /// `burnrate/burnrate.log` in it).
+    pub fn state_dir(&self) -> &std::path::Path {
+        self._state.path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.process_id().expect("child pid")
+    }
+
+    /// Sends a signal to the program.
+    #[cfg(unix)]
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill only sends a signal to our own child.
+        let r = unsafe { libc::kill(self.pid() as i32, sig) };
+        assert_eq!(r, 0, "kill: {}", std::io::Error::last_os_error());
+    }
+
+    /// The process state letter from /proc (`T` when stopped).
+    pub fn proc_state(&self) -> Option<char> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).ok()?;
+        // pid (comm) S ...: the state follows the last ')'.
+        stat.rsplit_once(')')?.1.trim_start().chars().next()
     }
 
     pub fn text(&self) -> String {

@@ -28,6 +28,8 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         tail_batch_rows: 50_000,
         id_gap_settle: Duration::from_secs(60),
         store,
+        map: Default::default(),
+        tenant: None,
     }
 }
 

@@ -1,0 +1,1387 @@
+//! The benchmark suite of issue 8: run it with `scripts/bench` (which builds this
+//! example and the binary in release mode), see BENCHMARKS.md for results.
+//!
+//! scripts/bench                  # 10,000,000 rows (loading takes several minutes)
+//! scripts/bench --quick          # a smoke run: 200,000 rows, fewer repetitions
+//! scripts/bench --rows 2000000   # any size
+//! scripts/bench --reuse          # measure the burnrate_bench data set already loaded
+//!
+//! It builds the reference data set in its own database, `burnrate_bench` (dropped
+//! and recreated; no other database is touched): 30 days ending now, 50,000
+//! Zipf-distributed users, 20 features, 8 models, 5 tenants, 3 regions, with the
+//! simulator's daily and weekly rhythm, written with COPY by the same generator and
+//! writer as `burnrate simulate`. The simulator's catalog has 14 features; to reach
+//! the reference's 20, half the requests (by a hash of the request id) of the six
+//! busiest features are renamed `<feature>_beta`. Then it measures, each figure the
+//! median of several runs, and prints one table of figures and ratios:
+//!
+//! 1. cold start: `burnrate snapshot --json` wall time (process start to the first
+//!    complete snapshot), against the three seed dashboard queries run once
+//!    (reconstructed, see scripts/bench.sql) and a bare `sum(cost_usd), count(*)`;
+//! 2. database time per refresh while tailing (client-side time of one tail poll,
+//!    an upper bound: pg_stat_statements is not preloaded on the shared server),
+//!    against the three seed queries (one dashboard refresh);
+//! 3. freshness: INSERT commit to the row being in the store's aggregates, p50 and
+//!    p99, with a writer at 5,000 rows/s;
+//! 4. the highest insert rate the tail keeps up with (freshness not growing);
+//! 5. peak RSS of `burnrate watch` (in a pseudo-terminal) and of `snapshot`;
+//! 6. CPU of `burnrate watch` while no new rows arrive, over 60 s;
+//! 7. time to render one drill-down frame listing every user (ratatui TestBackend,
+//!    `ui::draw` of a DrillView built by `app::drill` from the backfilled store).
+//!
+//! The SQL it runs itself is in scripts/bench.sql; burnrate's own queries are the
+//! library's (src/source).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use burnrate::app::drill::{Level, Nav, Window, arrange, build_level, chart};
+use burnrate::app::overview::build_overview;
+use burnrate::app::view::{Screen, StatusView, TopState};
+use burnrate::config::DatabaseConfig;
+use burnrate::detect::{DetectParams, DetectorState};
+use burnrate::model::{Connection, Dim, SourceMsg, TailMode};
+use burnrate::sim::catalog::FEATURES;
+use burnrate::sim::{Generator, GeneratorConfig, RateShape, SimEvent};
+use burnrate::source::connect::ConnectTarget;
+use burnrate::source::pg::{PgSource, SourceOptions};
+use burnrate::source::schema::{self, TableName};
+use burnrate::source::writer;
+use burnrate::store::{Store, StoreConfig};
+use chrono::{Duration as ChronoDuration, Utc};
+use color_eyre::eyre::{Result, WrapErr, bail, eyre};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use std::borrow::Cow;
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+
+const BENCH_DB: &str = "burnrate_bench";
+const TABLE: &str = "cost_events";
+const USERS: u32 = 50_000;
+const DAYS: i64 = 30;
+const SEED: u64 = 8;
+const COPY_CHUNK_ROWS: usize = 100_000;
+/// Features of the catalog split in two to reach the reference's 20.
+const SPLIT_FEATURES: usize = 6;
+/// The writer commits this often.
+const WRITE_TICK: Duration = Duration::from_millis(50);
+const FRESHNESS_RATE: f64 = 5_000.0;
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+struct Args {
+    rows: u64,
+    quick: bool,
+    reuse: bool,
+    /// Repetitions of each timed query or process (default 5, 3 with --quick).
+    runs: Option<usize>,
+    admin_url: String,
+    burnrate: PathBuf,
+    sql: PathBuf,
+}
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut args = Args {
+            rows: 10_000_000,
+            quick: false,
+            reuse: false,
+            runs: None,
+            admin_url: std::env::var("BURNRATE_BENCH_ADMIN_URL")
+                .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string()),
+            burnrate: PathBuf::from("target/release/burnrate"),
+            sql: PathBuf::from("scripts/bench.sql"),
+        };
+        let mut rows_given = false;
+        let mut it = std::env::args().skip(1);
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .ok_or_else(|| eyre!("{name} needs a value (see scripts/bench --help)"))
+            };
+            match a.as_str() {
+                "--rows" => {
+                    let v = value("--rows")?;
+                    args.rows = v
+                        .replace(['_', ','], "")
+                        .parse()
+                        .map_err(|_| eyre!("--rows wants a number of rows, got {v:?}"))?;
+                    rows_given = true;
+                }
+                "--quick" => args.quick = true,
+                "--reuse" => args.reuse = true,
+                "--runs" => {
+                    let v = value("--runs")?;
+                    let n: usize = v
+                        .parse()
+                        .map_err(|_| eyre!("--runs wants a number of runs, got {v:?}"))?;
+                    args.runs = Some(n.max(1));
+                }
+                "--admin-url" => args.admin_url = value("--admin-url")?,
+                "--burnrate" => args.burnrate = PathBuf::from(value("--burnrate")?),
+                "--sql" => args.sql = PathBuf::from(value("--sql")?),
+                "-h" | "--help" => {
+                    println!(
+                        "usage: scripts/bench [--rows N] [--quick] [--reuse] [--admin-url URL]\n\
+                         --rows N     rows of the reference data set (default 10,000,000)\n\
+                         --quick      smoke run: 200,000 rows unless --rows, fewer repetitions\n\
+                         --reuse      measure the burnrate_bench data set already loaded\n\
+                         --runs N     repetitions of each timed query and process (5; 3 with --quick)\n\
+                         --admin-url  a database to create burnrate_bench from \
+                         (default $BURNRATE_BENCH_ADMIN_URL or {DEFAULT_ADMIN_URL})"
+                    );
+                    std::process::exit(0);
+                }
+                other => bail!("unknown argument {other:?} (see scripts/bench --help)"),
+            }
+        }
+        if args.quick && !rows_given {
+            args.rows = 200_000;
+        }
+        if args.rows == 0 {
+            bail!("--rows must be at least 1");
+        }
+        Ok(args)
+    }
+
+    /// Repetitions of each timed query or process.
+    fn runs(&self) -> usize {
+        self.runs.unwrap_or(if self.quick { 3 } else { 5 })
+    }
+}
+
+/// The statements of scripts/bench.sql by name.
+struct Queries(BTreeMap<String, String>);
+
+impl Queries {
+    fn load(path: &Path) -> Result<Queries> {
+        let text = std::fs::read_to_string(path).wrap_err_with(|| {
+            format!("reading {} (run from the repository root)", path.display())
+        })?;
+        let mut map = BTreeMap::new();
+        let mut name: Option<String> = None;
+        let mut body = String::new();
+        let mut flush = |name: &mut Option<String>, body: &mut String| {
+            if let Some(n) = name.take() {
+                let sql = body.trim().trim_end_matches(';').trim().to_string();
+                map.insert(n, sql);
+            }
+            body.clear();
+        };
+        for line in text.lines() {
+            if let Some(n) = line.strip_prefix("-- name:") {
+                flush(&mut name, &mut body);
+                name = Some(n.trim().to_string());
+            } else if name.is_some() {
+                body.push_str(line);
+                body.push('\n');
+            }
+        }
+        flush(&mut name, &mut body);
+        Ok(Queries(map))
+    }
+
+    fn get(&self, name: &str) -> Result<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| eyre!("scripts/bench.sql has no statement named {name}"))
+    }
+}
+
+/// Runs one statement with the simple protocol; returns the first row as text.
+async fn simple(client: &Client, sql: &str) -> Result<Vec<Option<String>>> {
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .wrap_err_with(|| format!("running {}", first_line(sql)))?;
+    for m in msgs {
+        if let SimpleQueryMessage::Row(r) = m {
+            return Ok((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+fn first_line(sql: &str) -> &str {
+    sql.lines()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("--"))
+        .unwrap_or(sql)
+}
+
+/// The admin URL with the bench database instead of its own.
+fn bench_url(admin: &str) -> Result<String> {
+    let scheme_end = admin
+        .find("://")
+        .ok_or_else(|| eyre!("--admin-url must be a postgres:// URL"))?
+        + 3;
+    let (base, query) = match admin.find('?') {
+        Some(q) => (&admin[..q], &admin[q..]),
+        None => (admin, ""),
+    };
+    let host_part = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    Ok(format!("{host_part}/{BENCH_DB}{query}"))
+}
+
+async fn connect(url: &str) -> Result<Client> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls)
+        .await
+        .wrap_err("connecting to PostgreSQL (is it running on 127.0.0.1:5432? see --admin-url)")?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+fn median(v: &[f64]) -> f64 {
+    percentile(v, 0.5)
+}
+
+/// Nearest-rank percentile (`q` in 0..=1); NaN when empty.
+fn percentile(v: &[f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((q * s.len() as f64).ceil() as usize).clamp(1, s.len());
+    s[rank - 1]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn fmt_ms(v: f64) -> String {
+    if v.is_nan() {
+        "n/a".into()
+    } else if v >= 1000.0 {
+        format!("{:.2} s", v / 1e3)
+    } else if v >= 10.0 {
+        format!("{v:.0} ms")
+    } else if v >= 1.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{:.0} µs", v * 1e3)
+    }
+}
+
+fn group(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn mem_total() -> String {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| format!("{:.1} GiB", kb / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The generator's events with the reference's 20 features: half the requests of
+/// the six busiest catalog features become `<feature>_beta`.
+struct FeatureSplit {
+    split: Vec<(&'static str, &'static str)>,
+}
+
+impl FeatureSplit {
+    fn new() -> FeatureSplit {
+        let mut by_share: Vec<_> = FEATURES.iter().collect();
+        by_share.sort_by(|a, b| b.share.total_cmp(&a.share));
+        let split = by_share
+            .into_iter()
+            .take(SPLIT_FEATURES)
+            .map(|f| {
+                let beta: &'static str = Box::leak(format!("{}_beta", f.name).into_boxed_str());
+                (f.name, beta)
+            })
+            .collect();
+        FeatureSplit { split }
+    }
+
+    fn features(&self) -> usize {
+        FEATURES.len() + self.split.len()
+    }
+
+    fn apply(&self, mut e: SimEvent) -> SimEvent {
+        if let Some((_, beta)) = self.split.iter().find(|(f, _)| *f == e.feature) {
+            // FNV-1a of the request id: deterministic, independent of everything else.
+            let h = e.request_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            if h & 1 == 1 {
+                e.feature = Cow::Borrowed(beta);
+            }
+        }
+        e
+    }
+}
+
+fn generator(rate: f64, shape: RateShape, seed: u64) -> Result<Generator> {
+    Ok(Generator::new(GeneratorConfig {
+        seed,
+        users: USERS,
+        base_rate: rate,
+        shape,
+        noise: if shape == RateShape::Flat { 0.0 } else { 1.0 },
+        spike: None,
+        run_id: Utc::now().timestamp_micros() as u64 ^ seed,
+    })?)
+}
+
+/// Drops and recreates burnrate_bench and fills it with the reference data set.
+async fn load(args: &Args, q: &Queries, admin: &Client, url: &str) -> Result<Duration> {
+    simple(admin, q.get("drop_database")?).await?;
+    simple(admin, q.get("create_database")?).await?;
+    let target = ConnectTarget::from_url(url)?;
+    schema::init(&target, TABLE).await?;
+    let client = connect(url).await?;
+    let table = TableName::parse(TABLE)?;
+    let now = Utc::now();
+    let rate = args.rows as f64 / (DAYS * 86_400) as f64;
+    let mut generator = generator(rate, RateShape::Seasonal, SEED)?;
+    let split = FeatureSplit::new();
+    let started = Instant::now();
+    let mut events = generator
+        .events_between(now - ChronoDuration::days(DAYS), now)
+        .map(|e| split.apply(e))
+        .peekable();
+    let mut written = 0u64;
+    let mut next_report = 1_000_000u64;
+    while events.peek().is_some() {
+        let chunk = events.by_ref().take(COPY_CHUNK_ROWS);
+        written += writer::copy_events(&client, &table, chunk).await?.rows;
+        if written >= next_report {
+            eprintln!(
+                "  loaded {} rows ({:.0} s)",
+                group(written),
+                started.elapsed().as_secs_f64()
+            );
+            next_report += 1_000_000;
+        }
+    }
+    let took = started.elapsed();
+    eprintln!(
+        "  loaded {} rows in {:.1} s; VACUUM ANALYZE",
+        group(written),
+        took.as_secs_f64()
+    );
+    simple(&client, q.get("vacuum_analyze")?).await?;
+    Ok(took)
+}
+
+/// Wall times of a statement over `runs` runs (the data is in memory after the
+/// load or the first run: every figure is a warm-cache figure).
+async fn time_query(client: &Client, sql: &str, runs: usize) -> Result<Vec<f64>> {
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        client
+            .simple_query(sql)
+            .await
+            .wrap_err_with(|| format!("running {}", first_line(sql)))?;
+        out.push(ms(t.elapsed()));
+    }
+    Ok(out)
+}
+
+/// Environment of a burnrate process: the bench database, and its own config and
+/// state directories (no user config is read, its log goes there).
+fn burnrate_env(cmd: &mut Command, url: &str, home: &Path) {
+    cmd.env("DATABASE_URL", url)
+        .env("XDG_STATE_HOME", home)
+        .env("XDG_CONFIG_HOME", home)
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("RUST_LOG");
+}
+
+/// One `burnrate snapshot --json` run.
+struct SnapshotRun {
+    wall: Duration,
+    /// User + system CPU of the process: the rest of the wall time is waiting,
+    /// mostly for PostgreSQL.
+    cpu: Duration,
+    max_rss_kib: u64,
+}
+
+/// Runs `burnrate snapshot --json` once: wall time, CPU time and peak RSS (wait4).
+fn snapshot_once(burnrate: &Path, url: &str, home: &Path) -> Result<SnapshotRun> {
+    let mut cmd = Command::new(burnrate);
+    cmd.args(["snapshot", "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    burnrate_env(&mut cmd, url, home);
+    let started = Instant::now();
+    let child = cmd
+        .spawn()
+        .wrap_err_with(|| format!("starting {}", burnrate.display()))?;
+    let pid = child.id() as libc::pid_t;
+    let mut status: libc::c_int = 0;
+    // SAFETY: a zeroed rusage is a valid value; wait4 reaps exactly our child, which
+    // `Child` is then never asked to wait for (it is only dropped).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = started.elapsed();
+    drop(child);
+    if r != pid {
+        bail!("waiting for burnrate snapshot failed");
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        bail!("burnrate snapshot --json failed (status {status}); its error is above");
+    }
+    let tv = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    Ok(SnapshotRun {
+        wall: took,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        max_rss_kib: usage.ru_maxrss.max(0) as u64,
+    })
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat, so 11 and 12 after ')'.
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+/// What `burnrate watch` did in a pseudo-terminal.
+struct WatchRun {
+    to_live: Duration,
+    cpu_percent: f64,
+    idle_secs: f64,
+    hwm_kib: u64,
+}
+
+/// Starts the dashboard in a 160x48 pseudo-terminal, waits until its status bar
+/// says Live (history loaded), then measures its CPU over `idle` with no new rows
+/// and its peak RSS; quits it with `q`.
+fn watch_idle(burnrate: &Path, url: &str, home: &Path, idle: Duration) -> Result<WatchRun> {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let (rows, cols) = (48u16, 160u16);
+    let pty = native_pty_system()
+        .openpty(PtySize {
+            rows,
+            cols,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .map_err(|e| eyre!("opening a pseudo-terminal: {e}"))?;
+    let mut cmd = CommandBuilder::new(burnrate);
+    cmd.arg("watch");
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("DATABASE_URL", url);
+    cmd.env("XDG_STATE_HOME", home);
+    cmd.env("XDG_CONFIG_HOME", home);
+    cmd.env_remove("BURNRATE_CONFIG");
+    cmd.env_remove("RUST_LOG");
+    let started = Instant::now();
+    let mut child = pty
+        .slave
+        .spawn_command(cmd)
+        .map_err(|e| eyre!("starting burnrate watch: {e}"))?;
+    drop(pty.slave);
+    let pid = child
+        .process_id()
+        .ok_or_else(|| eyre!("burnrate watch has no process id"))?;
+    let mut reader = pty
+        .master
+        .try_clone_reader()
+        .map_err(|e| eyre!("reading the pseudo-terminal: {e}"))?;
+    let mut writer = pty
+        .master
+        .take_writer()
+        .map_err(|e| eyre!("writing to the pseudo-terminal: {e}"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader_thread = std::thread::spawn(move || {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut parser = vt100::Parser::new(rows, cols, 0);
+    let deadline = started + Duration::from_secs(900);
+    let to_live = loop {
+        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(50)) {
+            parser.process(&bytes);
+            while let Ok(more) = rx.try_recv() {
+                parser.process(&more);
+            }
+        }
+        let screen = parser.screen().contents();
+        // The status bar says Live once connected; the history is in when the
+        // loading screen has gone too.
+        if screen.contains(" Live ") && !screen.contains("Loading history") {
+            break started.elapsed();
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!("burnrate watch exited early ({status:?}); screen:\n{screen}");
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("burnrate watch did not reach Live within 15 minutes; screen:\n{screen}");
+        }
+    };
+    // Let the first rebuilds after the backfill settle, then measure.
+    let settle = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < settle {
+        while rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t0 = Instant::now();
+    let c0 = cpu_ticks(pid).ok_or_else(|| eyre!("cannot read /proc/{pid}/stat"))?;
+    while t0.elapsed() < idle {
+        // Drain the terminal so the dashboard never blocks on a full pty.
+        while rx.try_recv().is_ok() {}
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let c1 = cpu_ticks(pid).ok_or_else(|| eyre!("cannot read /proc/{pid}/stat"))?;
+    let idle_secs = t0.elapsed().as_secs_f64();
+    let hwm_kib = vm_hwm_kib(pid).unwrap_or(0);
+    let cpu_percent = (c1 - c0) as f64 / clock_ticks_per_sec() / idle_secs * 100.0;
+    let _ = writer.write_all(b"q");
+    let _ = writer.flush();
+    let quit_by = Instant::now() + Duration::from_secs(10);
+    loop {
+        while rx.try_recv().is_ok() {}
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() > quit_by {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(writer);
+    drop(pty.master);
+    let _ = reader_thread.join();
+    Ok(WatchRun {
+        to_live,
+        cpu_percent,
+        idle_secs,
+        hwm_kib,
+    })
+}
+
+fn source_options() -> SourceOptions {
+    SourceOptions::new(
+        &DatabaseConfig {
+            table: TABLE.into(),
+            ..DatabaseConfig::default()
+        },
+        StoreConfig::default(),
+    )
+}
+
+/// The store as the source fills it, and when tail rows went in.
+struct Sink {
+    store: Store,
+    /// Rows read by the tail since the start.
+    tail_rows: u64,
+    /// (when applied, tail_rows after it), one entry per non-empty tail message.
+    applied: Vec<(Instant, u64)>,
+}
+
+impl Sink {
+    fn apply(&mut self, msg: SourceMsg) {
+        match msg {
+            SourceMsg::Backfill { batch, .. } => self.store.apply(&batch, Utc::now()),
+            SourceMsg::Tail { batch, .. } => {
+                self.store.apply(&batch, Utc::now());
+                if batch.rows > 0 {
+                    self.tail_rows += batch.rows;
+                    self.applied.push((Instant::now(), self.tail_rows));
+                }
+            }
+            SourceMsg::Status(_) => {}
+        }
+    }
+}
+
+/// One backfill or poll, its messages applied to the store as they arrive.
+async fn step(source: &mut PgSource, sink: &mut Sink, backfill: bool) -> Result<()> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let producer = async move {
+        if backfill {
+            source.backfill(&tx, Utc::now()).await
+        } else {
+            source.poll(&tx).await.map(|_| ())
+        }
+    };
+    let consumer = async {
+        while let Some(msg) = rx.recv().await {
+            sink.apply(msg);
+        }
+    };
+    let (result, ()) = tokio::join!(producer, consumer);
+    Ok(result?)
+}
+
+struct WriterResult {
+    rows: u64,
+    elapsed: Duration,
+    /// (commit returned, rows written so far), one per transaction.
+    log: Vec<(Instant, u64)>,
+}
+
+/// Writes at a flat `rate` rows/s for `run_for`, one transaction every 50 ms
+/// (multi-row INSERTs, or COPY when `copy`), from the simulator as `simulate` does.
+async fn write_at(
+    url: String,
+    rate: f64,
+    run_for: Duration,
+    copy: bool,
+    seed: u64,
+) -> Result<WriterResult> {
+    let target = ConnectTarget::from_url(&url)?;
+    let mut client = target.connect().await?;
+    let table = TableName::parse(TABLE)?;
+    let mut generator = generator(rate, RateShape::Flat, seed)?;
+    let split = FeatureSplit::new();
+    let mut tick = tokio::time::interval(WRITE_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let started = Instant::now();
+    let mut last = Utc::now();
+    let mut rows = 0u64;
+    let mut log = Vec::new();
+    loop {
+        tick.tick().await;
+        let done = started.elapsed() >= run_for;
+        let t = Utc::now();
+        let batch: Vec<SimEvent> = generator
+            .events_between(last, t)
+            .map(|e| split.apply(e))
+            .collect();
+        last = t;
+        let written = if copy {
+            writer::copy_events(&client, &table, batch).await?
+        } else {
+            writer::insert_events(&mut client, &table, &batch).await?
+        };
+        if written.rows > 0 {
+            rows += written.rows;
+            log.push((Instant::now(), rows));
+        }
+        if done {
+            break;
+        }
+    }
+    Ok(WriterResult {
+        rows,
+        elapsed: started.elapsed(),
+        log,
+    })
+}
+
+/// A tailing phase: a writer at `rate` for `run_for` while the source polls every
+/// refresh interval (as the dashboard's source task does: poll, then wait).
+struct Phase {
+    rate: f64,
+    achieved: f64,
+    /// Wall time of each poll, with the rows it read.
+    polls: Vec<(f64, u64)>,
+    /// Commit to in the aggregates, per writer transaction, in order (ms).
+    latencies: Vec<f64>,
+    /// Writer rows the tail had not read when the phase ended.
+    unread: u64,
+    /// After the writer stopped, until the tail had read everything.
+    drain_ms: f64,
+}
+
+impl Phase {
+    fn p(&self, q: f64) -> f64 {
+        percentile(&self.latencies, q)
+    }
+    /// Median freshness of the first and last thirds of the run.
+    fn thirds(&self) -> (f64, f64) {
+        let n = self.latencies.len();
+        if n < 3 {
+            return (f64::NAN, f64::NAN);
+        }
+        (
+            median(&self.latencies[..n / 3]),
+            median(&self.latencies[n - n / 3..]),
+        )
+    }
+    /// The tail kept up: it read everything within a refresh interval and a few
+    /// polls' time after the writer stopped, and freshness did not grow.
+    fn kept_up(&self, interval: Duration) -> bool {
+        let (first, last) = self.thirds();
+        self.unread == 0
+            && self.drain_ms <= ms(interval) * 2.0 + 1000.0
+            && last <= first + ms(interval) / 2.0
+            && self.achieved >= self.rate * 0.9
+    }
+}
+
+async fn drain(source: &mut PgSource, sink: &mut Sink) -> Result<()> {
+    for _ in 0..200 {
+        let before = sink.tail_rows;
+        step(source, sink, false).await?;
+        if sink.tail_rows == before {
+            return Ok(());
+        }
+    }
+    bail!("the tail did not catch up with earlier writes")
+}
+
+async fn tail_phase(
+    source: &mut PgSource,
+    sink: &mut Sink,
+    url: &str,
+    rate: f64,
+    run_for: Duration,
+    copy: bool,
+    seed: u64,
+) -> Result<Phase> {
+    let interval = DatabaseConfig::default().refresh_interval;
+    drain(source, sink).await?;
+    let base = sink.tail_rows;
+    let applied_from = sink.applied.len();
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let url = url.to_string();
+        let done = done.clone();
+        tokio::spawn(async move {
+            let r = write_at(url, rate, run_for, copy, seed).await;
+            done.store(true, Ordering::SeqCst);
+            r
+        })
+    };
+    let mut writer = Some(writer);
+    let mut result: Option<WriterResult> = None;
+    let mut stopped_at = None;
+    let mut polls = Vec::new();
+    loop {
+        let before = sink.tail_rows;
+        let t = Instant::now();
+        step(source, sink, false).await?;
+        polls.push((ms(t.elapsed()), sink.tail_rows - before));
+        if done.load(Ordering::SeqCst)
+            && let Some(w) = writer.take()
+        {
+            result = Some(w.await??);
+            stopped_at = Some(Instant::now());
+        }
+        if let (Some(r), Some(at)) = (&result, stopped_at)
+            && (sink.tail_rows - base >= r.rows || at.elapsed() > Duration::from_secs(120))
+        {
+            break;
+        }
+        tokio::time::sleep(interval).await;
+    }
+    let (Some(w), Some(stopped_at)) = (result, stopped_at) else {
+        bail!("the writer did not finish");
+    };
+    let read = sink.tail_rows - base;
+    let drain_ms = sink.applied[applied_from..]
+        .iter()
+        .find(|(_, r)| r - base >= w.rows)
+        .map_or(f64::INFINITY, |(at, _)| {
+            ms(at.saturating_duration_since(stopped_at))
+        });
+    let applied = &sink.applied[applied_from..];
+    let latencies = w
+        .log
+        .iter()
+        .filter_map(|&(committed, written)| {
+            let j = applied.partition_point(|&(_, r)| r - base < written);
+            applied
+                .get(j)
+                .map(|&(at, _)| ms(at.saturating_duration_since(committed)))
+        })
+        .collect();
+    Ok(Phase {
+        rate,
+        achieved: w.rows as f64 / w.elapsed.as_secs_f64(),
+        polls,
+        latencies,
+        unread: w.rows.saturating_sub(read),
+        drain_ms,
+    })
+}
+
+/// Drill-down frame: every user over 30 days, the largest first; median and p99
+/// of `iters` frames drawn through ratatui's TestBackend.
+struct Render {
+    rows: usize,
+    build_ms: f64,
+    frame_ms: Vec<f64>,
+}
+
+fn render_bench(store: &Store, iters: usize, endpoint: &str) -> Result<Render> {
+    let now = Utc::now();
+    let nav = Nav {
+        levels: vec![Level {
+            path: Vec::new(),
+            dim: Dim::User,
+            ..Level::default()
+        }],
+        window: Window::Days30,
+        ..Nav::default()
+    };
+    let level = nav.levels[0].clone();
+    let mut builds = Vec::new();
+    let mut view = build_level(store, &nav, &level, now);
+    for _ in 0..5 {
+        let t = Instant::now();
+        view = build_level(store, &nav, &level, now);
+        arrange(&mut view, &nav, &level);
+        builds.push(ms(t.elapsed()));
+    }
+    if let Some(name) = view.row_at(0).map(|r| r.name.clone()) {
+        view.chart = Some(chart(store, &view, &name, now));
+    }
+    let overview = build_overview(
+        store,
+        now,
+        None,
+        &DetectParams::default(),
+        &mut DetectorState::default(),
+    );
+    let status = StatusView {
+        endpoint: endpoint.to_string(),
+        connection: Connection::Live,
+        mode: TailMode::TxWatermark,
+        last_refresh: Some(now),
+        rows_read: store.intake().rows,
+        ..StatusView::default()
+    };
+    let top = TopState::Closed;
+    let screen = Screen {
+        overview: &overview,
+        status: &status,
+        backfill: None,
+        selected: 0,
+        color: true,
+        help: None,
+        drill: Some(&view),
+        top: &top,
+        window: Window::Days30,
+        alerts: None,
+    };
+    let mut terminal = Terminal::new(TestBackend::new(160, 48))?;
+    let mut frames = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        terminal.draw(|f| burnrate::ui::draw(f, &screen))?;
+        frames.push(ms(t.elapsed()));
+    }
+    let text = format!("{:?}", terminal.backend().buffer());
+    if !text.contains("user_") {
+        bail!("the drill-down frame shows no user rows");
+    }
+    Ok(Render {
+        rows: view.rows.len(),
+        build_ms: median(&builds),
+        frame_ms: frames,
+    })
+}
+
+/// One line of the results table.
+struct Line {
+    figure: String,
+    value: String,
+    against: String,
+    ratio: String,
+    target: String,
+    met: String,
+}
+
+fn met(ok: bool) -> String {
+    if ok { "met".into() } else { "NOT met".into() }
+}
+
+fn ratio(a: f64, b: f64) -> String {
+    if !(a.is_finite() && b.is_finite()) || b == 0.0 {
+        return "n/a".into();
+    }
+    let r = a / b;
+    if r >= 100.0 {
+        format!("{r:.0}x")
+    } else {
+        format!("{r:.2}x")
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> Result<()> {
+    color_eyre::install()?;
+    let args = Args::parse()?;
+    let q = Queries::load(&args.sql)?;
+    if !args.burnrate.is_file() {
+        bail!(
+            "{} not found: build it first (`cargo build --release`), or use scripts/bench",
+            args.burnrate.display()
+        );
+    }
+    // Absolute: the pseudo-terminal's spawner looks a relative name up in PATH.
+    let burnrate = std::fs::canonicalize(&args.burnrate)?;
+    let args = Args { burnrate, ..args };
+    let url = bench_url(&args.admin_url)?;
+    let home = tempfile::tempdir()?;
+    let runs = args.runs();
+    let load_start = loadavg();
+    let admin = connect(&args.admin_url).await?;
+    let version = simple(&admin, q.get("server_version")?).await?;
+    let pg_version = version.first().cloned().flatten().unwrap_or_default();
+    let shared_buffers = version.get(1).cloned().flatten().unwrap_or_default();
+
+    eprintln!("== data set");
+    let load_time = if args.reuse {
+        let exists = simple(&admin, q.get("database_exists")?).await?;
+        if exists.first().cloned().flatten().as_deref() != Some("1") {
+            bail!("--reuse: there is no burnrate_bench database yet; run without --reuse");
+        }
+        None
+    } else {
+        Some(load(&args, &q, &admin, &url).await?)
+    };
+    let client = connect(&url).await?;
+    let ds = simple(&client, q.get("data_set")?).await?;
+    let col = |i: usize| ds.get(i).cloned().flatten().unwrap_or_default();
+    let rows: u64 = col(0).parse().unwrap_or(0);
+    let data_set = format!(
+        "{} rows, {} users, {} features, {} models, {} tenants, {} regions, {} to {}, {} on disk",
+        group(rows),
+        col(1),
+        col(2),
+        col(3),
+        col(4),
+        col(5),
+        col(6),
+        col(7),
+        col(8)
+    );
+    eprintln!("  {data_set}");
+    if !args.reuse && FeatureSplit::new().features() != 20 {
+        eprintln!("  (the catalog no longer gives 20 features)");
+    }
+
+    eprintln!("== seed queries (reconstructed) and the bare scan, {runs} runs each");
+    let mut seed = BTreeMap::new();
+    for name in [
+        "seed_cost_by_feature_per_day",
+        "seed_top_cost_drivers_week",
+        "seed_cost_per_request_per_day",
+        "bare_scan",
+    ] {
+        let t = time_query(&client, q.get(name)?, runs).await?;
+        eprintln!("  {name}: median {}", fmt_ms(median(&t)));
+        seed.insert(name, median(&t));
+    }
+    let seed_feature = seed["seed_cost_by_feature_per_day"];
+    let seed_all =
+        seed_feature + seed["seed_top_cost_drivers_week"] + seed["seed_cost_per_request_per_day"];
+    let bare = seed["bare_scan"];
+
+    eprintln!("== cold start: burnrate snapshot --json, {runs} runs");
+    let mut cold = Vec::new();
+    let mut cold_cpu = Vec::new();
+    let mut snap_rss = 0u64;
+    for _ in 0..runs {
+        let r = snapshot_once(&args.burnrate, &url, home.path())?;
+        eprintln!(
+            "  {} wall, {} CPU in the process, max RSS {} MiB",
+            fmt_ms(ms(r.wall)),
+            fmt_ms(ms(r.cpu)),
+            r.max_rss_kib / 1024
+        );
+        cold.push(ms(r.wall));
+        cold_cpu.push(ms(r.cpu));
+        snap_rss = snap_rss.max(r.max_rss_kib);
+    }
+    let cold_ms = median(&cold);
+    let cold_cpu_ms = median(&cold_cpu);
+
+    let idle_for = Duration::from_secs(if args.quick { 20 } else { 60 });
+    eprintln!(
+        "== burnrate watch in a pseudo-terminal: idle CPU over {} s, peak RSS",
+        idle_for.as_secs()
+    );
+    let watch = watch_idle(&args.burnrate, &url, home.path(), idle_for)?;
+    eprintln!(
+        "  Live after {}, CPU {:.2}% of a core over {:.0} s, VmHWM {} MiB",
+        fmt_ms(ms(watch.to_live)),
+        watch.cpu_percent,
+        watch.idle_secs,
+        watch.hwm_kib / 1024
+    );
+
+    eprintln!("== in-process backfill (library), then the drill-down frame");
+    let target = ConnectTarget::from_url(&url)?;
+    let endpoint = target.endpoint.clone();
+    let t = Instant::now();
+    let mut source = PgSource::connect(target, source_options()).await?;
+    let mut sink = Sink {
+        store: Store::new(StoreConfig::default(), Utc::now()),
+        tail_rows: 0,
+        applied: Vec::new(),
+    };
+    step(&mut source, &mut sink, true).await?;
+    let backfill_ms = ms(t.elapsed());
+    eprintln!(
+        "  backfill {} ({} users in the store)",
+        fmt_ms(backfill_ms),
+        sink.store.distinct_names(Dim::User)
+    );
+    let iters = if args.quick { 200 } else { 1000 };
+    let render = render_bench(&sink.store, iters, &endpoint)?;
+    let frame_ms = median(&render.frame_ms);
+    eprintln!(
+        "  {} rows; frame median {} p99 {}; level build {}",
+        group(render.rows as u64),
+        fmt_ms(frame_ms),
+        fmt_ms(percentile(&render.frame_ms, 0.99)),
+        fmt_ms(render.build_ms)
+    );
+
+    eprintln!("== steady state: tail polls");
+    step(&mut source, &mut sink, false).await?;
+    let mut idle_polls = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        step(&mut source, &mut sink, false).await?;
+        idle_polls.push(ms(t.elapsed()));
+    }
+    let idle_poll = median(&idle_polls);
+    eprintln!("  no new rows: median poll {}", fmt_ms(idle_poll));
+    let ref_rate = (rows as f64 / (DAYS * 86_400) as f64).max(1.0);
+    let ref_phase = tail_phase(
+        &mut source,
+        &mut sink,
+        &url,
+        ref_rate,
+        Duration::from_secs(if args.quick { 10 } else { 20 }),
+        false,
+        101,
+    )
+    .await?;
+    let ref_poll = median(&ref_phase.polls.iter().map(|p| p.0).collect::<Vec<_>>());
+    eprintln!(
+        "  at the data set's own rate ({ref_rate:.1} rows/s): median poll {}",
+        fmt_ms(ref_poll)
+    );
+
+    eprintln!("== freshness with a writer at 5,000 rows/s");
+    let fresh = tail_phase(
+        &mut source,
+        &mut sink,
+        &url,
+        FRESHNESS_RATE,
+        Duration::from_secs(if args.quick { 12 } else { 30 }),
+        false,
+        102,
+    )
+    .await?;
+    let busy_polls: Vec<f64> = fresh
+        .polls
+        .iter()
+        .filter(|p| p.1 > 0)
+        .map(|p| p.0)
+        .collect();
+    let busy_poll = median(&busy_polls);
+    let busy_rows = median(
+        &fresh
+            .polls
+            .iter()
+            .filter(|p| p.1 > 0)
+            .map(|p| p.1 as f64)
+            .collect::<Vec<_>>(),
+    );
+    eprintln!(
+        "  writer {:.0} rows/s; freshness p50 {} p99 {}; median poll {} for {:.0} rows",
+        fresh.achieved,
+        fmt_ms(fresh.p(0.5)),
+        fmt_ms(fresh.p(0.99)),
+        fmt_ms(busy_poll),
+        busy_rows
+    );
+
+    eprintln!("== highest insert rate the tail keeps up with (COPY writer)");
+    let interval = DatabaseConfig::default().refresh_interval;
+    let steps: &[f64] = if args.quick {
+        &[10_000.0, 50_000.0]
+    } else {
+        &[10_000.0, 25_000.0, 50_000.0, 100_000.0]
+    };
+    let mut kept = None::<f64>;
+    let mut writer_limited = false;
+    let mut step_lines = Vec::new();
+    for (i, &rate) in steps.iter().enumerate() {
+        let ph = tail_phase(
+            &mut source,
+            &mut sink,
+            &url,
+            rate,
+            Duration::from_secs(if args.quick { 8 } else { 15 }),
+            true,
+            200 + i as u64,
+        )
+        .await?;
+        let (first, last) = ph.thirds();
+        let ok = ph.kept_up(interval);
+        let line = format!(
+            "  offered {:.0} rows/s, written {:.0} rows/s; freshness median first third {} last third {}; \
+             caught up {} after the writer stopped; {}",
+            rate,
+            ph.achieved,
+            fmt_ms(first),
+            fmt_ms(last),
+            fmt_ms(ph.drain_ms),
+            if ok {
+                "kept up"
+            } else if ph.achieved < rate * 0.9
+                && ph.unread == 0
+                && last <= first + ms(interval) / 2.0
+            {
+                "writer could not reach the rate"
+            } else {
+                "fell behind"
+            }
+        );
+        eprintln!("{line}");
+        step_lines.push(line.trim().to_string());
+        if ok {
+            kept = Some(ph.achieved);
+        } else {
+            writer_limited =
+                ph.achieved < rate * 0.9 && ph.unread == 0 && last <= first + ms(interval) / 2.0;
+            if writer_limited {
+                kept = Some(kept.unwrap_or(0.0).max(ph.achieved));
+            }
+            break;
+        }
+    }
+    let load_end = loadavg();
+
+    // The table.
+    let refresh_s = interval.as_secs_f64();
+    let lines = vec![
+        Line {
+            figure: "cold start (`snapshot --json` wall time)".into(),
+            value: fmt_ms(cold_ms),
+            against: format!(
+                "seed cost-by-feature query {}; bare scan {}",
+                fmt_ms(seed_feature),
+                fmt_ms(bare)
+            ),
+            ratio: format!(
+                "{} of the seed query; {} of the bare scan",
+                ratio(cold_ms, seed_feature),
+                ratio(cold_ms, bare)
+            ),
+            target: "<= seed cost-by-feature query; aim 2x bare scan".into(),
+            met: format!(
+                "{}; aim {}",
+                met(cold_ms <= seed_feature),
+                if cold_ms <= 2.0 * bare {
+                    "met"
+                } else {
+                    "not met"
+                }
+            ),
+        },
+        Line {
+            figure: "cold start vs the seed dashboard (3 queries once)".into(),
+            value: fmt_ms(cold_ms),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: ratio(cold_ms, seed_all),
+            target: "(information)".into(),
+            met: "-".into(),
+        },
+        Line {
+            figure: format!("database time per refresh, data set's rate ({ref_rate:.1} rows/s)"),
+            value: fmt_ms(ref_poll),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: format!("{} less", ratio(seed_all, ref_poll)),
+            target: ">= 500x less".into(),
+            met: met(seed_all / ref_poll >= 500.0),
+        },
+        Line {
+            figure: "database time per refresh, no new rows".into(),
+            value: fmt_ms(idle_poll),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: format!("{} less", ratio(seed_all, idle_poll)),
+            target: ">= 500x less".into(),
+            met: met(seed_all / idle_poll >= 500.0),
+        },
+        Line {
+            figure: format!("database time per refresh, 5,000 rows/s ({busy_rows:.0} rows a poll)"),
+            value: fmt_ms(busy_poll),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: format!("{} less", ratio(seed_all, busy_poll)),
+            target: "(information)".into(),
+            met: "-".into(),
+        },
+        Line {
+            figure: "freshness p50 / p99, writer at 5,000 rows/s".into(),
+            value: format!("{} / {}", fmt_ms(fresh.p(0.5)), fmt_ms(fresh.p(0.99))),
+            against: format!("refresh interval {refresh_s:.0} s + 100 ms"),
+            ratio: ratio(fresh.p(0.99), ms(interval) + 100.0),
+            target: "p99 <= refresh interval + 100 ms (LISTEN/NOTIFY: < 250 ms)".into(),
+            met: format!(
+                "{}; LISTEN/NOTIFY not implemented",
+                met(fresh.p(0.99) <= ms(interval) + 100.0)
+            ),
+        },
+        Line {
+            figure: "highest insert rate kept up with".into(),
+            value: match kept {
+                Some(r) => format!(
+                    "{} rows/s{}",
+                    group(r as u64),
+                    if writer_limited {
+                        " (writer-limited)"
+                    } else {
+                        ""
+                    }
+                ),
+                None => "below the first step".into(),
+            },
+            against: "target 50,000 rows/s".into(),
+            ratio: ratio(kept.unwrap_or(0.0), 50_000.0),
+            target: "50,000 rows/s".into(),
+            met: met(kept.unwrap_or(0.0) >= 50_000.0 * 0.95),
+        },
+        Line {
+            figure: "peak RSS, `burnrate watch` after backfill and idle".into(),
+            value: format!("{:.0} MiB", watch.hwm_kib as f64 / 1024.0),
+            against: format!("`snapshot --json` {:.0} MiB", snap_rss as f64 / 1024.0),
+            ratio: ratio(watch.hwm_kib as f64 / 1024.0, 200.0),
+            target: "< 200 MB".into(),
+            met: met(watch.hwm_kib.max(snap_rss) as f64 * 1024.0 < 200e6),
+        },
+        Line {
+            figure: format!("idle CPU, `burnrate watch`, {:.0} s", watch.idle_secs),
+            value: format!("{:.2}% of a core", watch.cpu_percent),
+            against: "1% of a core".into(),
+            ratio: ratio(watch.cpu_percent, 1.0),
+            target: "< 1% of a core".into(),
+            met: met(watch.cpu_percent < 1.0),
+        },
+        Line {
+            figure: format!(
+                "drill-down frame, {} user rows (median of {iters})",
+                group(render.rows as u64)
+            ),
+            value: fmt_ms(frame_ms),
+            against: format!("p99 {}", fmt_ms(percentile(&render.frame_ms, 0.99))),
+            ratio: ratio(frame_ms, 2.0),
+            target: "< 2 ms".into(),
+            met: met(frame_ms < 2.0),
+        },
+    ];
+
+    println!();
+    println!("## burnrate benchmark");
+    println!();
+    println!(
+        "command: `scripts/bench{}{}{}`",
+        if args.quick { " --quick" } else { "" },
+        if args.reuse { " --reuse" } else { "" },
+        format_args!(" --rows {} --runs {runs}", args.rows)
+    );
+    println!(
+        "machine: {} cores, {} RAM; PostgreSQL {pg_version} (shared_buffers {shared_buffers}); \
+         load average {load_start} at the start, {load_end} at the end",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_total()
+    );
+    println!("data set: {data_set}");
+    if let Some(t) = load_time {
+        println!(
+            "loaded with COPY in {:.1} s ({:.0} rows/s)",
+            t.as_secs_f64(),
+            rows as f64 / t.as_secs_f64()
+        );
+    }
+    println!(
+        "medians of {runs} runs; seed queries reconstructed, not verbatim (scripts/bench.sql): \
+         cost by feature per day {}, top 5 drivers this week {}, cost per request per day {}; \
+         bare scan {}",
+        fmt_ms(seed_feature),
+        fmt_ms(seed["seed_top_cost_drivers_week"]),
+        fmt_ms(seed["seed_cost_per_request_per_day"]),
+        fmt_ms(bare)
+    );
+    println!(
+        "cold start: `snapshot --json` used {} of CPU itself (median), the rest of its {} \
+         is waiting, mostly for PostgreSQL",
+        fmt_ms(cold_cpu_ms),
+        fmt_ms(cold_ms)
+    );
+    println!(
+        "in-process backfill (library) {}; dashboard Live after {} in a pseudo-terminal; \
+         drill-down level build (once per change) {}",
+        fmt_ms(backfill_ms),
+        fmt_ms(ms(watch.to_live)),
+        fmt_ms(render.build_ms)
+    );
+    println!();
+    println!("| figure | burnrate | against | ratio | target | result |");
+    println!("|---|---|---|---|---|---|");
+    for l in &lines {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            l.figure, l.value, l.against, l.ratio, l.target, l.met
+        );
+    }
+    println!();
+    println!("insert-rate steps (refresh interval {refresh_s:.0} s):");
+    for l in &step_lines {
+        println!("- {l}");
+    }
+    Ok(())
+}

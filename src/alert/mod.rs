@@ -1,0 +1,226 @@
+//! Alerts that page once.
+//!
+//! `detect` says what is unusual right now; this module turns that into alerts with
+//! a lifecycle (Inactive -> Pending -> Firing -> Resolved) keyed by a fingerprint of
+//! rule + sorted labels, decides when a message is due (first firing, repeat
+//! interval, resolved), and honours acknowledgements and silences. The lifecycle is
+//! pure ([`lifecycle`]); where the state lives ([`state`]: PostgreSQL, shared by
+//! every monitor, or a local file) and how messages travel ([`slack`]) are separate.
+//!
+//! Who owns "pending": the detector. Its `DetectorState` counts consecutive
+//! evaluation minutes of each fast-rule condition (`[detect] pending_evaluations`)
+//! and only returns a condition as an anomaly once it has held long enough. The
+//! lifecycle shows the detector's pending conditions as Pending alerts and takes
+//! its anomalies as confirmed: it never counts evaluations a second time.
+
+pub mod desktop;
+pub mod engine;
+pub mod health;
+pub mod lifecycle;
+pub mod slack;
+pub mod state;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{Anomaly, PendingCondition, Severity};
+use crate::model::Dim;
+use crate::money::Money;
+
+pub use lifecycle::{
+    Ack, Alert, Book, Evaluation, Hold, LogKey, Message, MessageKind, Outbox, Phase, Policy,
+    Silence,
+};
+
+/// Label name -> value, sorted: "feature" -> "support_qa".
+pub type Labels = BTreeMap<String, String>;
+
+/// The dedupe key of an alert everywhere (screen, Slack, stored state): a stable
+/// 64-bit FNV-1a hash of the rule id and the sorted labels, as 16 hex digits.
+pub fn fingerprint(rule: &str, labels: &Labels) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(rule.as_bytes());
+    for (k, v) in labels {
+        eat(&[0]);
+        eat(k.as_bytes());
+        eat(&[0x1f]);
+        eat(v.as_bytes());
+    }
+    format!("{h:016x}")
+}
+
+/// One contributor line of an alert.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContributorLine {
+    pub dim: String,
+    pub name: String,
+    #[serde(rename = "cost_usd")]
+    pub cost: Money,
+    pub share: f64,
+}
+
+/// What an evaluation saw for one alert: the details a message needs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    pub rule: String,
+    pub labels: Labels,
+    pub severity: Severity,
+    /// One line for people (the anomaly's message).
+    pub summary: String,
+    /// "5m", "today", "month", or a health window.
+    pub window: String,
+    #[serde(rename = "observed_usd")]
+    pub observed: Option<Money>,
+    #[serde(rename = "expected_usd")]
+    pub expected: Option<Money>,
+    pub ratio: Option<f64>,
+    /// What `expected` was computed from.
+    pub baseline: String,
+    pub contributors: Vec<ContributorLine>,
+    /// What to look at first.
+    pub hint: String,
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl Observation {
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.rule, &self.labels)
+    }
+
+    /// "support_qa" for a feature alert, "database" for a health alert.
+    pub fn subject(&self) -> String {
+        if self.labels.is_empty() {
+            return self.rule.clone();
+        }
+        self.labels
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    pub fn from_anomaly(a: &Anomaly) -> Observation {
+        Observation {
+            rule: a.rule.clone(),
+            labels: labels_of(a.dim, &a.name),
+            severity: a.severity,
+            summary: a.message.clone(),
+            window: a.window.clone(),
+            observed: Some(a.observed),
+            expected: Some(a.expected),
+            ratio: Some(a.ratio),
+            baseline: a.baseline.clone(),
+            contributors: a
+                .contributors
+                .iter()
+                .map(|c| ContributorLine {
+                    dim: c.dim.name().to_string(),
+                    name: c.name.clone(),
+                    cost: c.cost,
+                    share: c.share,
+                })
+                .collect(),
+            hint: hint_for(&a.rule, a.dim, &a.name, &a.window),
+            since: a.since,
+        }
+    }
+
+    /// A detector condition that has not held long enough yet.
+    pub fn from_pending(c: &PendingCondition) -> Observation {
+        Observation {
+            rule: c.rule.clone(),
+            labels: labels_of(c.dim, &c.name),
+            severity: Severity::Warning,
+            summary: format!(
+                "{} {}: {} held for {} of {} evaluations",
+                c.dim, c.name, c.rule, c.streak, c.needed
+            ),
+            window: String::new(),
+            observed: None,
+            expected: None,
+            ratio: None,
+            baseline: String::new(),
+            contributors: Vec::new(),
+            hint: hint_for(&c.rule, c.dim, &c.name, ""),
+            since: Some(c.since),
+        }
+    }
+}
+
+fn labels_of(dim: Dim, name: &str) -> Labels {
+    let mut l = Labels::new();
+    l.insert(dim.name().to_string(), name.to_string());
+    l
+}
+
+/// What to look at first, by rule.
+pub fn hint_for(rule: &str, dim: Dim, name: &str, window: &str) -> String {
+    match rule {
+        r if r.starts_with("spike_") => format!(
+            "Drill into {dim} {name} in burnrate (Enter on the row) and look at its top users \
+             and models over the last {window}: retry loops, a new prompt or a model change \
+             usually show there."
+        ),
+        "runaway_user" | "user_share" => format!(
+            "Look at the recent requests of {name} (drill down, then `r`): an agent loop or a \
+             leaked key often looks like this; revoke or rate-limit the key if it is not expected."
+        ),
+        "unpriced" => format!(
+            "Requests to model {name} have no cost: add its price to the pricing table so the \
+             spend is counted."
+        ),
+        "today_vs_7d" | "daily_average" | "drift" => format!(
+            "Compare {dim} {name} today with the same time last week in the overview; check \
+             recent deploys and traffic."
+        ),
+        "day_over_budget_pace" | "forecast_over_budget" => {
+            "Check the month forecast and the largest features in the overview; raise \
+             budget.monthly_usd if the growth is planned."
+                .to_string()
+        }
+        "feature_budget" | "quota" => format!(
+            "{dim} {name} is near or over its monthly limit: check its users in the drill-down, \
+             or raise the limit in the config."
+        ),
+        _ => format!("Look at {dim} {name} in burnrate."),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable_and_depend_on_rule_and_every_label() {
+        let mut a = Labels::new();
+        a.insert("feature".into(), "support_qa".into());
+        let f = fingerprint("spike_5m", &a);
+        assert_eq!(f.len(), 16);
+        assert_eq!(f, fingerprint("spike_5m", &a.clone()));
+        assert_ne!(f, fingerprint("spike_15m", &a));
+        let mut b = a.clone();
+        b.insert("model".into(), "gpt-4o".into());
+        assert_ne!(f, fingerprint("spike_5m", &b));
+        // Label order cannot matter: the map is sorted.
+        let mut c = Labels::new();
+        c.insert("model".into(), "gpt-4o".into());
+        c.insert("feature".into(), "support_qa".into());
+        assert_eq!(fingerprint("spike_5m", &b), fingerprint("spike_5m", &c));
+        // No ambiguity between "ab"+"c" and "a"+"bc".
+        let mut d = Labels::new();
+        d.insert("ab".into(), "c".into());
+        let mut e = Labels::new();
+        e.insert("a".into(), "bc".into());
+        assert_ne!(fingerprint("r", &d), fingerprint("r", &e));
+        // Pinned: the stored state of older versions must keep matching.
+        assert_eq!(fingerprint("r", &Labels::new()), "af63ef4c86020cd5");
+    }
+}

@@ -1,0 +1,586 @@
+//! The dashboard's link to the alert engine. The engine (state store, Slack queue,
+//! desktop notifications) runs on its own task: the event loop only hands it
+//! requests with `try_send` (never waiting) and reads back a small summary, so a
+//! slow database or a dead Slack never stalls the screen.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::mpsc;
+
+use crate::alert::desktop::{DesktopNotice, DesktopNotifier, NoticeUrgency};
+use crate::alert::engine::{AlertEngine, eval_now};
+use crate::alert::slack::Outcome;
+use crate::alert::{Alert, Book, Evaluation, Labels, Phase, Silence};
+
+/// What the event loop asks of the alert task.
+#[derive(Debug, Clone)]
+pub enum AlertRequest {
+    Evaluate(Evaluation),
+    Acknowledge {
+        fingerprint: String,
+    },
+    Silence {
+        matchers: Labels,
+        hours: i64,
+    },
+    /// Silence until a time typed at the prompt (`Z`).
+    SilenceUntil {
+        matchers: Labels,
+        until: DateTime<Utc>,
+    },
+    /// Lifts the silence matching these labels, else the newest.
+    Lift {
+        matchers: Option<Labels>,
+    },
+    /// Lifts one silence (selected in the alerts pane).
+    LiftId {
+        id: String,
+    },
+    List,
+}
+
+/// What the alert task reports back.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AlertsSummary {
+    pub firing: usize,
+    pub pending: usize,
+    pub acknowledged: usize,
+    pub silences: Vec<Silence>,
+    /// Firing and pending alerts, most severe first (for the alerts pane).
+    pub alerts: Vec<PaneAlert>,
+    /// "shared in PostgreSQL ..." or "local file ... (why)".
+    pub state: String,
+    pub shared: bool,
+    pub slack: String,
+    /// A Slack configuration error, a state error: shown until it clears.
+    pub problem: Option<String>,
+    /// The answer to the last key (ack, silence, list, lift), with its time.
+    pub note: Option<(String, DateTime<Utc>)>,
+    pub desktop: Option<String>,
+}
+
+impl AlertsSummary {
+    /// One status-bar segment, and whether it is a problem.
+    pub fn line(&self, now: DateTime<Utc>) -> (String, bool) {
+        if let Some((note, at)) = &self.note
+            && now - *at < Duration::seconds(8)
+        {
+            return (note.clone(), false);
+        }
+        let mut parts = vec![format!(
+            "alerts: {} firing, {} pending",
+            self.firing, self.pending
+        )];
+        if self.acknowledged > 0 {
+            parts.push(format!("{} acked", self.acknowledged));
+        }
+        if !self.silences.is_empty() {
+            parts.push(format!("{} silenced", self.silences.len()));
+        }
+        parts.push(self.slack.clone());
+        if !self.shared {
+            parts.push(if self.state.contains("is unreachable") {
+                "database unreachable: alert state in the local file (dedupe on this machine)"
+                    .into()
+            } else {
+                "state not shared (local file)".into()
+            });
+        }
+        if let Some(d) = &self.desktop {
+            parts.push(d.clone());
+        }
+        if let Some(p) = &self.problem {
+            parts.push(p.clone());
+        }
+        (parts.join(" · "), self.problem.is_some())
+    }
+}
+
+/// One alert as the alerts pane lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaneAlert {
+    pub fingerprint: String,
+    /// Its rule and labels: the matchers of a silence of exactly this alert.
+    pub matchers: Labels,
+    pub severity: crate::detect::Severity,
+    pub rule: String,
+    /// "feature support_qa", "database 127.0.0.1:5432/llm".
+    pub subject: String,
+    /// "firing", "pending".
+    pub phase: &'static str,
+    pub since: Option<DateTime<Utc>>,
+    pub acked_by: Option<String>,
+    /// The id of the silence that holds its messages back.
+    pub silenced_by: Option<String>,
+}
+
+/// The alerts and silences pane (`L`): what is firing and every active silence,
+/// with its expiry, who set it and what it matches; `U` lifts the selected silence.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertsPane {
+    pub alerts: Vec<PaneAlert>,
+    pub silences: Vec<Silence>,
+    /// Index into `silences`.
+    pub selected: usize,
+    pub now: DateTime<Utc>,
+    /// The billing time zone, for expiry times.
+    pub tz: chrono_tz::Tz,
+}
+
+/// When a silence typed at the prompt ends: "HH:MM" (today in the billing time
+/// zone, tomorrow when that is past) or a duration ("90m", "2h", "1h 30m").
+pub fn parse_until(
+    text: &str,
+    now: DateTime<Utc>,
+    tz: chrono_tz::Tz,
+) -> Result<DateTime<Utc>, String> {
+    use chrono::TimeZone;
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("type a time (HH:MM) or a duration (90m, 2h)".into());
+    }
+    if let Ok(time) = chrono::NaiveTime::parse_from_str(t, "%H:%M") {
+        let today = now.with_timezone(&tz).date_naive();
+        for day in [today, today + Duration::days(1)] {
+            let at = tz
+                .from_local_datetime(&day.and_time(time))
+                .earliest()
+                .map(|d| d.with_timezone(&Utc));
+            if let Some(at) = at
+                && at > now
+            {
+                return Ok(at);
+            }
+        }
+        return Err(format!("{t} does not exist in {tz} today or tomorrow"));
+    }
+    match crate::config::parse_duration(t) {
+        Ok(d) if d.is_zero() => Err("a silence must last longer than 0".into()),
+        Ok(d) if d > std::time::Duration::from_secs(90 * 86_400) => {
+            Err(format!("{t} is too long: at most 90 days"))
+        }
+        Ok(d) => Ok(now + Duration::from_std(d).map_err(|e| e.to_string())?),
+        Err(_) => Err(format!(
+            "{t:?} is neither a time (HH:MM, {tz}) nor a duration (90m, 2h)"
+        )),
+    }
+}
+
+/// The event loop's end of the link.
+pub struct AlertLink {
+    tx: mpsc::Sender<AlertRequest>,
+    pub health: crate::alert::health::HealthParams,
+    shared: Arc<Mutex<AlertsSummary>>,
+    pub summary: AlertsSummary,
+    pub last_eval: Option<DateTime<Utc>>,
+}
+
+impl AlertLink {
+    /// Starts the alert task on the current runtime.
+    pub fn start(
+        engine: AlertEngine,
+        outcomes: mpsc::Receiver<Outcome>,
+        desktop: Option<DesktopNotifier>,
+    ) -> AlertLink {
+        let (tx, rx) = mpsc::channel(4);
+        let shared = Arc::new(Mutex::new(AlertsSummary {
+            state: engine.store.describe(),
+            shared: engine.store.is_shared(),
+            slack: slack_text(&engine),
+            ..AlertsSummary::default()
+        }));
+        let summary = shared.lock().map(|s| s.clone()).unwrap_or_default();
+        let health = engine.settings.health.clone();
+        tokio::spawn(alert_task(engine, rx, outcomes, desktop, shared.clone()));
+        AlertLink {
+            tx,
+            health,
+            shared,
+            summary,
+            last_eval: None,
+        }
+    }
+
+    /// Hands a request to the task without waiting; false when it is busy.
+    pub fn request(&self, r: AlertRequest) -> bool {
+        self.tx.try_send(r).is_ok()
+    }
+
+    /// Copies the task's summary; true when it changed.
+    pub fn refresh(&mut self) -> bool {
+        let now = self.shared.lock().map(|s| s.clone()).unwrap_or_default();
+        if now != self.summary {
+            self.summary = now;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Everything one alert evaluation sees on the dashboard: the detector's anomalies
+/// and pending conditions, and the monitor-health checks.
+pub fn evaluation(
+    app: &super::state::App,
+    health: &crate::alert::health::HealthParams,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    use crate::alert::{Hold, health as h};
+    let now = eval_now(now);
+    let endpoint = &app.status.endpoint;
+    let mut observations =
+        crate::alert::engine::observations(&app.overview.anomalies, &app.detector, &app.params);
+    if let crate::model::Connection::Disconnected { error, since } = &app.status.connection
+        && let Some(o) = h::database_unreachable(Some(*since), error, endpoint, now, health)
+    {
+        observations.push((o, Hold::Confirmed));
+    }
+    if let Some(o) = h::no_events(&app.store, endpoint, now, health) {
+        observations.push((o, Hold::Confirmed));
+    }
+    Evaluation { now, observations }
+}
+
+fn slack_text(engine: &AlertEngine) -> String {
+    match engine.slack() {
+        None => "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)".into(),
+        Some(q) => {
+            let s = q.status();
+            let mut t = format!("Slack: {} sent", s.sent);
+            if s.waiting > 0 {
+                t.push_str(&format!(", {} waiting", s.waiting));
+            }
+            if s.dropped > 0 {
+                t.push_str(&format!(", {} dropped", s.dropped));
+            }
+            t
+        }
+    }
+}
+
+fn user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(crate::alert::state::instance_name)
+}
+
+fn summarise(book: &Book, now: DateTime<Utc>, s: &mut AlertsSummary) {
+    let firing: Vec<&Alert> = book.firing();
+    s.firing = firing.len();
+    s.acknowledged = firing.iter().filter(|a| a.acked.is_some()).count();
+    s.pending = book
+        .alerts
+        .values()
+        .filter(|a| a.phase == Phase::Pending)
+        .count();
+    s.silences = book.active_silences(now).into_iter().cloned().collect();
+    let mut alerts: Vec<&Alert> = book
+        .alerts
+        .values()
+        .filter(|a| a.phase != Phase::Resolved)
+        .collect();
+    alerts.sort_by(|a, b| {
+        (b.phase == Phase::Firing, b.severity())
+            .cmp(&(a.phase == Phase::Firing, a.severity()))
+            .then_with(|| a.fingerprint.cmp(&b.fingerprint))
+    });
+    s.alerts = alerts
+        .into_iter()
+        .map(|a| PaneAlert {
+            fingerprint: a.fingerprint.clone(),
+            matchers: Silence::matchers_for(a),
+            severity: a.severity(),
+            rule: a.rule().to_string(),
+            subject: a.observation.subject(),
+            phase: a.phase.name(),
+            since: a.episode.or(a.observation.since),
+            acked_by: a.acked.as_ref().map(|k| k.by.clone()),
+            silenced_by: s
+                .silences
+                .iter()
+                .find(|x| x.matches(a))
+                .map(|x| x.id.clone()),
+        })
+        .collect();
+}
+
+async fn alert_task(
+    mut engine: AlertEngine,
+    mut rx: mpsc::Receiver<AlertRequest>,
+    mut outcomes: mpsc::Receiver<Outcome>,
+    desktop: Option<DesktopNotifier>,
+    shared: Arc<Mutex<AlertsSummary>>,
+) {
+    let mut status_tick = tokio::time::interval(StdDuration::from_secs(2));
+    // Per person: what this monitor saw firing, for desktop notifications.
+    let mut seen_firing: Option<std::collections::BTreeMap<String, Option<DateTime<Utc>>>> = None;
+    let set = |f: &dyn Fn(&mut AlertsSummary)| {
+        if let Ok(mut s) = shared.lock() {
+            f(&mut s);
+        }
+    };
+    if let Some(text) = desktop.as_ref().and_then(|d| d.status()) {
+        set(&|s| s.desktop = Some(text.clone()));
+    }
+    loop {
+        tokio::select! {
+            req = rx.recv() => {
+                let Some(req) = req else { return };
+                let now = eval_now(Utc::now());
+                match req {
+                    AlertRequest::Evaluate(eval) => match engine.round(eval, false).await {
+                        Ok(round) => {
+                            let (state, is_shared) = (engine.store.describe(), engine.store.is_shared());
+                            set(&|s| {
+                                summarise(&round.book, now, s);
+                                s.state = state.clone();
+                                s.shared = is_shared;
+                                if s.problem.as_deref().is_some_and(|p| p.starts_with("alert state")) {
+                                    s.problem = None;
+                                }
+                            });
+                            if let Some(d) = &desktop {
+                                notify_desktop(d, &round.book, &mut seen_firing);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "alerts: evaluation failed");
+                            let text = format!("alert state: {e}");
+                            set(&|s| s.problem = Some(text.clone()));
+                        }
+                    },
+                    AlertRequest::Acknowledge { fingerprint } => {
+                        let note = match engine.acknowledge(fingerprint, user()).await {
+                            Ok(book) => {
+                                set(&|s| summarise(&book, now, s));
+                                "acknowledged: no repeats until it resolves".to_string()
+                            }
+                            Err(e) => format!("cannot acknowledge: {e}"),
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                    AlertRequest::Silence { matchers, hours } => {
+                        let until = now + Duration::hours(hours);
+                        let note = match engine.silence(matchers, until, user()).await {
+                            Ok((silence, book)) => {
+                                set(&|s| summarise(&book, now, s));
+                                format!(
+                                    "silenced {} for {hours}h, until {} UTC (id {})",
+                                    silence.describe(),
+                                    until.format("%H:%M"),
+                                    silence.id
+                                )
+                            }
+                            Err(e) => format!("cannot silence: {e}"),
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                    AlertRequest::SilenceUntil { matchers, until } => {
+                        let note = match engine.silence(matchers, until, user()).await {
+                            Ok((silence, book)) => {
+                                set(&|s| summarise(&book, now, s));
+                                format!(
+                                    "silenced {} until {} UTC (id {})",
+                                    silence.describe(),
+                                    until.format("%m-%d %H:%M"),
+                                    silence.id
+                                )
+                            }
+                            Err(e) => format!("cannot silence: {e}"),
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                    AlertRequest::Lift { matchers } => {
+                        let book = engine.store.load().await.unwrap_or_default();
+                        let active = book.active_silences(now);
+                        let pick = matchers
+                            .as_ref()
+                            .and_then(|m| active.iter().find(|s| &s.matchers == m))
+                            .or_else(|| active.iter().max_by_key(|s| s.starts_at))
+                            .map(|s| (*s).clone());
+                        let note = match pick {
+                            None => "no silences to lift".to_string(),
+                            Some(sil) => match engine.lift(sil.id.clone()).await {
+                                Ok(book) => {
+                                    set(&|s| summarise(&book, now, s));
+                                    format!("lifted the silence {} ({})", sil.id, sil.describe())
+                                }
+                                Err(e) => format!("cannot lift: {e}"),
+                            },
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                    AlertRequest::LiftId { id } => {
+                        let note = match engine.lift(id.clone()).await {
+                            Ok(book) => {
+                                set(&|s| summarise(&book, now, s));
+                                format!("lifted the silence {id}")
+                            }
+                            Err(e) => format!("cannot lift {id}: {e}"),
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                    AlertRequest::List => {
+                        let note = match engine.store.load().await {
+                            Ok(book) => {
+                                set(&|s| summarise(&book, now, s));
+                                let active = book.active_silences(now);
+                                if active.is_empty() {
+                                    "no silences".to_string()
+                                } else {
+                                    let list: Vec<String> = active
+                                        .iter()
+                                        .map(|s| format!(
+                                            "{} {} until {} UTC",
+                                            s.id,
+                                            s.describe(),
+                                            s.ends_at.format("%m-%d %H:%M")
+                                        ))
+                                        .collect();
+                                    format!("silences: {}", list.join("; "))
+                                }
+                            }
+                            Err(e) => format!("cannot list silences: {e}"),
+                        };
+                        set(&|s| s.note = Some((note.clone(), now)));
+                    }
+                }
+            }
+            Some(outcome) = outcomes.recv() => {
+                engine.record_keys(&outcome.keys, &outcome.result).await;
+            }
+            _ = status_tick.tick() => {
+                let text = slack_text(&engine);
+                let problem = engine.slack().and_then(|q| q.status().config_error);
+                set(&|s| {
+                    s.slack = text.clone();
+                    if let Some(p) = &problem {
+                        s.problem = Some(format!("Slack: {p}"));
+                    } else if s.problem.as_deref().is_some_and(|p| p.starts_with("Slack")) {
+                        s.problem = None;
+                    }
+                });
+            }
+        }
+    }
+}
+
+/// Desktop notifications stay per person: whatever this monitor sees start firing
+/// (a new episode) or resolve, whoever sent the Slack message.
+fn notify_desktop(
+    d: &DesktopNotifier,
+    book: &Book,
+    seen: &mut Option<std::collections::BTreeMap<String, Option<DateTime<Utc>>>>,
+) {
+    let now: std::collections::BTreeMap<String, Option<DateTime<Utc>>> = book
+        .firing()
+        .into_iter()
+        .filter(|a| a.severity() >= crate::detect::Severity::Warning)
+        .map(|a| (a.fingerprint.clone(), a.episode))
+        .collect();
+    // The first round only learns what is already firing.
+    let Some(before) = seen.replace(now.clone()) else {
+        return;
+    };
+    let mut notices = Vec::new();
+    for (fp, episode) in &now {
+        if before.get(fp) != Some(episode) {
+            let a = &book.alerts[fp];
+            notices.push(DesktopNotice {
+                summary: format!("{}: {}", a.rule(), a.observation.subject()),
+                body: a.observation.summary.clone(),
+                urgency: NoticeUrgency::Firing,
+            });
+        }
+    }
+    for fp in before.keys() {
+        if !now.contains_key(fp)
+            && let Some(a) = book.alerts.get(fp)
+            && a.phase == Phase::Resolved
+        {
+            notices.push(DesktopNotice {
+                summary: format!("resolved: {}: {}", a.rule(), a.observation.subject()),
+                body: a.observation.summary.clone(),
+                urgency: NoticeUrgency::Resolved,
+            });
+        }
+    }
+    if !notices.is_empty() {
+        d.notify_in_background(notices);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn silence_until_a_time_today_or_tomorrow_in_the_billing_zone_or_a_duration() {
+        let berlin = chrono_tz::Europe::Berlin;
+        // 09:45 UTC is 10:45 in Berlin (CET).
+        let now = at("2026-11-28T09:45:00Z");
+        assert_eq!(
+            parse_until("17:30", now, berlin).unwrap(),
+            at("2026-11-28T16:30:00Z")
+        );
+        // Past today: tomorrow.
+        assert_eq!(
+            parse_until("08:00", now, berlin).unwrap(),
+            at("2026-11-29T07:00:00Z")
+        );
+        assert_eq!(
+            parse_until(" 17:30 ", now, chrono_tz::UTC).unwrap(),
+            at("2026-11-28T17:30:00Z")
+        );
+        assert_eq!(
+            parse_until("90m", now, berlin).unwrap(),
+            at("2026-11-28T11:15:00Z")
+        );
+        assert_eq!(
+            parse_until("1h 30m", now, berlin).unwrap(),
+            at("2026-11-28T11:15:00Z")
+        );
+        assert_eq!(
+            parse_until("2h", now, berlin).unwrap(),
+            at("2026-11-28T11:45:00Z")
+        );
+        for bad in ["", "25:00", "soon", "0m", "400d"] {
+            let e = parse_until(bad, now, berlin).unwrap_err();
+            assert!(!e.is_empty(), "{bad}");
+        }
+        assert!(
+            parse_until("soon", now, berlin)
+                .unwrap_err()
+                .contains("HH:MM"),
+        );
+    }
+
+    #[test]
+    fn the_status_segment_says_when_the_state_is_local_because_the_database_is_down() {
+        let now = at("2026-11-28T09:45:00Z");
+        let mut s = AlertsSummary {
+            state: "local file /x/alerts.json while the shared state in PostgreSQL at db:5432/llm \
+                    is unreachable (since 09:40:00 UTC: connection refused): alerts are \
+                    deduplicated on this machine only"
+                .into(),
+            shared: false,
+            slack: "Slack: 1 sent".into(),
+            firing: 1,
+            ..AlertsSummary::default()
+        };
+        assert!(
+            s.line(now)
+                .0
+                .contains("database unreachable: alert state in the local file")
+        );
+        s.state = "local file /x/alerts.json (read-only role)".into();
+        assert!(s.line(now).0.contains("state not shared (local file)"));
+    }
+}

@@ -1,0 +1,131 @@
+//! `burnrate doctor`: prints what the source would do against this database and
+//! what needs fixing; fails (exit code 1) when anything does.
+
+use std::fmt::Write as _;
+
+use color_eyre::Result;
+use color_eyre::eyre::bail;
+
+use super::context::Context;
+use crate::model::TailMode;
+use crate::source::doctor::{DoctorReport, doctor as run_doctor};
+
+pub async fn doctor(ctx: &Context) -> Result<()> {
+    let target = ctx.connect_target()?;
+    let opts = ctx.source_options()?;
+    let report = run_doctor(&target, &opts).await;
+    print!("{}", render(&report));
+    if !report.ok() {
+        bail!(
+            "doctor found {} problem{} (above)",
+            report.problems.len(),
+            if report.problems.len() == 1 { "" } else { "s" }
+        );
+    }
+    Ok(())
+}
+
+/// The report as text, one check per line.
+pub fn render(r: &DoctorReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "database   {}{}",
+        r.endpoint,
+        r.server_version
+            .as_ref()
+            .map(|v| format!(" (PostgreSQL {v})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(out, "preset     {}", r.preset);
+    let _ = writeln!(out, "table      {}", r.table);
+    if !r.mapped.is_empty() {
+        let mut first = true;
+        for m in &r.mapped {
+            let _ = writeln!(
+                out,
+                "{}{:<14} <- {}  ({})",
+                if first { "columns    " } else { "           " },
+                m.field.key(),
+                m.spec,
+                m.found
+            );
+            first = false;
+        }
+        for f in &r.unmapped {
+            let _ = writeln!(
+                out,
+                "           {:<14} (none): not in this table{}",
+                f.key(),
+                match f {
+                    crate::source::columns::Field::Tx | crate::source::columns::Field::Order => "",
+                    _ => "; its views show \"(none)\"",
+                }
+            );
+        }
+    }
+    if let Some(mode) = r.mode {
+        let promise = match mode {
+            TailMode::TxWatermark => {
+                "every committed row is read exactly once, whenever it commits".to_string()
+            }
+            TailMode::IdOverlap => "re-reads missing ids for database.id_gap_settle; a row \
+                                    committing later than that is missed"
+                .to_string(),
+            TailMode::KeysetOverlap => format!(
+                "re-reads the last {} behind the newest row by (timestamp, key) and \
+                 deduplicates by key; a row written later than that is missed",
+                humantime::format_duration(r.overlap)
+            ),
+            TailMode::Demo => String::new(),
+        };
+        let _ = writeln!(out, "tail mode  {}: {promise}", mode.label());
+    }
+    if let Some(rows) = r.rows {
+        let range = match (r.first, r.last) {
+            (Some(a), Some(b)) => format!(
+                ", {} to {}",
+                a.format("%Y-%m-%d %H:%M:%S UTC"),
+                b.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "rows       {rows}{range}");
+    }
+    if !r.priced_models.is_empty() {
+        let _ = writeln!(
+            out,
+            "prices     {}: rows that log no cost or 0 get it computed from their tokens",
+            r.priced_models.join(", ")
+        );
+    }
+    let mut first = true;
+    for i in &r.indexes {
+        let state = match &i.found {
+            Some(name) => format!("ok ({name})"),
+            None => format!("MISSING: {}", i.create),
+        };
+        let _ = writeln!(
+            out,
+            "{}({}) for {}: {state}",
+            if first { "indexes    " } else { "           " },
+            i.columns.join(", "),
+            i.purpose
+        );
+        first = false;
+    }
+    for (preset, table) in &r.other_presets {
+        let _ = writeln!(
+            out,
+            "hint       --preset {preset} fits this database (table {table})"
+        );
+    }
+    if r.ok() {
+        let _ = writeln!(out, "result     ok");
+    } else {
+        for p in &r.problems {
+            let _ = writeln!(out, "problem    {p}");
+        }
+    }
+    out
+}

@@ -1,0 +1,242 @@
+//! `burnrate doctor`: the source's view of the database, checked: the connection,
+//! the table and column map, the indexes the queries need, rows and time range, and
+//! the tail mode with what it promises.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::columns::{ColumnSpec, Field, MapSpec, Mapped, Preset, RowOrder, SourceConfig};
+use super::connect::ConnectTarget;
+use super::error::ErrorContext;
+use super::pg::{PgSource, SourceOptions, client_deadline, timed};
+use super::schema::TableName;
+use crate::model::TailMode;
+
+/// An index the queries need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexNeed {
+    /// Which queries it serves.
+    pub purpose: &'static str,
+    /// Its columns as a map would write them.
+    pub columns: Vec<String>,
+    /// The name of an existing index that serves (its leading columns match).
+    pub found: Option<String>,
+    /// The statement that adds it.
+    pub create: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DoctorReport {
+    pub endpoint: String,
+    pub preset: Preset,
+    pub table: String,
+    /// "16.4", once connected.
+    pub server_version: Option<String>,
+    pub mapped: Vec<Mapped>,
+    pub unmapped: Vec<Field>,
+    pub mode: Option<TailMode>,
+    /// Keyset mode: how far back each poll re-reads.
+    pub overlap: Duration,
+    pub rows: Option<i64>,
+    pub first: Option<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+    pub indexes: Vec<IndexNeed>,
+    /// Models in the price list (`[prices]`).
+    pub priced_models: Vec<String>,
+    /// Presets that fit when the configured map does not: (preset, table).
+    pub other_presets: Vec<(Preset, String)>,
+    /// What must be fixed; empty when all is well.
+    pub problems: Vec<String>,
+}
+
+impl DoctorReport {
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Runs every check; never fails itself: what goes wrong is a problem in the report.
+pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorReport {
+    let mut report = DoctorReport {
+        endpoint: target.endpoint.clone(),
+        preset: opts.map.preset,
+        table: TableName::parse(&opts.table).map_or(opts.table.clone(), |t| t.to_string()),
+        server_version: None,
+        mapped: Vec::new(),
+        unmapped: Vec::new(),
+        mode: None,
+        overlap: opts.map.overlap,
+        rows: None,
+        first: None,
+        last: None,
+        indexes: Vec::new(),
+        priced_models: opts.map.prices.keys().cloned().collect(),
+        other_presets: Vec::new(),
+        problems: Vec::new(),
+    };
+    let mut source = match PgSource::connect(target.clone(), opts.clone()).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.problems.push(e.to_string());
+            if matches!(
+                e,
+                super::SourceError::ColumnMap { .. }
+                    | super::SourceError::TableMissing { .. }
+                    | super::SourceError::ColumnMissing { .. }
+                    | super::SourceError::ColumnType { .. }
+            ) {
+                report.other_presets = other_presets(target, opts).await;
+            }
+            return report;
+        }
+    };
+    let Some(live) = source.conn.take() else {
+        report
+            .problems
+            .push("no connection after connecting".into());
+        return report;
+    };
+    let info = &live.info;
+    let v = info.server_version;
+    report.server_version = Some(format!("{}.{}", v / 10_000, v % 10_000));
+    report.mapped = info.map.mapped.clone();
+    report.unmapped = info.map.unmapped.clone();
+    report.mode = Some(info.mode);
+    let ctx = ErrorContext {
+        endpoint: &target.endpoint,
+        table: &report.table,
+        statement_timeout: opts.statement_timeout,
+    };
+    let limit = client_deadline(opts.statement_timeout);
+
+    match timed(
+        &ctx,
+        limit,
+        "counting rows",
+        live.client.query_one(&live.sql.doctor_stats(), &[]),
+    )
+    .await
+    {
+        Ok(row) => {
+            report.rows = row.try_get(0).ok();
+            report.first = row.try_get(1).ok().flatten();
+            report.last = row.try_get(2).ok().flatten();
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+
+    let column = |f: Field| opts.map.entry(f).map(|e| e.spec.column.clone());
+    let mut needs: Vec<(&'static str, Vec<String>)> = Vec::new();
+    let ts = column(Field::Timestamp).unwrap_or_default();
+    match &info.map.order {
+        RowOrder::Tx { .. } => {
+            needs.push((
+                "the tail",
+                vec![
+                    column(Field::Tx).unwrap_or_default(),
+                    column(Field::Order).unwrap_or_default(),
+                ],
+            ));
+            needs.push(("the backfill", vec![ts]));
+        }
+        RowOrder::Id { .. } => {
+            needs.push(("the tail", vec![column(Field::Order).unwrap_or_default()]));
+            needs.push(("the backfill", vec![ts]));
+        }
+        RowOrder::Keyset { .. } => needs.push((
+            "the tail and the backfill",
+            vec![ts, column(Field::RequestId).unwrap_or_default()],
+        )),
+    }
+    let existing = match timed(
+        &ctx,
+        limit,
+        "reading the table's indexes",
+        live.client.query(
+            "SELECT c.relname::text, i.indkey::int2[] FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
+             WHERE i.indrelid = to_regclass($1) AND am.amname = 'btree' \
+               AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY 1",
+            &[&info.table.quoted()],
+        ),
+    )
+    .await
+    {
+        Ok(rows) => rows
+            .iter()
+            .filter_map(|r| {
+                Some((
+                    r.try_get::<_, String>(0).ok()?,
+                    r.try_get::<_, Vec<i16>>(1).ok()?,
+                ))
+            })
+            .collect::<Vec<_>>(),
+        Err(e) => {
+            report.problems.push(e.to_string());
+            Vec::new()
+        }
+    };
+    for (purpose, cols) in needs {
+        let attnums: Option<Vec<i16>> = cols
+            .iter()
+            .map(|n| info.column(n).map(|c| c.attnum))
+            .collect();
+        let found = attnums.and_then(|want| {
+            existing
+                .iter()
+                .find(|(_, keys)| keys.starts_with(&want))
+                .map(|(name, _)| name.clone())
+        });
+        let shown: Vec<String> = cols
+            .iter()
+            .map(|c| ColumnSpec::column(c).to_string())
+            .collect();
+        let create = format!(
+            "CREATE INDEX CONCURRENTLY ON {} ({});",
+            info.table,
+            shown.join(", ")
+        );
+        if found.is_none() {
+            report.problems.push(format!(
+                "no index on ({}) for {purpose}: queries scan the whole table. Add it with: {create}",
+                shown.join(", ")
+            ));
+        }
+        report.indexes.push(IndexNeed {
+            purpose,
+            columns: shown,
+            found,
+            create,
+        });
+    }
+    report
+}
+
+/// The presets, other than the configured one, that fit the database as it is.
+async fn other_presets(target: &ConnectTarget, opts: &SourceOptions) -> Vec<(Preset, String)> {
+    let mut out = Vec::new();
+    for preset in [Preset::Burnrate, Preset::Seed, Preset::Litellm] {
+        if preset == opts.map.preset {
+            continue;
+        }
+        let db_table = if opts.map.preset == Preset::Litellm {
+            "cost_events".to_string()
+        } else {
+            opts.table.clone()
+        };
+        let Ok(map) = MapSpec::build(&SourceConfig::default(), Some(preset), &db_table) else {
+            continue;
+        };
+        let try_opts = opts.clone().with_map(map);
+        if PgSource::connect(target.clone(), try_opts.clone())
+            .await
+            .is_ok()
+        {
+            let table =
+                TableName::parse(&try_opts.table).map_or(try_opts.table.clone(), |t| t.to_string());
+            out.push((preset, table));
+        }
+    }
+    out
+}
