@@ -322,6 +322,9 @@ async fn alert_task(
             f(&mut s);
         }
     };
+    // A request's summary is taken after the engine acted: a silence starts at the
+    // engine's clock, and a summary dated before it would not list it as active.
+    let after = || eval_now(Utc::now());
     if let Some(text) = desktop.as_ref().and_then(|d| d.status()) {
         set(&|s| s.desktop = Some(text.clone()));
     }
@@ -355,7 +358,7 @@ async fn alert_task(
                     AlertRequest::Acknowledge { fingerprint } => {
                         let note = match engine.acknowledge(fingerprint, user()).await {
                             Ok(book) => {
-                                set(&|s| summarise(&book, now, s));
+                                set(&|s| summarise(&book, after(), s));
                                 "acknowledged: no repeats until it resolves".to_string()
                             }
                             Err(e) => format!("cannot acknowledge: {e}"),
@@ -366,7 +369,7 @@ async fn alert_task(
                         let until = now + Duration::hours(hours);
                         let note = match engine.silence(matchers, until, user()).await {
                             Ok((silence, book)) => {
-                                set(&|s| summarise(&book, now, s));
+                                set(&|s| summarise(&book, after(), s));
                                 format!(
                                     "silenced {} for {hours}h, until {} UTC (id {})",
                                     silence.describe(),
@@ -381,7 +384,7 @@ async fn alert_task(
                     AlertRequest::SilenceUntil { matchers, until } => {
                         let note = match engine.silence(matchers, until, user()).await {
                             Ok((silence, book)) => {
-                                set(&|s| summarise(&book, now, s));
+                                set(&|s| summarise(&book, after(), s));
                                 format!(
                                     "silenced {} until {} UTC (id {})",
                                     silence.describe(),
@@ -405,7 +408,7 @@ async fn alert_task(
                             None => "no silences to lift".to_string(),
                             Some(sil) => match engine.lift(sil.id.clone()).await {
                                 Ok(book) => {
-                                    set(&|s| summarise(&book, now, s));
+                                    set(&|s| summarise(&book, after(), s));
                                     format!("lifted the silence {} ({})", sil.id, sil.describe())
                                 }
                                 Err(e) => format!("cannot lift: {e}"),
@@ -416,7 +419,7 @@ async fn alert_task(
                     AlertRequest::LiftId { id } => {
                         let note = match engine.lift(id.clone()).await {
                             Ok(book) => {
-                                set(&|s| summarise(&book, now, s));
+                                set(&|s| summarise(&book, after(), s));
                                 format!("lifted the silence {id}")
                             }
                             Err(e) => format!("cannot lift {id}: {e}"),
@@ -426,7 +429,7 @@ async fn alert_task(
                     AlertRequest::List => {
                         let note = match engine.store.load().await {
                             Ok(book) => {
-                                set(&|s| summarise(&book, now, s));
+                                set(&|s| summarise(&book, after(), s));
                                 let active = book.active_silences(now);
                                 if active.is_empty() {
                                     "no silences".to_string()
