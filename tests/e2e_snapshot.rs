@@ -143,11 +143,13 @@ async fn snapshot_matches_sql_with_out_of_order_writers() {
         ],
     );
 
-    let mut follow = burnrate(&url, &["snapshot", "--json", "--follow", "--window", "7d"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut follow = common::Reaped(
+        burnrate(&url, &["snapshot", "--json", "--follow", "--window", "7d"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let lines = lines_of(&mut follow);
     let first = lines
         .recv_timeout(Duration::from_secs(60))

@@ -108,18 +108,20 @@ async fn tenant_flag_scopes_backfill_and_tail_in_both_tail_modes() {
     assert!(all.to_string().contains("globex"));
 
     // Rows committed while following are read by the tail through the same scope.
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_burnrate"))
-        .args([
-            "snapshot", "--json", "--window", "24h", "--follow", "--tenant", "acme",
-        ])
-        .args(["--database-url", &db.url])
-        .env_remove("BURNRATE_CONFIG")
-        .env_remove("DATABASE_URL")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut follow = common::Reaped(
+        Command::new(env!("CARGO_BIN_EXE_burnrate"))
+            .args([
+                "snapshot", "--json", "--window", "24h", "--follow", "--tenant", "acme",
+            ])
+            .args(["--database-url", &db.url])
+            .env_remove("BURNRATE_CONFIG")
+            .env_remove("DATABASE_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let stdout = follow.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -37,3 +37,16 @@ fn demo_shows_the_overview_lights_up_and_quits_cleanly() {
         "raw mode was switched off (ICANON and ECHO back on)"
     );
 }
+
+/// The harness's own guarantee: a test that panics mid-run (the PtyApp is dropped
+/// while the program runs, here even while it is stopped) leaves no process behind.
+#[test]
+fn a_dropped_harness_leaves_no_program_running() {
+    let mut app = PtyApp::spawn(&["demo"], 100, 30);
+    app.wait_for("support_qa", Duration::from_secs(90));
+    let pid = app.pid();
+    app.signal(libc::SIGSTOP);
+    drop(app);
+    let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
+    assert!(!alive, "burnrate (pid {pid}) outlived its harness");
+}

@@ -171,6 +171,25 @@ impl PtyApp {
     }
 }
 
+/// A test that fails (or forgets to quit) must not leave the program running: it
+/// would keep its database session, CPU and pty. SIGKILL, since a stopped or wedged
+/// program does not act on SIGTERM; then reap it.
+impl Drop for PtyApp {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            if let Some(pid) = self.child.process_id() {
+                #[cfg(unix)]
+                // SAFETY: kill only sends a signal to our own, not yet reaped, child.
+                unsafe {
+                    libc::kill(pid as i32, libc::SIGKILL);
+                }
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 pub fn all(text: &str, needles: &[&str]) -> bool {
     needles.iter().all(|n| text.contains(n))
 }
