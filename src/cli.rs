@@ -81,6 +81,11 @@ pub struct DbInitArgs {
     /// their tenant's rows (map logins to tenants in burnrate_tenant_logins).
     #[arg(long)]
     pub rls: bool,
+    /// Also add a trigger that sends NOTIFY on every insert statement, so burnrate
+    /// polls as soon as rows commit (channel: database.notify_channel, else
+    /// "burnrate_events").
+    #[arg(long)]
+    pub notify: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -68,6 +68,9 @@ pub struct DatabaseConfig {
     pub id_gap_settle: Duration,
     /// Only this tenant's rows in every query, screen and export (`--tenant` wins).
     pub tenant: Option<String>,
+    /// LISTEN on this channel and poll at once when it is notified (the trigger of
+    /// `burnrate db init --notify`); unset: poll every `refresh_interval` only.
+    pub notify_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -244,6 +247,7 @@ impl Default for DatabaseConfig {
             tail_batch_rows: 50_000,
             id_gap_settle: Duration::from_secs(60),
             tenant: None,
+            notify_channel: None,
         }
     }
 }
@@ -374,6 +378,11 @@ impl Config {
         }
         if self.database.tail_batch_rows == 0 {
             return bad("database.tail_batch_rows", "must be at least 1");
+        }
+        if let Some(channel) = &self.database.notify_channel
+            && let Err(msg) = crate::source::notify::check_channel(channel)
+        {
+            return bad("database.notify_channel", &msg);
         }
         if let Err(message) =
             crate::source::columns::MapSpec::build(&self.source, None, &self.database.table)

@@ -1,10 +1,10 @@
-//! `burnrate db init [--rls]`: create or upgrade the schema, idempotently.
+//! `burnrate db init [--rls] [--notify]`: create or upgrade the schema, idempotently.
 
 use color_eyre::Result;
 
 use super::context::Context;
 use crate::cli::DbInitArgs;
-use crate::source::{schema, tenancy};
+use crate::source::{notify, schema, tenancy};
 
 pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
     let target = ctx.connect_target()?;
@@ -13,6 +13,11 @@ pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
     if args.rls {
         let rls = tenancy::enable_rls(&target, &ctx.cfg.database.table).await?;
         println!("{rls}");
+    }
+    if args.notify {
+        let channel = ctx.cfg.database.notify_channel.as_deref();
+        let report = notify::enable_notify(&target, &ctx.cfg.database.table, channel).await?;
+        println!("{report}");
     }
     Ok(())
 }

@@ -5,10 +5,13 @@
 //! but no port means port 5432 (the driver fills it in), where libpq would use PGPORT.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use tokio::sync::Notify;
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -62,6 +65,11 @@ impl ConnectTarget {
 
     /// Opens a connection (TLS as sslmode says) and drives it on the current runtime.
     pub async fn connect(&self) -> Result<Client, SourceError> {
+        self.connect_with(None).await
+    }
+
+    /// `connect`, and every NOTIFY the session receives (after a LISTEN) wakes `wake`.
+    pub async fn connect_with(&self, wake: Option<Arc<Notify>>) -> Result<Client, SourceError> {
         let mut config = self.config.clone();
         config.ssl_mode(self.tls.mode.driver_mode());
         let tls = client_config(&self.tls).map_err(|e| SourceError::Connect {
@@ -77,7 +85,7 @@ impl ConnectTarget {
                     .connect(NoTls)
                     .await
                     .map_err(|e| self.connect_error(&e))?;
-                tokio::spawn(drive(connection, endpoint));
+                tokio::spawn(drive(connection, endpoint, wake));
                 client
             }
             Some(tls) => {
@@ -85,7 +93,7 @@ impl ConnectTarget {
                     .connect(MakeRustlsConnect::new(tls))
                     .await
                     .map_err(|e| self.connect_error(&e))?;
-                tokio::spawn(drive(connection, endpoint));
+                tokio::spawn(drive(connection, endpoint, wake));
                 client
             }
         };
@@ -137,13 +145,34 @@ impl ConnectTarget {
     }
 }
 
-async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>, endpoint: String)
-where
+async fn drive<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    endpoint: String,
+    wake: Option<Arc<Notify>>,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
-    if let Err(e) = connection.await {
-        tracing::warn!(%endpoint, error = %describe_driver_error(&e), "PostgreSQL connection ended");
+    // Polling the messages drives the connection as awaiting it would, and also
+    // hands over notifications (and notices, which are only logged).
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    while let Some(message) = messages.next().await {
+        match message {
+            Ok(AsyncMessage::Notification(n)) => {
+                tracing::trace!(%endpoint, channel = n.channel(), "notified");
+                if let Some(w) = &wake {
+                    w.notify_one();
+                }
+            }
+            Ok(AsyncMessage::Notice(notice)) => {
+                tracing::debug!(%endpoint, notice = %notice.message(), "server notice");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(%endpoint, error = %describe_driver_error(&e), "PostgreSQL connection ended");
+                return;
+            }
+        }
     }
 }
 

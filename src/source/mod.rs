@@ -13,6 +13,7 @@ pub mod error;
 pub mod export;
 pub mod idgaps;
 pub mod keyset;
+pub mod notify;
 pub mod pg;
 pub mod prices;
 pub mod run;

@@ -7,10 +7,11 @@
 //! and the tail cursor. A new connection resumes from them; nothing is re-sent.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_postgres::Client;
 
 use super::backfill::BackfillPlan;
@@ -42,6 +43,8 @@ pub struct SourceOptions {
     pub map: MapSpec,
     /// Only this tenant's rows (`--tenant`), in every statement.
     pub tenant: Option<String>,
+    /// LISTEN here; a notification wakes whoever `PgSource::wake_on_notify` named.
+    pub notify_channel: Option<String>,
 }
 
 impl SourceOptions {
@@ -55,6 +58,7 @@ impl SourceOptions {
             store,
             map: MapSpec::build(&Default::default(), None, &db.table).unwrap_or_default(),
             tenant: db.tenant.clone(),
+            notify_channel: db.notify_channel.clone(),
         }
     }
 
@@ -154,6 +158,8 @@ pub struct PgSource {
     pub(super) status: StatusSender,
     /// Rows counted so far whose cost was computed from the price list.
     pub(super) computed_rows: u64,
+    /// Notified on every NOTIFY of `opts.notify_channel` (see `source::notify`).
+    wake: Option<Arc<Notify>>,
 }
 
 impl PgSource {
@@ -176,6 +182,7 @@ impl PgSource {
             watermark_stuck: None,
             checked_at: None,
             computed_rows: 0,
+            wake: None,
         })
     }
 
@@ -191,6 +198,12 @@ impl PgSource {
 
     pub fn endpoint(&self) -> &str {
         &self.target.endpoint
+    }
+
+    /// With `notify_channel` set, every connection LISTENs on it and a notification
+    /// wakes `wake` (the run loop's "poll now").
+    pub fn wake_on_notify(&mut self, wake: Arc<Notify>) {
+        self.wake = Some(wake);
     }
 
     /// The tail mode (known after the first connection).
@@ -246,7 +259,11 @@ impl PgSource {
             None => {}
         }
         self.conn = None;
-        let client = self.target.connect().await?;
+        let listen = self.opts.notify_channel.clone().zip(self.wake.clone());
+        let client = self
+            .target
+            .connect_with(listen.as_ref().map(|(_, w)| w.clone()))
+            .await?;
         let ctx = ErrorContext {
             endpoint: &self.target.endpoint,
             table: &self.table_text,
@@ -267,6 +284,24 @@ impl PgSource {
                 .await
         })
         .await?;
+        if let Some((channel, _)) = &listen {
+            // Not fatal: without it, polls still come every refresh_interval (a hot
+            // standby, for one, refuses LISTEN).
+            let sql = super::notify::listen_sql(channel);
+            match timed(
+                &ctx,
+                limit,
+                "listening for notifications",
+                client.batch_execute(&sql),
+            )
+            .await
+            {
+                Ok(()) => tracing::info!(channel = %channel, "listening for new-row notifications"),
+                Err(e) => {
+                    tracing::warn!(channel = %channel, error = %e, "LISTEN failed; polling on the interval only")
+                }
+            }
+        }
         let info = match limit {
             Some(d) => tokio::time::timeout(
                 d,

@@ -16,6 +16,10 @@ use crate::model::{Connection, SourceMsg};
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Polls woken by notifications (or `r`) start at least this far apart, so a table
+/// taking thousands of insert statements a second costs ten polls a second, not
+/// thousands.
+pub const MIN_POLL_GAP: Duration = Duration::from_millis(100);
 
 /// What the task listens to.
 pub struct SourceControl {
@@ -95,7 +99,10 @@ pub async fn run(
 ) -> Result<(), SourceError> {
     let refresh_interval = opts.refresh_interval;
     let mut source = match PgSource::new(target.clone(), opts) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            s.wake_on_notify(control.refresh.clone());
+            s
+        }
         Err(e) => {
             let status = crate::model::SourceStatus {
                 endpoint: target.endpoint.clone(),
@@ -116,6 +123,7 @@ pub async fn run(
     let mut failures: u32 = 0;
     let mut down_since = None;
     loop {
+        let started = tokio::time::Instant::now();
         let step = async {
             source.backfill(&tx, Utc::now()).await?;
             source.poll(&tx).await
@@ -128,7 +136,9 @@ pub async fn run(
             Ok(_) => {
                 failures = 0;
                 down_since = None;
-                refresh_interval
+                // Fixed rate: the interval runs from the start of the poll, so a row
+                // waits at most one interval (plus a poll), not interval + poll time.
+                refresh_interval.saturating_sub(started.elapsed())
             }
             Err(SourceError::ChannelClosed) => return Ok(()),
             Err(e) => {
@@ -170,7 +180,12 @@ pub async fn run(
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = control.refresh.notified() => {}
+            _ = control.refresh.notified() => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(started + MIN_POLL_GAP) => {}
+                    _ = shutdown_requested(&mut control.shutdown) => return Ok(()),
+                }
+            }
             _ = shutdown_requested(&mut control.shutdown) => return Ok(()),
         }
     }

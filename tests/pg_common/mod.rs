@@ -30,6 +30,7 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         store,
         map: Default::default(),
         tenant: None,
+        notify_channel: None,
     }
 }
 
@@ -108,6 +109,7 @@ pub fn named_aggs(rows: &[tokio_postgres::Row]) -> BTreeMap<String, Agg> {
                 requests: r.get::<_, i64>(2) as u64,
                 input_tokens: r.get::<_, i64>(3) as u64,
                 output_tokens: r.get::<_, i64>(4) as u64,
+                computed: 0,
             };
             (name, agg)
         })
