@@ -62,7 +62,7 @@ pub enum Command {
     Export(ExportArgs),
     /// Checks the setup: connection, table and column map, indexes, rows, tail mode.
     /// Exit code 0 when all is well, 1 when something needs fixing.
-    Doctor,
+    Doctor(DoctorArgs),
     /// One alert evaluation for cron or a systemd timer: sends what is due (once,
     /// however many monitors run), prints the firing alerts. Exit code 0: none
     /// firing, 1: some firing, 2: error.
@@ -86,6 +86,11 @@ pub struct DbInitArgs {
     /// "burnrate_events").
     #[arg(long)]
     pub notify: bool,
+    /// Create the table partitioned by month on timestamp (12 months back, 3 ahead,
+    /// and a default partition); run again monthly to add the months ahead. Refused
+    /// for an existing plain table.
+    #[arg(long)]
+    pub partitioned: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -131,6 +136,13 @@ pub struct SimulateArgs {
     /// Hide the progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct DoctorArgs {
+    /// The same findings as one JSON object on stdout (same exit codes).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,15 +1,23 @@
-//! `burnrate db init [--rls] [--notify]`: create or upgrade the schema, idempotently.
+//! `burnrate db init [--partitioned] [--rls] [--notify]`: create or upgrade the schema, idempotently.
 
 use color_eyre::Result;
 
 use super::context::Context;
 use crate::cli::DbInitArgs;
-use crate::source::{notify, schema, tenancy};
+use crate::source::{notify, partitions, schema, tenancy};
 
 pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
     let target = ctx.connect_target()?;
-    let report = schema::init(&target, &ctx.cfg.database.table).await?;
-    println!("{report}");
+    if args.partitioned {
+        let (report, parts) =
+            partitions::init_partitioned(&target, &ctx.cfg.database.table, chrono::Utc::now())
+                .await?;
+        println!("{report}");
+        println!("{parts}");
+    } else {
+        let report = schema::init(&target, &ctx.cfg.database.table).await?;
+        println!("{report}");
+    }
     if args.rls {
         let rls = tenancy::enable_rls(&target, &ctx.cfg.database.table).await?;
         println!("{rls}");

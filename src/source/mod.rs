@@ -14,6 +14,7 @@ pub mod export;
 pub mod idgaps;
 pub mod keyset;
 pub mod notify;
+pub mod partitions;
 pub mod pg;
 pub mod prices;
 pub mod run;

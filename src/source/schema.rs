@@ -92,7 +92,7 @@ impl TableName {
     }
 
     /// An index name derived from the table's (indexes live in the table's schema).
-    fn index_name(&self, suffix: &str) -> String {
+    pub(super) fn index_name(&self, suffix: &str) -> String {
         let mut base = self.name.clone();
         let max = MAX_IDENT_BYTES - suffix.len() - 1;
         while base.len() > max {
@@ -155,7 +155,7 @@ pub fn quote_ident(ident: &str) -> String {
 }
 
 /// The columns of a complete table, in order, with their DDL.
-const COLUMNS: [(&str, &str); 12] = [
+pub(super) const COLUMNS: [(&str, &str); 12] = [
     ("timestamp", "timestamptz NOT NULL DEFAULT now()"),
     ("feature_name", "text"),
     ("cost_usd", "numeric"),
