@@ -73,6 +73,9 @@ pub enum Command {
 pub enum DbCommand {
     /// Create or upgrade the cost_events table and its indexes (idempotent).
     Init(DbInitArgs),
+    /// Add the rows committed since the last roll to the hourly rollup, once (for
+    /// cron when no dashboard runs; a running one with database.rollup does this).
+    Rollup,
 }
 
 #[derive(Debug, Args, Clone, Default)]
@@ -91,6 +94,14 @@ pub struct DbInitArgs {
     /// for an existing plain table.
     #[arg(long)]
     pub partitioned: bool,
+    /// Also create the hourly rollup (`<table>_rollup`) and fill it with every row
+    /// committed so far; then set database.rollup = true (see the README).
+    #[arg(long)]
+    pub rollup: bool,
+    /// With --rollup: empty the rollup and fill it again (after changing the
+    /// billing time zone or the price list).
+    #[arg(long, requires = "rollup")]
+    pub rebuild: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -71,6 +71,12 @@ pub struct DatabaseConfig {
     /// LISTEN on this channel and poll at once when it is notified (the trigger of
     /// `burnrate db init --notify`); unset: poll every `refresh_interval` only.
     pub notify_channel: Option<String>,
+    /// Read history from the hourly rollup made by `burnrate db init --rollup`, and
+    /// keep it up to date while tailing (one instance at a time).
+    pub rollup: bool,
+    /// How often the rolling instance adds the new rows to the rollup.
+    #[serde(with = "humantime_serde_compat")]
+    pub rollup_every: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -248,6 +254,8 @@ impl Default for DatabaseConfig {
             id_gap_settle: Duration::from_secs(60),
             tenant: None,
             notify_channel: None,
+            rollup: false,
+            rollup_every: Duration::from_secs(60),
         }
     }
 }
@@ -378,6 +386,9 @@ impl Config {
         }
         if self.database.tail_batch_rows == 0 {
             return bad("database.tail_batch_rows", "must be at least 1");
+        }
+        if self.database.rollup_every < Duration::from_secs(1) {
+            return bad("database.rollup_every", "must be at least 1s");
         }
         if let Some(channel) = &self.database.notify_channel
             && let Err(msg) = crate::source::notify::check_channel(channel)

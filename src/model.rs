@@ -60,6 +60,9 @@ pub struct Agg {
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `requests`, those whose cost was computed from the price list (`[prices]`)
+    /// because the table logged none or zero: the views flag such costs.
+    pub computed: u64,
 }
 
 impl Agg {
@@ -69,6 +72,7 @@ impl Agg {
             requests: 1,
             input_tokens,
             output_tokens,
+            computed: 0,
         }
     }
     pub fn add(&mut self, o: &Agg) {
@@ -76,6 +80,7 @@ impl Agg {
         self.requests += o.requests;
         self.input_tokens += o.input_tokens;
         self.output_tokens += o.output_tokens;
+        self.computed += o.computed;
     }
     pub fn tokens(&self) -> u64 {
         self.input_tokens + self.output_tokens
@@ -274,4 +279,61 @@ pub struct TopQuery {
     pub path: Vec<(Dim, String)>,
     pub from: DateTime<Utc>,
     pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Store, StoreConfig};
+
+    #[test]
+    fn computed_requests_sum_with_the_rest_through_the_store() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let fact = |minutes: i64, feature: &str, computed: u64| Fact {
+            at: now - chrono::Duration::minutes(minutes),
+            names: [
+                feature.into(),
+                "u".into(),
+                "gpt-4o".into(),
+                "t".into(),
+                "r".into(),
+            ],
+            agg: Agg {
+                computed,
+                requests: 3,
+                ..Agg::one(Money::from_micros(1_500), 10, 2)
+            },
+        };
+        let batch = FactBatch {
+            facts: vec![
+                fact(1, "chat", 2),
+                fact(200, "chat", 1),
+                fact(5, "search", 0),
+                fact(3000, "search", 3),
+            ],
+            rows: 12,
+            rejected: BTreeMap::new(),
+        };
+        let mut store = Store::new(StoreConfig::default(), now);
+        store.apply(&batch, now);
+        let all = i64::MIN..=i64::MAX;
+        let total = store.total(all.clone());
+        assert_eq!((total.requests, total.computed), (12, 6));
+        let by_feature: BTreeMap<String, u64> = store
+            .by_dim(Dim::Feature, all)
+            .into_iter()
+            .map(|(id, a)| (store.name(Dim::Feature, id).to_string(), a.computed))
+            .collect();
+        assert_eq!(by_feature["chat"], 3);
+        assert_eq!(by_feature["search"], 3);
+        // Only the last hours: the older rows' computed costs are not counted.
+        let recent = store.total(store.hours_from(now - chrono::Duration::hours(1)));
+        assert_eq!((recent.requests, recent.computed), (6, 2));
+        let mut sum = Agg::default();
+        sum += &batch.facts[0].agg;
+        sum += &batch.facts[3].agg;
+        assert_eq!(sum.computed, 5);
+    }
 }

@@ -38,6 +38,8 @@ pub struct Breakdown {
     pub requests: u64,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    /// Of `requests`, those whose cost was computed from the price list, not logged.
+    pub computed_cost_requests: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -178,6 +180,7 @@ pub fn breakdown(
             requests: a.requests,
             input_tokens: a.input_tokens,
             output_tokens: a.output_tokens,
+            computed_cost_requests: a.computed,
         })
         .collect();
     rows.sort_by(|a, b| {
@@ -294,6 +297,7 @@ mod tests {
         assert_eq!(v["totals"]["input_tokens"], 2000);
         assert_eq!(v["by_feature"][0]["name"], "chat");
         assert_eq!(v["by_feature"][1]["cost_usd"], "0.000013");
+        assert_eq!(v["by_feature"][1]["computed_cost_requests"], 0);
         assert_eq!(v["by_user"].as_array().unwrap().len(), 1);
         for key in ["by_model", "by_tenant", "by_region"] {
             assert_eq!(v[key][0]["requests"], 2, "{key}");

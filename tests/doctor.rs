@@ -125,3 +125,135 @@ fn doctor_without_a_server_fails_with_where_it_tried() {
     assert!(out.contains("problem    "), "{out}");
     assert!(!out.contains("s3cretpw") && !err.contains("s3cretpw"));
 }
+
+/// `doctor --json` on stdout, parsed; with the exit code.
+fn doctor_json(url: &str, config: &str, preset: &str) -> (i32, serde_json::Value) {
+    let (code, out, err) = burnrate(url, config, &["doctor", "--json", "--preset", preset]);
+    let v = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("doctor --json is one JSON object ({e}): {out}{err}"));
+    (code, v)
+}
+
+#[tokio::test]
+async fn doctor_json_has_the_same_findings_and_exit_codes() {
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    c.batch_execute(SEED_DDL).await.unwrap();
+    c.batch_execute(
+        "INSERT INTO cost_events (timestamp, feature_name, cost_usd) VALUES \
+         ('2026-11-01 10:00:00', 'chat', 0.25), ('2026-11-02 11:30:00', NULL, 0.5), \
+         ('2026-11-03 08:15:00', 'search', 0.125)",
+    )
+    .await
+    .unwrap();
+    let (code, v) = doctor_json(&db.url, "", "seed");
+    assert_eq!(code, 1, "{v}");
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["preset"], "seed");
+    assert_eq!(v["table"], "cost_events");
+    assert!(v["server_version"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(v["rows"], 3);
+    assert_eq!(v["first"], "2026-11-01T10:00:00Z");
+    assert_eq!(v["last"], "2026-11-03T08:15:00Z");
+    assert_eq!(v["tail_mode"]["mode"], "id_overlap");
+    assert_eq!(v["tail_mode"]["label"], "id overlap (best effort)");
+    assert!(v["tail_mode"]["overlap_secs"].is_null());
+    let columns: Vec<(String, String, String)> = v["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["field"].as_str().unwrap().into(),
+                m["column"].as_str().unwrap().into(),
+                m["type"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        columns.contains(&(
+            "timestamp".into(),
+            "timestamp".into(),
+            "timestamp without time zone".into()
+        )) && columns.contains(&("cost".into(), "cost_usd".into(), "numeric(10,6)".into())),
+        "{columns:?}"
+    );
+    assert!(
+        v["unmapped"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f == "user"),
+        "{v}"
+    );
+    let indexes = v["indexes"].as_array().unwrap();
+    assert_eq!(indexes.len(), 2, "{v}");
+    assert_eq!(indexes[0]["purpose"], "the tail");
+    assert_eq!(indexes[0]["columns"], serde_json::json!(["id"]));
+    assert_eq!(indexes[0]["present"], true);
+    assert_eq!(indexes[0]["index"], "cost_events_pkey");
+    assert_eq!(indexes[1]["purpose"], "the backfill");
+    assert_eq!(indexes[1]["present"], false);
+    assert!(indexes[1]["index"].is_null());
+    let create = "CREATE INDEX CONCURRENTLY ON cost_events (timestamp);";
+    assert_eq!(indexes[1]["create"], create);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    assert!(problems[0].as_str().unwrap().contains(create), "{v}");
+
+    // Fixed: ok, exit code 0, every index present.
+    c.batch_execute("CREATE INDEX ON cost_events (timestamp)")
+        .await
+        .unwrap();
+    let (code, v) = doctor_json(&db.url, "", "seed");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["problems"], serde_json::json!([]));
+    assert!(
+        v["indexes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["present"] == true)
+    );
+
+    // A LiteLLM database: keyset mode with its overlap, the price list, and the
+    // preset that fits when the configured one does not.
+    c.batch_execute(LITELLM_DDL).await.unwrap();
+    for i in 0..5u32 {
+        litellm_row(&c, i, Utc::now() - Duration::minutes(i64::from(i))).await;
+    }
+    let prices = "[prices]\n\"gpt-4o\" = [{ from = \"2024-08-06\", input_per_mtok = \"2.5\", output_per_mtok = \"10\" }]\n";
+    let (code, v) = doctor_json(&db.url, prices, "litellm");
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["table"], "\"LiteLLM_SpendLogs\"");
+    assert_eq!(v["rows"], 5);
+    assert_eq!(v["tail_mode"]["mode"], "keyset_overlap");
+    assert_eq!(v["tail_mode"]["overlap_secs"], 120);
+    assert_eq!(v["priced_models"], serde_json::json!(["gpt-4o"]));
+    assert_eq!(
+        v["indexes"][0]["columns"],
+        serde_json::json!(["\"startTime\"", "request_id"])
+    );
+    assert_eq!(
+        v["indexes"][0]["index"],
+        "LiteLLM_SpendLogs_startTime_request_id_idx"
+    );
+    c.batch_execute("DROP TABLE cost_events").await.unwrap();
+    let (code, v) = doctor_json(&db.url, "", "burnrate");
+    assert_eq!(code, 1, "{v}");
+    assert!(v["tail_mode"].is_null() && v["rows"].is_null(), "{v}");
+    assert!(
+        v["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("table cost_events does not exist"),
+        "{v}"
+    );
+    assert_eq!(
+        v["other_presets"],
+        serde_json::json!([{"preset": "litellm", "table": "\"LiteLLM_SpendLogs\""}])
+    );
+    drop(c);
+    db.drop_db().await;
+}

@@ -6,6 +6,8 @@ mod common;
 mod pg_common;
 mod presets_common;
 
+use std::collections::BTreeMap;
+
 use burnrate::model::{Dim, TailMode};
 use burnrate::source::PgSource;
 use burnrate::source::columns::{MapSpec, Preset, SourceConfig};
@@ -415,6 +417,37 @@ async fn prices_fill_in_zero_and_missing_costs_exactly() {
     );
     assert_eq!(v["totals"]["cost_usd"], truth);
     assert_eq!(v["source"]["computed_cost_rows"], computed);
+    // Per feature and per model: how many requests' costs came from the price list.
+    for (key, name) in [("by_feature", "request_tags ->> 0"), ("by_model", "model")] {
+        let rows = c
+            .query(
+                &format!(
+                    "SELECT coalesce(nullif({name}, ''), '(none)'), \
+                     count(*) FILTER (WHERE spend = 0 AND {priced} IS NOT NULL) \
+                     FROM \"LiteLLM_SpendLogs\" GROUP BY 1"
+                ),
+                &[],
+            )
+            .await
+            .unwrap();
+        let sql: BTreeMap<String, u64> = rows
+            .iter()
+            .map(|r| (r.get(0), r.get::<_, i64>(1) as u64))
+            .collect();
+        let json: BTreeMap<String, u64> = v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["name"].as_str().unwrap().to_string(),
+                    b["computed_cost_requests"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(json, sql, "{key}");
+        assert!(json.values().any(|n| *n > 0) && json.values().any(|n| *n == 0));
+    }
 
     // A table with no cost column at all: every cost from the price list; rows of an
     // unpriced model have no cost and are rejected as such.
@@ -490,6 +523,11 @@ async fn prices_fill_in_zero_and_missing_costs_exactly() {
         "new zero-cost rows were priced"
     );
     seen.drain(&mut rx);
+    assert_eq!(
+        seen.store.total(i64::MIN..=i64::MAX).computed as i64,
+        computed_litellm(&c).await,
+        "the backfill's groups and the tail's rows carry their computed counts"
+    );
     let total = seen.store.total(i64::MIN..=i64::MAX).cost;
     let truth: String = c
         .query_one(

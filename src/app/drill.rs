@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::view::{Baseline, DrillChart, DrillRow, DrillView};
 use crate::model::{Agg, Dim};
-use crate::store::Store;
+use crate::store::{LevelQuery, Store};
 
 /// The time window of a drill-down table. Windows are whole hours of the billing
 /// calendar, the current hour counting as one (as in `snapshot`).
@@ -516,24 +516,32 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
     let Some(filter) = store.resolve(&level.path) else {
         return view; // a name no longer in the store: nothing matches
     };
-    let now_rows = store.by_dim_filtered(level.dim, &filter, from..=i64::MAX);
-    let prev_rows = store.by_dim_filtered(level.dim, &filter, prev_from..=prev_to);
-    let step = window.spark_step();
     let spark_from = match window {
         Window::Hour => cur - 23,
         _ => from,
     };
-    let mut series = store.series_by_dim_filtered(level.dim, &filter, spark_from, cur, step);
-    view.parent = store.total_filtered(&filter, from..=i64::MAX);
-    view.rows = now_rows
+    let totals = store.level_totals(&LevelQuery {
+        group: level.dim,
+        filter: &filter,
+        from,
+        baseline: prev_complete.then_some(prev_from..=prev_to),
+        spark: spark_from..=cur,
+        step: window.spark_step(),
+    });
+    view.parent = totals.parent;
+    view.rows = totals
+        .rows
         .into_iter()
-        .map(|(id, agg)| DrillRow {
-            name: store.name(level.dim, id).to_string(),
-            key: store.name(level.dim, id).to_lowercase(),
-            agg,
-            prev: prev_complete.then(|| prev_rows.get(&id).copied().unwrap_or_default()),
-            series: series.remove(&id).unwrap_or_default(),
-            ..DrillRow::default()
+        .map(|t| {
+            let name = store.name(level.dim, t.id);
+            DrillRow {
+                name: name.to_string(),
+                key: name.to_lowercase(),
+                agg: t.window,
+                prev: prev_complete.then_some(t.baseline),
+                series: t.series,
+                ..DrillRow::default()
+            }
         })
         .collect();
     view
@@ -887,6 +895,163 @@ mod tests {
         assert_eq!(c.daily_30d.len(), 30);
         assert!(c.hourly_48h.iter().sum::<u64>() > 0);
         eprintln!("100k users: built in {built:?}, filtered in {arranged:?}");
+    }
+
+    /// A store shaped like the benchmark's (issue 8): 30 days of hours, 50,000
+    /// Zipf-distributed users, 20 features, 8 models, 5 tenants, 3 regions, each
+    /// hour `rows_per_hour` grouped facts (fewer than the benchmark's rows, which
+    /// arrive grouped by hour and combination anyway).
+    fn benchmark_like_store(now: DateTime<Utc>, rows_per_hour: usize) -> Store {
+        use crate::model::{Fact, FactBatch};
+        use crate::money::Money;
+        use crate::store::StoreConfig;
+        use rand::{Rng, SeedableRng};
+        use rand_distr::{Distribution, Zipf};
+        let users: Vec<String> = (0..50_000).map(|i| format!("user_{i:05}")).collect();
+        let features: Vec<String> = (0..20).map(|i| format!("feature_{i:02}")).collect();
+        let models: Vec<String> = (0..8).map(|i| format!("model_{i}")).collect();
+        let zipf = Zipf::new(50_000.0, 1.05).unwrap();
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(8);
+        let mut store = Store::new(StoreConfig::default(), now);
+        for h in 0..30 * 24 {
+            let at = now - chrono::Duration::hours(h);
+            let facts: Vec<Fact> = (0..rows_per_hour)
+                .map(|_| {
+                    let user = zipf.sample(&mut rng) as usize - 1;
+                    Fact {
+                        at,
+                        names: [
+                            features[(user * 7 + rng.random_range(0..3)) % 20].clone(),
+                            users[user].clone(),
+                            models[rng.random_range(0..8)].clone(),
+                            format!("tenant_{}", user % 5),
+                            format!("region_{}", user % 3),
+                        ],
+                        agg: Agg {
+                            requests: rng.random_range(1..5),
+                            ..Agg::one(Money::from_micros(rng.random_range(1..50_000)), 500, 200)
+                        },
+                    }
+                })
+                .collect();
+            let rows = facts.len() as u64;
+            store.apply(
+                &FactBatch {
+                    rows,
+                    facts,
+                    ..FactBatch::default()
+                },
+                now,
+            );
+        }
+        store
+    }
+
+    /// Not a check but a measurement (dev profile; compare ratios only):
+    /// `cargo test --lib app::drill::tests::profile_levels -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn profile_levels_on_a_benchmark_like_store() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let started = std::time::Instant::now();
+        let store = benchmark_like_store(now, 5_000);
+        eprintln!(
+            "filled in {:?}: {} users, footprint {:?}",
+            started.elapsed(),
+            store.distinct_names(Dim::User),
+            store.footprint()
+        );
+        let mut all_users = Nav::default();
+        all_users.pivot();
+        let mut feature_users = Nav::default();
+        feature_users.drill("feature_00");
+        for (label, window) in [("24h", Window::Day), ("30d", Window::Days30)] {
+            for (what, nav) in [
+                ("all users", &all_users),
+                ("feature_00 users", &feature_users),
+            ] {
+                let mut nav = nav.clone();
+                nav.window = window;
+                let level = nav.current().unwrap().clone();
+                let mut times: Vec<std::time::Duration> = (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        let view = build_level(&store, &nav, &level, now);
+                        let took = t.elapsed();
+                        assert!(!view.rows.is_empty());
+                        took
+                    })
+                    .collect();
+                times.sort();
+                eprintln!("{what}, {label}: median {:?} of {times:?}", times[2]);
+                // The same sums the way build_level took them before `level_totals`
+                // (four queries, a map per name), under the same load.
+                let filter = store.resolve(&level.path).unwrap();
+                let cur = store.hour_index(now);
+                let from = window.first_hour(&store, now);
+                let prev_from = match build_level(&store, &nav, &level, now).baseline {
+                    Baseline::HoursBefore { hours, .. } => from - hours,
+                    _ => from - (cur - from + 1),
+                };
+                let mut times: Vec<std::time::Duration> = (0..5)
+                    .map(|_| {
+                        let t = std::time::Instant::now();
+                        let rows = store.by_dim_filtered(level.dim, &filter, from..=i64::MAX);
+                        let prev = store.by_dim_filtered(level.dim, &filter, prev_from..=from - 1);
+                        let series = store.series_by_dim_filtered(
+                            level.dim,
+                            &filter,
+                            from,
+                            cur,
+                            window.spark_step(),
+                        );
+                        let parent = store.total_filtered(&filter, from..=i64::MAX);
+                        assert!(rows.len() >= series.len().min(1) && prev.len() < usize::MAX);
+                        assert!(parent.requests > 0);
+                        t.elapsed()
+                    })
+                    .collect();
+                times.sort();
+                eprintln!("  as four queries: median {:?}", times[2]);
+                let t = std::time::Instant::now();
+                let totals = store.level_totals(&LevelQuery {
+                    group: level.dim,
+                    filter: &filter,
+                    from,
+                    baseline: Some(prev_from..=from - 1),
+                    spark: from..=cur,
+                    step: window.spark_step(),
+                });
+                assert!(!totals.rows.is_empty());
+                eprintln!("  of which level_totals: {:?}", t.elapsed());
+                let view = build_level(&store, &nav, &level, now);
+                let top = view.rows.iter().max_by_key(|r| r.agg.cost).unwrap();
+                let t = std::time::Instant::now();
+                let c = chart(&store, &view, &top.name, now);
+                assert!(c.daily_30d.iter().sum::<u64>() > 0);
+                eprintln!("  chart of {}: {:?}", top.name, t.elapsed());
+            }
+        }
+        let mut times: Vec<std::time::Duration> = (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                let mut detector = crate::detect::DetectorState::default();
+                let params = crate::detect::DetectParams::default();
+                let o = super::super::overview::build_overview(
+                    &store,
+                    now,
+                    None,
+                    &params,
+                    &mut detector,
+                );
+                assert!(!o.features.is_empty());
+                t.elapsed()
+            })
+            .collect();
+        times.sort();
+        eprintln!("overview: median {:?} of {times:?}", times[2]);
     }
 
     #[test]

@@ -70,12 +70,13 @@ pub fn build_overview(
         .map(|(id, w)| {
             let name = store.name(Dim::Feature, *id).to_string();
             let t = today.get(id).copied().unwrap_or_default();
+            let h = this_hour.get(id).copied().unwrap_or_default();
             FeatureRow {
                 anomalous: anomalies
                     .iter()
                     .any(|a| a.dim == Dim::Feature && a.name == name),
                 name,
-                this_hour: this_hour.get(id).map(|a| a.cost).unwrap_or_default(),
+                this_hour: h.cost,
                 today: t.cost,
                 last_7d: w.cost,
                 requests_today: t.requests,
@@ -90,6 +91,9 @@ pub fn build_overview(
                             .collect()
                     })
                     .unwrap_or_else(|| vec![0; 24]),
+                computed_hour: h.computed,
+                computed_today: t.computed,
+                computed_7d: w.computed,
             }
         })
         .collect();
@@ -118,6 +122,7 @@ pub fn build_overview(
             } else {
                 0.0
             },
+            computed_requests: a.computed,
         })
         .collect();
 
@@ -169,6 +174,7 @@ mod tests {
                 requests: 2,
                 input_tokens: 1500,
                 output_tokens: 500,
+                computed: 0,
             },
         };
         let facts = vec![

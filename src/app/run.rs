@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use super::state::{App, Command, TableGeometry};
+use super::state::{App, Built, Command, TableGeometry};
 use crate::model::{RequestRow, SourceMsg};
 use crate::source::TopSource;
 
@@ -84,9 +84,23 @@ async fn event_loop(
     let mut source_open = true;
     let min_gap = Duration::milliseconds(200);
     let mut debug_panic = DebugPanic::from_env();
+    // Level and overview builds read the store on their own thread; the loop keeps
+    // answering keys, resizes and signals, and queues source messages meanwhile.
+    let (built_tx, mut built_rx) = mpsc::unbounded_channel::<Built>();
+    app.build_in_background();
 
     loop {
         app.rebuild_if_due(Utc::now(), min_gap);
+        if let Some(job) = app.take_build() {
+            let tx = built_tx.clone();
+            // A plain thread, not `spawn_blocking`: quitting must not wait for a
+            // build (the runtime waits for its blocking tasks when it shuts down).
+            std::thread::Builder::new()
+                .name("burnrate-build".into())
+                .spawn(move || {
+                    let _ = tx.send(job.run());
+                })?;
+        }
         if app.dirty {
             terminal.draw(|frame| crate::ui::draw(frame, &app.screen(color)))?;
             app.dirty = false;
@@ -139,11 +153,15 @@ async fn event_loop(
                 Some(Err(e)) => return Err(e.into()),
                 None => return Ok(Exit::Quit),
             },
-            msg = rx.recv(), if source_open => match msg {
+            // While messages wait for the store (a build shares it), the channel
+            // holds the rest: the source feels the back-pressure as before.
+            msg = rx.recv(), if source_open && app.queued_messages() == 0 => match msg {
                 Some(msg) => {
                     app.on_source(msg, Utc::now());
                     // Drain what is already queued so a burst costs one frame.
-                    while let Ok(msg) = rx.try_recv() {
+                    while app.queued_messages() == 0
+                        && let Ok(msg) = rx.try_recv()
+                    {
                         app.on_source(msg, Utc::now());
                     }
                 }
@@ -153,6 +171,7 @@ async fn event_loop(
                 }
             },
             Some((seq, result)) = top_rx.recv() => app.on_top(seq, result),
+            Some(built) = built_rx.recv() => app.on_built(built, Utc::now()),
             _ = spin.tick(), if app.top_loading() => app.spin(),
             _ = tokio::time::sleep(super::state::CHART_SETTLE), if app.chart_pending() => {}
             _ = tick.tick() => app.on_tick(Utc::now()),

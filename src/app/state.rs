@@ -2,11 +2,12 @@
 //! ticks change state here; rendering only reads it.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent, MouseEventKind};
 
-use super::drill::{self, Change, Nav, Window};
+use super::drill::{self, Change, Level, Nav, Window};
 use super::keymap::{Action, Keymap};
 use super::overview::build_overview;
 use super::view::{BackfillProgress, DrillView, Overview, Screen, StatusView, TopState};
@@ -35,6 +36,84 @@ pub const CHART_SETTLE: std::time::Duration = std::time::Duration::from_millis(1
 
 /// Requests listed in the "top requests" pane.
 pub const TOP_LIMIT: usize = 20;
+
+/// A rebuild of a view model from the store, to run off the event loop (see
+/// `App::take_build`). It shares the store until it finishes; meanwhile source
+/// messages wait in the App's queue.
+pub struct BuildJob {
+    seq: u64,
+    store: Arc<Store>,
+    now: DateTime<Utc>,
+    what: BuildWhat,
+}
+
+enum BuildWhat {
+    Level {
+        nav: Nav,
+        level: Level,
+    },
+    Overview {
+        budget: Option<Money>,
+        params: Box<DetectParams>,
+        detector: DetectorState,
+    },
+}
+
+/// A finished `BuildJob`, for `App::on_built`.
+pub struct Built {
+    seq: u64,
+    now: DateTime<Utc>,
+    /// The store generation it was built from.
+    generation: u64,
+    cost: std::time::Duration,
+    what: BuiltWhat,
+}
+
+enum BuiltWhat {
+    Level(Box<DrillView>),
+    Overview(Box<Overview>, DetectorState),
+}
+
+impl BuildJob {
+    /// Runs the build, on any thread. The store is released before the result is
+    /// returned, so the App can apply the queued messages as soon as it gets it.
+    pub fn run(self) -> Built {
+        let started = std::time::Instant::now();
+        let BuildJob {
+            seq,
+            store,
+            now,
+            what,
+        } = self;
+        let generation = store.generation();
+        let what = match what {
+            BuildWhat::Level { nav, level } => {
+                BuiltWhat::Level(Box::new(drill::build_level(&store, &nav, &level, now)))
+            }
+            BuildWhat::Overview {
+                budget,
+                params,
+                mut detector,
+            } => {
+                let o = build_overview(&store, now, budget, &params, &mut detector);
+                BuiltWhat::Overview(Box::new(o), detector)
+            }
+        };
+        drop(store);
+        Built {
+            seq,
+            now,
+            generation,
+            cost: started.elapsed(),
+            what,
+        }
+    }
+
+    /// Whether it builds a drill-down level (else the overview).
+    pub fn is_level(&self) -> bool {
+        matches!(self.what, BuildWhat::Level { .. })
+    }
+}
 
 /// Where the drill-down table sits on screen, from the UI's layout: its first row
 /// and how many rows it shows (for paging, scrolling and mouse clicks).
@@ -73,7 +152,9 @@ impl RateMeter {
 }
 
 pub struct App {
-    pub store: Store,
+    /// Shared with the build running off the loop, if any; written only when not
+    /// shared (`Arc::get_mut`), so a build never sees it change.
+    pub store: Arc<Store>,
     pub overview: Overview,
     pub status: StatusView,
     pub backfill: Option<BackfillProgress>,
@@ -122,12 +203,25 @@ pub struct App {
     silence_prompt: Option<(crate::alert::Labels, String, String)>,
     /// The alerts and silences pane (`L`), while open.
     alerts_pane: Option<super::alerts::AlertsPane>,
+    /// Builds run off the event loop (`take_build`, `on_built`); else inline.
+    background: bool,
+    /// A build handed out by `rebuild_if_due` and not yet taken by the loop.
+    job: Option<BuildJob>,
+    /// The build running (its sequence number, and whether it is a level's): one
+    /// at a time, the next one starts from the navigation of when it lands.
+    in_flight: Option<(u64, bool)>,
+    build_seq: u64,
+    /// Navigation asked for the level to be rebuilt from the store.
+    build_wanted: bool,
+    /// Source messages (and when they arrived) waiting for the store to be free,
+    /// applied in order.
+    queued: VecDeque<(SourceMsg, DateTime<Utc>)>,
 }
 
 impl App {
     pub fn new(store: Store, budget: Option<Money>, params: DetectParams, endpoint: &str) -> Self {
         App {
-            store,
+            store: Arc::new(store),
             overview: Overview::default(),
             status: StatusView {
                 endpoint: endpoint.to_string(),
@@ -165,6 +259,12 @@ impl App {
             last_silence: None,
             silence_prompt: None,
             alerts_pane: None,
+            background: false,
+            job: None,
+            in_flight: None,
+            build_seq: 0,
+            build_wanted: false,
+            queued: VecDeque::new(),
         }
     }
 
@@ -180,6 +280,9 @@ impl App {
         let Some(link) = &self.alerts else { return };
         if self.backfill.is_some() || link.last_eval.is_some_and(|t| now - t < min_gap) {
             return;
+        }
+        if self.in_flight.is_some_and(|(_, level)| !level) {
+            return; // the detector is with the overview's build; evaluated when it lands
         }
         let eval = super::alerts::evaluation(self, &link.health, now);
         if let Some(link) = &mut self.alerts
@@ -422,11 +525,42 @@ impl App {
         }
     }
 
+    /// A source message: applied at once, or queued behind earlier ones while a
+    /// build shares the store (applied in order when it lands, with their arrival
+    /// time, so the store ends up exactly as if applied at once).
     pub fn on_source(&mut self, msg: SourceMsg, now: DateTime<Utc>) {
+        self.queued.push_back((msg, now));
+        self.apply_queued();
+    }
+
+    /// Applies queued source messages in order until one needs the store while a
+    /// build shares it.
+    fn apply_queued(&mut self) {
+        while let Some((msg, _)) = self.queued.front() {
+            let needs_store = !matches!(msg, SourceMsg::Status(_));
+            if needs_store && Arc::get_mut(&mut self.store).is_none() {
+                return;
+            }
+            let (msg, at) = self.queued.pop_front().expect("front exists");
+            self.apply_source(msg, at);
+        }
+    }
+
+    /// Source messages waiting for the store (a build shares it).
+    pub fn queued_messages(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// The store, to write: only while no build shares it (`apply_queued` checks).
+    fn store_mut(&mut self) -> &mut Store {
+        Arc::get_mut(&mut self.store).expect("no build shares the store")
+    }
+
+    fn apply_source(&mut self, msg: SourceMsg, now: DateTime<Utc>) {
         match msg {
             SourceMsg::Status(s) => self.on_status(s),
             SourceMsg::Backfill { batch, done } => {
-                self.store.apply(&batch, now);
+                self.store_mut().apply(&batch, now);
                 self.status.rows_read = self.store.intake().rows;
                 self.status.rejected = self.store.intake().rejected_total();
                 self.status.rejected_by_reason = self.store.intake().rejected_by_reason();
@@ -440,7 +574,7 @@ impl App {
             }
             SourceMsg::Tail { batch, polled_at } => {
                 self.rate.record(polled_at, batch.rows);
-                self.store.apply(&batch, now);
+                self.store_mut().apply(&batch, now);
                 self.status.rows_read = self.store.intake().rows;
                 self.status.rejected = self.store.intake().rejected_total();
                 self.status.rejected_by_reason = self.store.intake().rejected_by_reason();
@@ -473,10 +607,82 @@ impl App {
         self.dirty = true;
     }
 
+    /// Builds run off the event loop from now on: `rebuild_if_due` hands them out
+    /// through `take_build`, and the loop returns their results to `on_built`.
+    pub fn build_in_background(&mut self) {
+        self.background = true;
+    }
+
+    /// The build `rebuild_if_due` asked for, for the loop to run on another thread.
+    pub fn take_build(&mut self) -> Option<BuildJob> {
+        self.job.take()
+    }
+
+    /// A build is running (or waiting to be taken).
+    pub fn building(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// Starts a build: handed to the loop in the background, else run here.
+    fn start_build(&mut self, what: BuildWhat, now: DateTime<Utc>) {
+        self.build_seq += 1;
+        let job = BuildJob {
+            seq: self.build_seq,
+            store: Arc::clone(&self.store),
+            now,
+            what,
+        };
+        self.in_flight = Some((job.seq, job.is_level()));
+        if self.background {
+            self.job = Some(job);
+            self.sync_building();
+        } else {
+            let built = job.run();
+            self.on_built(built, now);
+        }
+    }
+
+    /// A build finished: its view model replaces the one shown (a level's only if
+    /// that level is still the one open: the newest navigation wins), then the
+    /// source messages that waited for the store are applied.
+    pub fn on_built(&mut self, built: Built, now: DateTime<Utc>) {
+        if self.in_flight.map(|(seq, _)| seq) != Some(built.seq) {
+            return;
+        }
+        self.in_flight = None;
+        match built.what {
+            BuiltWhat::Overview(overview, detector) => {
+                self.overview = *overview;
+                self.detector = detector;
+                self.selected = self
+                    .selected
+                    .min(self.overview.features.len().saturating_sub(1));
+                self.queue_alert_eval(built.now, Duration::seconds(10));
+            }
+            BuiltWhat::Level(view) => {
+                let describes_level = self.nav.levels.last().is_some_and(|l| {
+                    view.path == l.path && view.dim == l.dim && view.window == self.nav.window
+                });
+                if describes_level {
+                    self.drill = Some(*view);
+                    self.drill_cost = built.cost;
+                    self.drill_generation = built.generation;
+                    self.drill_built = Some(built.now);
+                    self.arrange_drill(Change::Arrange, now);
+                }
+            }
+        }
+        self.apply_queued();
+        self.sync_building();
+        self.dirty = true;
+    }
+
     /// Rebuilds the view model if data changed, at most every `min_gap`, so a busy
     /// stream costs one rebuild per interval, not one per batch. Paused screens keep
-    /// their numbers; the store still takes every row.
+    /// their numbers; the store still takes every row. One build at a time, the
+    /// drill-down's first.
     pub fn rebuild_if_due(&mut self, now: DateTime<Utc>, min_gap: Duration) -> bool {
+        self.apply_queued();
         let drilled = self.rebuild_drill(now, min_gap);
         if !self.data_changed || self.status.paused || self.backfill.is_some() {
             return drilled;
@@ -484,38 +690,67 @@ impl App {
         if self.last_built.is_some_and(|t| now - t < min_gap) {
             return false;
         }
-        self.overview = build_overview(
-            &self.store,
-            now,
-            self.budget,
-            &self.params,
-            &mut self.detector,
-        );
-        self.selected = self
-            .selected
-            .min(self.overview.features.len().saturating_sub(1));
+        if self.in_flight.is_some() {
+            return drilled; // starts once the running build lands
+        }
         self.last_built = Some(now);
         self.data_changed = false;
-        self.dirty = true;
-        self.queue_alert_eval(now, Duration::seconds(10));
+        let what = BuildWhat::Overview {
+            budget: self.budget,
+            params: Box::new(self.params.clone()),
+            detector: std::mem::take(&mut self.detector),
+        };
+        self.start_build(what, now);
         true
     }
 
-    /// Brings the drill-down view up to date: at once after navigation, and after
-    /// new data at most every `min_gap` (not while paused).
+    /// Whether the drill view shown is the open level's (its rows may be older).
+    fn view_is_current(&self) -> bool {
+        match (&self.drill, self.nav.levels.last()) {
+            (Some(v), Some(l)) => v.path == l.path && v.dim == l.dim,
+            _ => false,
+        }
+    }
+
+    /// Rows of the drill view the keys move through; None while the view shown is
+    /// another level's (a build runs): moves wait for the level's own rows.
+    fn drill_rows(&self) -> Option<usize> {
+        self.view_is_current()
+            .then(|| self.drill.as_ref().map(|v| v.order.len()))
+            .flatten()
+    }
+
+    /// The drill-down header's "building…" marker follows the build.
+    fn sync_building(&mut self) {
+        let building = self.in_flight.is_some_and(|(_, level)| level) || self.build_wanted;
+        if let Some(view) = self.drill.as_mut()
+            && view.building != building
+        {
+            view.building = building;
+            self.dirty = true;
+        }
+    }
+
+    /// Brings the drill-down view up to date: a build at once after navigation, and
+    /// after new data at most every `min_gap` (not while paused); meanwhile the view
+    /// shown keeps following the keys (filter, sort, selection) without the store.
     fn rebuild_drill(&mut self, now: DateTime<Utc>, min_gap: Duration) -> bool {
         let Some(level) = self.nav.levels.last().cloned() else {
             self.drill = None;
             self.pending = Change::None;
+            self.build_wanted = false;
             return false;
         };
+        if self.pending == Change::Rebuild {
+            self.build_wanted = true;
+            self.pending = Change::Arrange;
+        }
         // New data rebuilds the level at most every `min_gap`, or every ten times
         // what the last build took, so a huge level never saturates the loop.
         let gap = min_gap.max(Duration::from_std(self.drill_cost * 10).unwrap_or(min_gap));
         let stale_data = self.drill_generation != self.store.generation()
             && !self.status.paused
             && self.drill_built.is_none_or(|t| now - t >= gap);
-        let mut change = self.pending;
         // The view must describe the open level, however the navigation changed.
         // ... and the window moves on with the clock (whole hours).
         let window_start = self
@@ -528,30 +763,56 @@ impl App {
                 && v.window == self.nav.window
                 && (v.window_start == window_start || self.status.paused)
         });
-        if !shows_level || stale_data {
-            change = Change::Rebuild;
-        } else if self.drill.as_ref().is_some_and(|v| {
+        if (!shows_level || stale_data || self.build_wanted) && self.in_flight.is_none() {
+            self.build_wanted = false;
+            self.pending = Change::None;
+            self.selection_moved = None;
+            if self.drill.is_none() {
+                // From the overview: the level's header (and marker) until it lands.
+                self.drill = Some(DrillView {
+                    path: level.path.clone(),
+                    dim: level.dim,
+                    window: self.nav.window,
+                    window_start,
+                    ..DrillView::default()
+                });
+            }
+            let what = BuildWhat::Level {
+                nav: self.nav.clone(),
+                level,
+            };
+            self.start_build(what, now);
+            self.dirty = true;
+            return true;
+        }
+        if !shows_level && !self.view_is_current() {
+            self.sync_building();
+            return false; // another level's view, until this one's build lands
+        }
+        let mut change = self.pending;
+        if self.drill.as_ref().is_some_and(|v| {
             v.metric != self.nav.metric
                 || v.sort != self.nav.sort
                 || v.reverse != self.nav.reverse
                 || v.filter != level.filter
-        }) && change != Change::Rebuild
+        }) && change != Change::Arrange
         {
             change = Change::Arrange;
         }
+        self.sync_building();
         if change == Change::None {
             return self.chart_if_due(now);
         }
+        self.arrange_drill(change, now);
+        true
+    }
+
+    /// Re-arranges (or only re-selects in) the drill view for the open level.
+    fn arrange_drill(&mut self, change: Change, now: DateTime<Utc>) {
         let page = self.geometry.rows;
-        if change == Change::Rebuild {
-            let started = std::time::Instant::now();
-            self.drill = Some(drill::build_level(&self.store, &self.nav, &level, now));
-            self.drill_cost = started.elapsed();
-            self.drill_generation = self.store.generation();
-            self.drill_built = Some(now);
-        }
-        let Some(view) = self.drill.as_mut() else {
-            return false;
+        let (Some(view), Some(level)) = (self.drill.as_mut(), self.nav.levels.last().cloned())
+        else {
+            return;
         };
         if change != Change::Selection {
             drill::arrange(view, &self.nav, &level);
@@ -570,7 +831,6 @@ impl App {
         }
         self.pending = Change::None;
         self.dirty = true;
-        true
     }
 
     /// The selected row's chart is out of date (the loop wakes up for it).
@@ -604,6 +864,9 @@ impl App {
 
     /// Copies the level's selection into the view (cheap; every key).
     fn sync_selection(&mut self) {
+        if !self.view_is_current() {
+            return; // another level's view: its rows say nothing about this level
+        }
         if let (Some(view), Some(l)) = (self.drill.as_mut(), self.nav.levels.last_mut()) {
             view.selected = l.selected;
             view.offset = l.offset;
@@ -654,6 +917,7 @@ impl App {
             Some(l) => self
                 .drill
                 .as_ref()
+                .filter(|_| self.view_is_current())
                 .and_then(|v| v.row_at(l.selected))
                 .map(|r| r.name.clone()),
             None => self
@@ -736,7 +1000,9 @@ impl App {
     pub fn on_tick(&mut self, now: DateTime<Utc>) {
         self.rate.trim(now);
         self.status.events_per_sec = self.rate.per_sec();
-        self.store.prune(now);
+        if let Some(store) = Arc::get_mut(&mut self.store) {
+            store.prune(now); // else a build shares the store: the next tick prunes
+        }
         // Time-relative figures (this hour, today, spikes) change as the clock moves,
         // but only at minute boundaries: detection evaluates whole minutes, and hours
         // and days start on one. Without new rows the screen is rebuilt once a minute,
@@ -759,7 +1025,7 @@ impl App {
     /// Mouse wheel scrolls the drill-down (or moves the overview's selection); a
     /// click selects the row under it.
     pub fn on_mouse(&mut self, ev: MouseEvent) -> Option<Command> {
-        let rows = self.drill.as_ref().map(|v| v.order.len()).unwrap_or(0);
+        let rows = self.drill_rows();
         let page = self.geometry.rows;
         let change = if self.nav.levels.is_empty() {
             let n = self.overview.features.len();
@@ -772,6 +1038,8 @@ impl App {
             }
             Change::None
         } else {
+            // Another level's view is shown until this one's is built.
+            let rows = rows?;
             match ev.kind {
                 MouseEventKind::ScrollDown => self.nav.scroll_by(3, rows, page),
                 MouseEventKind::ScrollUp => self.nav.scroll_by(-3, rows, page),
@@ -852,14 +1120,18 @@ impl App {
             return None;
         }
         let in_drill = !self.nav.levels.is_empty();
+        // None while another level's view is shown (its build runs): moves wait.
         let rows = if in_drill {
-            self.drill.as_ref().map(|v| v.order.len()).unwrap_or(0)
+            self.drill_rows()
         } else {
-            self.overview.features.len()
+            Some(self.overview.features.len())
         };
         let page = self.geometry.rows.max(1);
         let mut cmd = None;
         let step = |delta: isize, app: &mut App| -> Change {
+            let Some(rows) = rows else {
+                return Change::None;
+            };
             if in_drill {
                 app.nav.move_by(delta, rows, page)
             } else {
@@ -1476,5 +1748,119 @@ mod tests {
         assert!(a.screen(false).alerts.unwrap().silences.is_empty());
         press(&mut a, KeyCode::Esc, now);
         assert!(a.screen(false).alerts.is_none());
+    }
+
+    /// A build held up on another thread (here until the test releases it) leaves
+    /// the App answering keys; source messages wait in order and are applied as
+    /// soon as it lands; a build of a level no longer open is dropped and the open
+    /// one is built next, with the data that arrived meanwhile.
+    #[test]
+    fn a_slow_build_leaves_keys_working_and_applies_queued_messages_in_order() {
+        let now = utc("2026-11-28T12:00:00Z");
+        let mut a = loaded(now);
+        a.build_in_background();
+        press(&mut a, KeyCode::Enter, now); // chat: its users
+        let job = a.take_build().expect("a level build is handed out");
+        assert!(job.is_level() && a.building());
+        assert!(
+            a.screen(false)
+                .drill
+                .is_some_and(|v| v.building && v.rows.is_empty()),
+            "the level's header, marked, until its rows land"
+        );
+        a.on_built(job.run(), now);
+        assert_eq!(
+            shown(&a),
+            [("bob".into(), "7".into()), ("alice".into(), "5".into())]
+        );
+        assert!(!a.building() && !a.drill.as_ref().unwrap().building);
+        press(&mut a, KeyCode::Down, now); // alice
+        press(&mut a, KeyCode::Enter, now); // alice: her models, held up
+        let job = a.take_build().expect("alice's build");
+        let (go, gate) = std::sync::mpsc::channel::<()>();
+        let (done, landed) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            gate.recv().unwrap();
+            done.send(job.run()).unwrap();
+        });
+        // Meanwhile: the users' view is drawn, marked as building.
+        let v = a.screen(false).drill.unwrap();
+        assert!(v.building && v.dim == Dim::User);
+        let mut terminal =
+            ratatui::Terminal::new(ratatui::backend::TestBackend::new(100, 30)).unwrap();
+        terminal
+            .draw(|frame| crate::ui::draw(frame, &a.screen(false)))
+            .unwrap();
+        let screen = format!("{:?}", terminal.backend().buffer());
+        assert!(screen.contains("building…") && screen.contains("bob"));
+        // Source messages wait for the store, in order.
+        let at = |m: SourceMsg, t: DateTime<Utc>| match m {
+            SourceMsg::Tail { batch, .. } => SourceMsg::Tail {
+                batch,
+                polled_at: t,
+            },
+            m => m,
+        };
+        let (t1, t2) = (now + Duration::seconds(1), now + Duration::seconds(2));
+        a.on_source(at(tail(now, "chat"), t1), now);
+        a.on_source(
+            SourceMsg::Status(SourceStatus {
+                endpoint: "second".into(),
+                connection: Connection::Live,
+                mode: TailMode::Demo,
+                watermark_lag_secs: None,
+            }),
+            now,
+        );
+        a.on_source(at(tail(now, "search"), t2), now);
+        assert_eq!(a.queued_messages(), 3);
+        assert_eq!(a.status.rows_read, 4, "not applied while the build reads");
+        assert_eq!(
+            a.status.endpoint, "demo",
+            "the status waits behind the rows"
+        );
+        // Keys are answered: moves on rows that are not this level's wait, the
+        // metric changes, Ctrl-C quits, Esc goes back up.
+        assert_eq!(press(&mut a, KeyCode::Down, now), None);
+        assert_eq!(a.nav.current().unwrap().selected, 0);
+        press(&mut a, KeyCode::Char('m'), now);
+        assert_eq!(a.nav.metric, drill::Metric::Requests);
+        assert_eq!(
+            a.on_key_at(
+                KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+                now
+            ),
+            Some(Command::Quit)
+        );
+        press(&mut a, KeyCode::Esc, now);
+        assert_eq!(a.nav.levels.len(), 1);
+        // The users' view is the open level's again: it follows the keys at once.
+        press(&mut a, KeyCode::Up, now); // bob
+        let v = a.drill.as_ref().unwrap();
+        assert_eq!((v.selected, v.metric), (0, drill::Metric::Requests));
+        assert!(v.building);
+        assert!(a.take_build().is_none(), "one build at a time");
+        // Released: alice's models are no longer asked for; the messages apply.
+        go.send(()).unwrap();
+        a.on_built(landed.recv().unwrap(), now);
+        worker.join().unwrap();
+        assert_eq!(a.queued_messages(), 0);
+        assert_eq!(a.status.rows_read, 6);
+        assert_eq!(a.status.endpoint, "second");
+        assert_eq!(a.status.last_refresh, Some(t2), "applied in order");
+        assert_eq!(a.drill.as_ref().unwrap().dim, Dim::User);
+        // The open level is built next, with the new rows.
+        a.rebuild_if_due(now, Duration::milliseconds(200));
+        let job = a.take_build().expect("the users' build");
+        assert!(job.is_level());
+        a.on_built(job.run(), now);
+        let v = a.drill.as_ref().unwrap();
+        assert!(!v.building);
+        assert_eq!(v.parent.cost, Money::from_dollars(13));
+        let names: Vec<&str> = (0..v.order.len())
+            .map(|i| v.row_at(i).unwrap().name.as_str())
+            .collect();
+        assert_eq!(names, ["bob", "alice", "u"], "by requests, then name");
+        assert_eq!(v.selected, 0, "bob stays selected");
     }
 }

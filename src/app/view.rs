@@ -52,6 +52,11 @@ pub struct FeatureRow {
     pub spark_24h: Vec<u64>,
     /// An anomaly names this feature.
     pub anomalous: bool,
+    /// Requests whose cost was computed from the price list, not logged: this
+    /// hour, today and over the last 7 days (each flags its cost column).
+    pub computed_hour: u64,
+    pub computed_today: u64,
+    pub computed_7d: u64,
 }
 
 /// A top cost driver of the week (a feature, user or model).
@@ -62,6 +67,8 @@ pub struct Driver {
     pub cost: Money,
     /// Share of the week's total (0..1).
     pub share: f64,
+    /// Requests of the week whose cost was computed from the price list.
+    pub computed_requests: u64,
 }
 
 /// Everything the overview screen shows from the data.
@@ -236,6 +243,9 @@ pub struct DrillView {
     /// The metric the rows' value, share, change and sparkline were computed for
     /// (None right after a build).
     pub metric_ready: Option<Metric>,
+    /// A rebuild from the store is running: these rows are the previous ones (or,
+    /// with no rows yet, the level is being opened). The header says "building…".
+    pub building: bool,
 }
 
 impl DrillView {

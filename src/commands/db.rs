@@ -1,10 +1,11 @@
-//! `burnrate db init [--partitioned] [--rls] [--notify]`: create or upgrade the schema, idempotently.
+//! `burnrate db init [--partitioned] [--rls] [--notify] [--rollup [--rebuild]]`:
+//! create or upgrade the schema, idempotently; `burnrate db rollup`: one roll step.
 
 use color_eyre::Result;
 
 use super::context::Context;
 use crate::cli::DbInitArgs;
-use crate::source::{notify, partitions, schema, tenancy};
+use crate::source::{notify, partitions, rollup, schema, tenancy};
 
 pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
     let target = ctx.connect_target()?;
@@ -27,5 +28,23 @@ pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
         let report = notify::enable_notify(&target, &ctx.cfg.database.table, channel).await?;
         println!("{report}");
     }
+    if args.rollup {
+        let opts = ctx.source_options()?;
+        let phase = ctx.store_config().calendar.phase_secs();
+        let report =
+            rollup::init_rollup(&target, &opts.table, &opts.map, phase, args.rebuild).await?;
+        println!("{report}");
+    }
+    Ok(())
+}
+
+pub async fn rollup(ctx: &Context) -> Result<()> {
+    let target = ctx.connect_target()?;
+    let opts = ctx.source_options()?;
+    let stats = rollup::roll_once(&target, &opts.table, &opts.map).await?;
+    println!(
+        "rolled {} rows into {} hourly groups in {} ms (transactions {} to {})",
+        stats.rows, stats.groups, stats.millis, stats.from, stats.to
+    );
     Ok(())
 }

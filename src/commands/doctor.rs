@@ -1,20 +1,28 @@
 //! `burnrate doctor`: prints what the source would do against this database and
-//! what needs fixing; fails (exit code 1) when anything does.
+//! what needs fixing (as text, or one JSON object with `--json`); fails (exit code 1)
+//! when anything does.
 
 use std::fmt::Write as _;
 
 use color_eyre::Result;
 use color_eyre::eyre::bail;
+use serde_json::{Value, json};
 
 use super::context::Context;
+use crate::cli::DoctorArgs;
 use crate::model::TailMode;
+use crate::source::columns::Field;
 use crate::source::doctor::{DoctorReport, doctor as run_doctor};
 
-pub async fn doctor(ctx: &Context) -> Result<()> {
+pub async fn doctor(ctx: &Context, args: &DoctorArgs) -> Result<()> {
     let target = ctx.connect_target()?;
     let opts = ctx.source_options()?;
     let report = run_doctor(&target, &opts).await;
-    print!("{}", render(&report));
+    if args.json {
+        println!("{}", to_json(&report));
+    } else {
+        print!("{}", render(&report));
+    }
     if !report.ok() {
         bail!(
             "doctor found {} problem{} (above)",
@@ -58,28 +66,14 @@ pub fn render(r: &DoctorReport) -> String {
                 "           {:<14} (none): not in this table{}",
                 f.key(),
                 match f {
-                    crate::source::columns::Field::Tx | crate::source::columns::Field::Order => "",
+                    Field::Tx | Field::Order => "",
                     _ => "; its views show \"(none)\"",
                 }
             );
         }
     }
     if let Some(mode) = r.mode {
-        let promise = match mode {
-            TailMode::TxWatermark => {
-                "every committed row is read exactly once, whenever it commits".to_string()
-            }
-            TailMode::IdOverlap => "re-reads missing ids for database.id_gap_settle; a row \
-                                    committing later than that is missed"
-                .to_string(),
-            TailMode::KeysetOverlap => format!(
-                "re-reads the last {} behind the newest row by (timestamp, key) and \
-                 deduplicates by key; a row written later than that is missed",
-                humantime::format_duration(r.overlap)
-            ),
-            TailMode::Demo => String::new(),
-        };
-        let _ = writeln!(out, "tail mode  {}: {promise}", mode.label());
+        let _ = writeln!(out, "tail mode  {}: {}", mode.label(), promise(r, mode));
     }
     if let Some(rows) = r.rows {
         let range = match (r.first, r.last) {
@@ -128,4 +122,61 @@ pub fn render(r: &DoctorReport) -> String {
         }
     }
     out
+}
+
+/// What the tail mode guarantees, in a sentence.
+fn promise(r: &DoctorReport, mode: TailMode) -> String {
+    match mode {
+        TailMode::TxWatermark => {
+            "every committed row is read exactly once, whenever it commits".to_string()
+        }
+        TailMode::IdOverlap => "re-reads missing ids for database.id_gap_settle; a row \
+                                committing later than that is missed"
+            .to_string(),
+        TailMode::KeysetOverlap => format!(
+            "re-reads the last {} behind the newest row by (timestamp, key) and \
+             deduplicates by key; a row written later than that is missed",
+            humantime::format_duration(r.overlap)
+        ),
+        TailMode::Demo => String::new(),
+    }
+}
+
+/// The report as one JSON object: the same findings as `render`, field by field.
+pub fn to_json(r: &DoctorReport) -> Value {
+    json!({
+        "ok": r.ok(),
+        "endpoint": r.endpoint,
+        "server_version": r.server_version,
+        "preset": r.preset.name(),
+        "table": r.table,
+        "columns": r.mapped.iter().map(|m| json!({
+            "field": m.field.key(),
+            "column": m.spec,
+            "type": m.found,
+        })).collect::<Vec<_>>(),
+        "unmapped": r.unmapped.iter().map(|f| f.key()).collect::<Vec<_>>(),
+        "tail_mode": r.mode.map(|mode| json!({
+            "mode": mode.json_name(),
+            "label": mode.label(),
+            "promise": promise(r, mode),
+            "overlap_secs": (mode == TailMode::KeysetOverlap).then_some(r.overlap.as_secs()),
+        })),
+        "rows": r.rows,
+        "first": r.first,
+        "last": r.last,
+        "indexes": r.indexes.iter().map(|i| json!({
+            "purpose": i.purpose,
+            "columns": i.columns,
+            "present": i.found.is_some(),
+            "index": i.found,
+            "create": i.create,
+        })).collect::<Vec<_>>(),
+        "priced_models": r.priced_models,
+        "other_presets": r.other_presets.iter().map(|(preset, table)| json!({
+            "preset": preset.name(),
+            "table": table,
+        })).collect::<Vec<_>>(),
+        "problems": r.problems,
+    })
 }

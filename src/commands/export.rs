@@ -224,6 +224,7 @@ mod tests {
                 requests: 3,
                 input_tokens: 10,
                 output_tokens: 2,
+                computed: 0,
             },
         }];
         let mut out = Vec::new();

@@ -118,9 +118,12 @@ async fn dispatch(ctx: &Context, command: Option<Command>) -> color_eyre::Result
         Some(Command::Db {
             command: DbCommand::Init(args),
         }) => db::init(ctx, &args).await,
+        Some(Command::Db {
+            command: DbCommand::Rollup,
+        }) => db::rollup(ctx).await,
         Some(Command::Snapshot(args)) => snapshot::snapshot(ctx, &args).await,
         Some(Command::Export(args)) => export::export(ctx, &args).await,
-        Some(Command::Doctor) => doctor::doctor(ctx).await,
+        Some(Command::Doctor(args)) => doctor::doctor(ctx, &args).await,
         Some(Command::Check(args)) => check::check(ctx, &args).await.map(|_| ()),
         Some(Command::Simulate(args)) => {
             let target = ctx.connect_target()?;

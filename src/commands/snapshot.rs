@@ -43,15 +43,18 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
 
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
-    print(&store, &spec, &mut source, !args.follow).await?;
+    let mut cache = RequestCache::default();
+    print(&store, &spec, &mut source, !args.follow, Some(&mut cache)).await?;
     if !args.follow {
         return Ok(());
     }
 
     let mut failures = 0u32;
+    let mut started = std::time::Instant::now();
     loop {
+        // Fixed rate: the interval counts from the start of the last poll.
         let wait = if failures == 0 {
-            refresh
+            refresh.saturating_sub(started.elapsed())
         } else {
             backoff_delay(failures - 1)
         };
@@ -59,13 +62,14 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
             _ = tokio::time::sleep(wait) => {}
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
+        started = std::time::Instant::now();
         store.prune(Utc::now());
         // A failed poll leaves the cursor where it was: the next one reads the same
         // rows again, so nothing is missed or counted twice.
         match poll(&mut store, &mut source).await {
             Ok(()) => {
                 failures = 0;
-                print(&store, &spec, &mut source, false).await?;
+                print(&store, &spec, &mut source, false, Some(&mut cache)).await?;
             }
             Err(e) => {
                 failures += 1;
@@ -120,12 +124,36 @@ const REQUESTS_PER_ANOMALY: usize = 3;
 
 /// The most expensive requests behind the first few anomalies. A failure here loses
 /// only the examples, never the snapshot: it is logged and the list stays empty.
-pub(crate) async fn add_requests(snap: &mut report::Snapshot, source: &mut PgSource) {
+/// With a cache (`--follow`), an anomaly's requests are looked up again only after
+/// `REQUESTS_REFRESH`: at thousands of rows a second each lookup filters an hour of
+/// rows, and doing five of them every refresh made `--follow` fall behind.
+pub(crate) async fn add_requests(
+    snap: &mut report::Snapshot,
+    source: &mut PgSource,
+    mut cache: Option<&mut RequestCache>,
+) {
     let now = snap.generated_at;
+    if let Some(c) = cache.as_deref_mut() {
+        c.forget_older_than(std::time::Instant::now() - REQUESTS_REFRESH);
+    }
     for a in snap.anomalies.iter_mut().take(ANOMALIES_WITH_REQUESTS) {
+        let key = (
+            a.anomaly.rule.clone(),
+            a.anomaly.dim,
+            a.anomaly.name.clone(),
+        );
+        if let Some(rows) = cache.as_deref().and_then(|c| c.get(&key)) {
+            a.top_requests = rows.clone();
+            continue;
+        }
         let q = a.requests_query(now, REQUESTS_PER_ANOMALY);
         match source.top_requests(&q).await {
-            Ok(rows) => a.top_requests = rows.iter().map(Into::into).collect(),
+            Ok(rows) => {
+                a.top_requests = rows.iter().map(Into::into).collect();
+                if let Some(c) = cache.as_deref_mut() {
+                    c.put(key, a.top_requests.clone());
+                }
+            }
             Err(e) => {
                 tracing::warn!(error = %e, rule = %a.anomaly.rule, "requests behind an anomaly");
                 break;
@@ -134,15 +162,40 @@ pub(crate) async fn add_requests(snap: &mut report::Snapshot, source: &mut PgSou
     }
 }
 
+/// How long `--follow` reuses an anomaly's requests.
+const REQUESTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
+
+type AnomalyKey = (String, crate::model::Dim, String);
+
+/// The requests looked up per anomaly, with when.
+#[derive(Default)]
+pub(crate) struct RequestCache {
+    entries:
+        std::collections::HashMap<AnomalyKey, (Vec<report::RequestSample>, std::time::Instant)>,
+}
+
+impl RequestCache {
+    fn get(&self, key: &AnomalyKey) -> Option<&Vec<report::RequestSample>> {
+        self.entries.get(key).map(|(rows, _)| rows)
+    }
+    fn put(&mut self, key: AnomalyKey, rows: Vec<report::RequestSample>) {
+        self.entries.insert(key, (rows, std::time::Instant::now()));
+    }
+    fn forget_older_than(&mut self, t: std::time::Instant) {
+        self.entries.retain(|_, (_, at)| *at >= t);
+    }
+}
+
 async fn print(
     store: &Store,
     spec: &SnapshotSpec,
     source: &mut PgSource,
     pretty: bool,
+    cache: Option<&mut RequestCache>,
 ) -> Result<()> {
     let mode = source.mode().unwrap_or(TailMode::TxWatermark);
     let mut snap = report::build(store, Utc::now(), spec, mode, source.endpoint());
-    add_requests(&mut snap, source).await;
+    add_requests(&mut snap, source, cache).await;
     snap.source.watermark_lag_secs = source.last_status().and_then(|s| s.watermark_lag_secs);
     snap.source.computed_cost_rows = source.computed_cost_rows();
     let mut out = std::io::stdout().lock();
@@ -156,4 +209,32 @@ async fn print(
         std::process::exit(0);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Dim;
+
+    #[test]
+    fn cached_requests_are_reused_until_they_are_a_refresh_old() {
+        let mut cache = RequestCache::default();
+        let key = (
+            "spike_5m".to_string(),
+            Dim::Feature,
+            "support_qa".to_string(),
+        );
+        assert!(cache.get(&key).is_none());
+        cache.put(key.clone(), Vec::new());
+        assert!(cache.get(&key).is_some());
+        let other = ("spike_5m".to_string(), Dim::User, "support_qa".to_string());
+        assert!(
+            cache.get(&other).is_none(),
+            "keyed by rule, dimension and name"
+        );
+        cache.forget_older_than(std::time::Instant::now() - REQUESTS_REFRESH);
+        assert!(cache.get(&key).is_some(), "fresh entries stay");
+        cache.forget_older_than(std::time::Instant::now() + std::time::Duration::from_secs(1));
+        assert!(cache.get(&key).is_none(), "old entries go");
+    }
 }

@@ -272,6 +272,7 @@ mod tests {
                     requests: 1,
                     input_tokens: 0,
                     output_tokens: 0,
+                    computed: 0,
                 },
             })
             .collect();

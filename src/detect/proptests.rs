@@ -89,6 +89,7 @@ fn store_of(shape: Shape, now: DateTime<Utc>, seed: u64, cal: Calendar) -> Store
                         requests: rng.below(3) as u64,
                         input_tokens: tokens,
                         output_tokens: tokens / 10,
+                        computed: 0,
                     },
                 });
             }

@@ -1218,6 +1218,7 @@ mod tests {
                 requests: n,
                 input_tokens: 10 * n,
                 output_tokens: n,
+                computed: 0,
             },
         }
     }

@@ -153,6 +153,7 @@ mod tests {
                 requests,
                 input_tokens: 100 * requests,
                 output_tokens: 10 * requests,
+                computed: 0,
             },
         }
     }

@@ -777,6 +777,7 @@ impl Generator {
                 requests: k,
                 input_tokens: input,
                 output_tokens: output,
+                computed: 0,
             },
         }
     }

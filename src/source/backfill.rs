@@ -8,6 +8,8 @@
 //! increment); unsent chunks are read in full. Every `Backfill` message is therefore
 //! a delta to add, and no row is counted twice or skipped. The plan (chunk bounds,
 //! minute floor) stays as first computed, so increments land in the same buckets.
+//! Keyset mode has no horizon to compare: a sent chunk reads nothing more, and its
+//! rows that arrived since are left unseen for the tail's overlap window.
 
 use std::time::Instant;
 
@@ -41,6 +43,8 @@ pub(super) struct BackfillPlan {
     chunks: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     /// Per step (the chunks, then the reject count): the horizon already sent.
     sent: Vec<Option<Horizon>>,
+    /// Keyset mode: the window keys counted so far, kept across attempts.
+    keyset: Option<KeysetTracker>,
 }
 
 impl BackfillPlan {
@@ -64,7 +68,24 @@ impl BackfillPlan {
             phase: cfg.calendar.phase_secs(),
             chunks,
             sent,
+            keyset: None,
         }
+    }
+
+    /// True if the chunk holding `at` was already sent (at some horizon).
+    fn sent_covers(&self, at: DateTime<Utc>) -> bool {
+        self.chunks
+            .iter()
+            .position(|&(from, to)| from <= at && to.is_none_or(|to| at < to))
+            .is_some_and(|step| self.sent[step].is_some())
+    }
+
+    /// Rollup mode: hours before this come from the rollup (the billing hour
+    /// holding the minute floor: the rollup has hours, the store wants minutes).
+    fn rollup_before(&self) -> DateTime<Utc> {
+        let t = self.minute_floor.timestamp();
+        let hour = (t - self.phase).div_euclid(3600) * 3600 + self.phase;
+        DateTime::from_timestamp(hour, 0).unwrap_or(self.minute_floor)
     }
 
     pub(super) fn total_steps(&self) -> u64 {
@@ -128,9 +149,15 @@ impl PgSource {
         // statement and every later statement of the backfill sees exactly it.
         let (horizon, cursor) = match mode {
             TailMode::KeysetOverlap => {
-                // The keys inside the tail's first overlap window are counted here;
-                // remember them so the tail does not count them again.
-                let mut tracker = KeysetTracker::new(self.opts.map.overlap);
+                // The keys inside the tail's first overlap window that this backfill
+                // counts; the tail skips them. A retry keeps the first attempt's
+                // tracker (its newest row fixes the window) and adds only keys of
+                // chunks it reads in full now: rows that arrived since in chunks
+                // already sent stay unseen, so the tail counts them once.
+                let mut tracker = plan
+                    .keyset
+                    .clone()
+                    .unwrap_or_else(|| KeysetTracker::new(self.opts.map.overlap));
                 let newest = timed(
                     &ctx,
                     limit,
@@ -138,8 +165,9 @@ impl PgSource {
                     txn.query_opt(&sql.keyset_newest(), &[]),
                 )
                 .await?;
-                if let Some(row) = newest {
-                    let newest: DateTime<Utc> = get(&row, 0, &ctx)?;
+                let snapshot_newest: Option<DateTime<Utc>> =
+                    newest.map(|row| get(&row, 0, &ctx)).transpose()?;
+                if let Some(newest) = tracker.newest().or(snapshot_newest) {
                     let overlap =
                         Duration::from_std(self.opts.map.overlap).unwrap_or(Duration::minutes(2));
                     let cutoff = newest - overlap;
@@ -151,11 +179,18 @@ impl PgSource {
                     )
                     .await?;
                     for r in &keys {
-                        let key: Option<String> = get(r, 0, &ctx)?;
                         let at: DateTime<Utc> = get(r, 1, &ctx)?;
+                        if plan.sent_covers(at) {
+                            continue;
+                        }
+                        let key: Option<String> = get(r, 0, &ctx)?;
                         tracker.observe(&key.unwrap_or_default(), at);
                     }
+                    // A first snapshot without rows left no newest: start the tail's
+                    // window from this one's, not from the beginning of the table.
+                    tracker.assume_newest(newest);
                 }
+                plan.keyset = Some(tracker.clone());
                 (Horizon::Snapshot, Cursor::Keyset(tracker))
             }
             TailMode::IdOverlap => {
@@ -219,6 +254,37 @@ impl PgSource {
         };
         tracing::info!(table = %ctx.table, ?horizon, steps = total, "backfill started");
 
+        // Rollup mode: read in this snapshot, so the rollup and the raw rows past
+        // its watermark add up to exactly the rows below the horizon.
+        let rollup_tables = super::rollup::RollupTables::of(&self.table);
+        let scoped = self.opts.tenant.is_some();
+        let rollup = match (self.opts.rollup, &horizon) {
+            (true, Horizon::Tx { .. }) => {
+                match super::rollup::read_state(&txn, &rollup_tables, &ctx).await? {
+                    Some(state) if state.phase == plan.phase => {
+                        Some((state.upto, plan.rollup_before()))
+                    }
+                    Some(state) => {
+                        tracing::warn!(
+                            rollup_phase = state.phase,
+                            phase = plan.phase,
+                            "rollup: made for another billing zone; reading the raw rows \
+                             (rebuild it with `burnrate db init --rollup --rebuild`)"
+                        );
+                        None
+                    }
+                    None => {
+                        tracing::warn!(
+                            "database.rollup is on but there is no rollup; reading the raw rows \
+                             (create it with `burnrate db init --rollup`)"
+                        );
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+
         for step in 0..plan.chunks.len() {
             let (chunk_from, chunk_to) = plan.chunks[step];
             let mut p = Params::default();
@@ -226,9 +292,34 @@ impl PgSource {
             let to = chunk_to.map(|t| p.push(t));
             let minute_floor = p.push(plan.minute_floor);
             let phase = p.push(plan.phase);
-            let filter = sql
+            let mut filter = sql
                 .horizon_filter(plan.sent[step].as_ref(), &horizon, &mut p)
                 .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+            // A whole day before the recent hours, read for the first time: its
+            // rolled-up hours, and the raw rows the rollup has not taken in.
+            let from_rollup = match (rollup, chunk_to) {
+                (Some((upto, before)), Some(chunk_to))
+                    if plan.sent[step].is_none() && chunk_to <= before =>
+                {
+                    let upto = p.push(upto.to_string());
+                    filter = format!("({filter}) AND {}", sql.tx_at_least(&upto));
+                    let mut rp = Params::default();
+                    let (rf, rt) = (rp.push(chunk_from), rp.push(chunk_to));
+                    let rows = timed(
+                        &ctx,
+                        limit,
+                        "reading the rollup",
+                        txn.query(
+                            &super::rollup::groups_sql(&rollup_tables, &rf, &rt, scoped),
+                            &rp.refs(),
+                        ),
+                    )
+                    .await?;
+                    self.read_rollup = true;
+                    Some(groups_to_batch(&rows, &ctx)?)
+                }
+                _ => None,
+            };
             let text = sql.backfill_groups(from, to, minute_floor, phase, &filter);
             let rows = timed(
                 &ctx,
@@ -237,12 +328,15 @@ impl PgSource {
                 txn.query(&text, &p.refs()),
             )
             .await?;
-            let batch = groups_to_batch(&rows, &ctx)?;
-            // Column 10: rows of the group whose cost came from the price list.
-            self.computed_rows += rows
-                .iter()
-                .map(|r| r.try_get::<_, i64>(10).unwrap_or(0).max(0) as u64)
-                .sum::<u64>();
+            let mut batch = groups_to_batch(&rows, &ctx)?;
+            if let Some(rolled) = from_rollup {
+                batch.rows += rolled.rows;
+                batch.facts.extend(rolled.facts);
+                for (reason, n) in rolled.rejected {
+                    *batch.rejected.entry(reason).or_default() += n;
+                }
+            }
+            self.computed_rows += batch.facts.iter().map(|f| f.agg.computed).sum::<u64>();
             if !batch.facts.is_empty() || !batch.rejected.is_empty() {
                 tx.send(SourceMsg::Backfill { batch, done: false })
                     .await
@@ -266,20 +360,49 @@ impl PgSource {
         let last = plan.chunks.len();
         let mut p = Params::default();
         let from = p.push(plan.history_start);
-        let filter = sql
+        let mut filter = sql
             .horizon_filter(plan.sent[last].as_ref(), &horizon, &mut p)
             .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
-        let row = timed(
-            &ctx,
-            limit,
-            "counting rejected rows",
-            txn.query_one(&sql.backfill_rejects(from, &filter), &p.refs()),
-        )
-        .await?;
+        let mut counted = Vec::new();
+        if let (Some((upto, before)), None) = (rollup, &plan.sent[last]) {
+            // Rejected rows the rollup holds for the hours it covers here, and the
+            // raw ones outside it.
+            let (upto, before_param) = (p.push(upto.to_string()), p.push(before));
+            filter = format!(
+                "({filter}) AND {}",
+                sql.outside_rollup(&upto, &before_param)
+            );
+            let mut rp = Params::default();
+            let (rf, rt) = (rp.push(plan.history_start), rp.push(before));
+            counted.push(
+                timed(
+                    &ctx,
+                    limit,
+                    "counting rejected rows in the rollup",
+                    txn.query_one(
+                        &super::rollup::rejects_sql(&rollup_tables, &rf, Some(&rt), scoped),
+                        &rp.refs(),
+                    ),
+                )
+                .await?,
+            );
+        }
+        counted.push(
+            timed(
+                &ctx,
+                limit,
+                "counting rejected rows",
+                txn.query_one(&sql.backfill_rejects(from, &filter), &p.refs()),
+            )
+            .await?,
+        );
         let mut batch = FactBatch::default();
         // The columns of `Sql::backfill_rejects`, in this order.
         for (i, reason) in RejectReason::ALL.into_iter().enumerate() {
-            let n = count(get::<i64>(&row, i, &ctx)?, &ctx)?;
+            let mut n = 0;
+            for row in &counted {
+                n += count(get::<i64>(row, i, &ctx)?, &ctx)?;
+            }
             if n > 0 {
                 batch.rejected.insert(reason, n);
                 batch.rows += n;
@@ -332,6 +455,8 @@ fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, So
         let requests = count(get(r, 7, ctx)?, ctx)?;
         let input_tokens = count(get(r, 8, ctx)?, ctx)?;
         let output_tokens = count(get(r, 9, ctx)?, ctx)?;
+        // Rows of the group whose cost came from the price list.
+        let computed = count(get(r, 10, ctx)?, ctx)?;
         batch.rows += requests;
         // Rows here are finite one by one; only a sum beyond Money's range can fail.
         match cost_text.as_deref().map(str::parse::<Money>) {
@@ -343,6 +468,7 @@ fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, So
                     requests,
                     input_tokens,
                     output_tokens,
+                    computed,
                 },
             }),
             _ => {

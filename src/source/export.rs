@@ -84,6 +84,7 @@ pub async fn export_groups(
                 requests: count(n + 1),
                 input_tokens: count(n + 2),
                 output_tokens: count(n + 3),
+                computed: 0,
             },
         });
     }

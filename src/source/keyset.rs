@@ -59,6 +59,12 @@ impl KeysetTracker {
         self.seen.insert(key.to_string(), at).is_none()
     }
 
+    /// Sets the newest timestamp if no row was read yet, so the first poll reads
+    /// the overlap behind it rather than the whole table.
+    pub fn assume_newest(&mut self, at: DateTime<Utc>) {
+        self.newest.get_or_insert(at);
+    }
+
     pub fn newest(&self) -> Option<DateTime<Utc>> {
         self.newest
     }
@@ -97,6 +103,17 @@ mod tests {
         assert_eq!(k.remembered(), 1, "keys behind the cutoff are forgotten");
         // Behind the window: final, never counted again.
         assert!(!k.observe("a", t(10)));
+    }
+
+    #[test]
+    fn an_assumed_newest_starts_the_window_but_never_replaces_a_read_one() {
+        let mut k = KeysetTracker::new(std::time::Duration::from_secs(60));
+        k.assume_newest(t(100));
+        assert_eq!(k.start(t(200)), Some(t(40)));
+        let mut read = KeysetTracker::new(std::time::Duration::from_secs(60));
+        read.observe("a", t(100));
+        read.assume_newest(t(500));
+        assert_eq!(read.newest(), Some(t(100)));
     }
 
     #[test]

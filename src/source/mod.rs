@@ -17,6 +17,7 @@ pub mod notify;
 pub mod partitions;
 pub mod pg;
 pub mod prices;
+pub mod rollup;
 pub mod run;
 pub mod schema;
 mod sql;

@@ -115,12 +115,7 @@ pub async fn enable_notify_with_client(
         .transaction()
         .await
         .map_err(|e| ctx.db(e, "starting db init --notify"))?;
-    txn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("burnrate db init {q}")],
-    )
-    .await
-    .map_err(|e| ctx.db(e, "taking the db init lock"))?;
+    super::schema::lock_for_init(&txn, &q, &ctx).await?;
     let statements = [
         format!(
             "CREATE OR REPLACE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ \

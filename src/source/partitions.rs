@@ -15,7 +15,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::connect::ConnectTarget;
 use super::error::{ErrorContext, SourceError};
-use super::schema::{COLUMNS, TableName, init_with_client, quote_ident};
+use super::schema::{TableName, columns_ddl, init_with_client, lock_for_init, quote_ident};
 
 /// Months kept ready behind and ahead of the current one.
 pub const MONTHS_BEHIND: u32 = 12;
@@ -108,7 +108,7 @@ pub async fn init_partitioned_with_client(
             .transaction()
             .await
             .map_err(|e| ctx.db(e, "starting db init --partitioned"))?;
-        lock(&txn, &q, &ctx).await?;
+        lock_for_init(&txn, &q, &ctx).await?;
         let created = match relkind(&txn, &q, &ctx).await? {
             Some('p') => false,
             Some(_) => {
@@ -120,13 +120,9 @@ pub async fn init_partitioned_with_client(
                 )));
             }
             None => {
-                let cols: Vec<String> = COLUMNS
-                    .iter()
-                    .map(|(n, ddl)| format!("{} {ddl}", quote_ident(n)))
-                    .collect();
                 txn.batch_execute(&format!(
                     "CREATE TABLE {q} ({}) PARTITION BY RANGE (\"timestamp\")",
-                    cols.join(", ")
+                    columns_ddl()
                 ))
                 .await
                 .map_err(|e| ctx.db(e, "creating the partitioned table"))?;
@@ -147,7 +143,7 @@ pub async fn init_partitioned_with_client(
         .transaction()
         .await
         .map_err(|e| ctx.db(e, "starting to add partitions"))?;
-    lock(&txn, &q, &ctx).await?;
+    lock_for_init(&txn, &q, &ctx).await?;
     let existing: Vec<String> = txn
         .query(
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid \
@@ -203,20 +199,6 @@ pub async fn init_partitioned_with_client(
             created,
         },
     ))
-}
-
-async fn lock(
-    txn: &impl GenericClient,
-    quoted: &str,
-    ctx: &ErrorContext<'_>,
-) -> Result<(), SourceError> {
-    txn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("burnrate db init {quoted}")],
-    )
-    .await
-    .map_err(|e| ctx.db(e, "taking the db init lock"))?;
-    Ok(())
 }
 
 /// `r` plain, `p` partitioned, ... None when there is no such table.

@@ -45,6 +45,9 @@ pub struct SourceOptions {
     pub tenant: Option<String>,
     /// LISTEN here; a notification wakes whoever `PgSource::wake_on_notify` named.
     pub notify_channel: Option<String>,
+    /// Rollup mode (see `source::rollup`).
+    pub rollup: bool,
+    pub rollup_every: Duration,
 }
 
 impl SourceOptions {
@@ -59,6 +62,8 @@ impl SourceOptions {
             map: MapSpec::build(&Default::default(), None, &db.table).unwrap_or_default(),
             tenant: db.tenant.clone(),
             notify_channel: db.notify_channel.clone(),
+            rollup: db.rollup,
+            rollup_every: db.rollup_every,
         }
     }
 
@@ -160,6 +165,11 @@ pub struct PgSource {
     pub(super) computed_rows: u64,
     /// Notified on every NOTIFY of `opts.notify_channel` (see `source::notify`).
     wake: Option<Arc<Notify>>,
+    /// The backfill read history from the rollup.
+    pub(super) read_rollup: bool,
+    /// Rollup mode on this connection: whether it won the election, and when it
+    /// last rolled (reset on reconnecting, as the lock is the session's).
+    pub(super) roller: Option<super::rollup::Roller>,
 }
 
 impl PgSource {
@@ -183,6 +193,8 @@ impl PgSource {
             checked_at: None,
             computed_rows: 0,
             wake: None,
+            read_rollup: false,
+            roller: None,
         })
     }
 
@@ -198,6 +210,11 @@ impl PgSource {
 
     pub fn endpoint(&self) -> &str {
         &self.target.endpoint
+    }
+
+    /// Whether the backfill read history from the rollup (rollup mode).
+    pub fn read_rollup(&self) -> bool {
+        self.read_rollup
     }
 
     /// With `notify_channel` set, every connection LISTENs on it and a notification
@@ -259,6 +276,7 @@ impl PgSource {
             None => {}
         }
         self.conn = None;
+        self.roller = None;
         let listen = self.opts.notify_channel.clone().zip(self.wake.clone());
         let client = self
             .target

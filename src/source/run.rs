@@ -126,7 +126,10 @@ pub async fn run(
         let started = tokio::time::Instant::now();
         let step = async {
             source.backfill(&tx, Utc::now()).await?;
-            source.poll(&tx).await
+            let polled = source.poll(&tx).await?;
+            // Rollup mode: the elected instance adds what committed since its last roll.
+            source.maintain_rollup().await;
+            Ok(polled)
         };
         let result = tokio::select! {
             r = step => r,

@@ -155,7 +155,7 @@ pub fn quote_ident(ident: &str) -> String {
 }
 
 /// The columns of a complete table, in order, with their DDL.
-pub(super) const COLUMNS: [(&str, &str); 12] = [
+const COLUMNS: [(&str, &str); 12] = [
     ("timestamp", "timestamptz NOT NULL DEFAULT now()"),
     ("feature_name", "text"),
     ("cost_usd", "numeric"),
@@ -171,6 +171,31 @@ pub(super) const COLUMNS: [(&str, &str); 12] = [
     // exist when this is added all get the ALTER's xid: they are committed, so fine.
     ("tx", "xid8 NOT NULL DEFAULT pg_current_xact_id()"),
 ];
+
+/// The column list of a complete table, for CREATE TABLE.
+pub(super) fn columns_ddl() -> String {
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .map(|(n, ddl)| format!("{} {ddl}", quote_ident(n)))
+        .collect();
+    cols.join(", ")
+}
+
+/// Serialises every `db init` step on one table (concurrent runs wait, and the
+/// second finds nothing to do): a transaction-level advisory lock.
+pub(super) async fn lock_for_init(
+    txn: &impl tokio_postgres::GenericClient,
+    quoted_table: &str,
+    ctx: &ErrorContext<'_>,
+) -> Result<(), SourceError> {
+    txn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&format!("burnrate db init {quoted_table}")],
+    )
+    .await
+    .map_err(|e| ctx.db(e, "taking the db init lock"))?;
+    Ok(())
+}
 
 /// Indexes the queries need: (suffix, columns).
 const INDEXES: [(&str, &[&str]); 2] = [
@@ -471,12 +496,7 @@ pub async fn init_with_client(
         .transaction()
         .await
         .map_err(|e| ctx.db(e, "starting db init"))?;
-    txn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("burnrate db init {q}")],
-    )
-    .await
-    .map_err(|e| ctx.db(e, "taking the db init lock"))?;
+    lock_for_init(&txn, &q, &ctx).await?;
 
     let mut report = InitReport {
         table: table_text.clone(),
@@ -488,13 +508,9 @@ pub async fn init_with_client(
     };
     match read_columns(&txn, table, &ctx).await? {
         None => {
-            let cols: Vec<String> = COLUMNS
-                .iter()
-                .map(|(n, ddl)| format!("{} {ddl}", quote_ident(n)))
-                .collect();
             txn.batch_execute(&format!(
                 "CREATE TABLE IF NOT EXISTS {q} ({})",
-                cols.join(", ")
+                columns_ddl()
             ))
             .await
             .map_err(|e| ctx.db(e, "creating the table"))?;

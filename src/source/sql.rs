@@ -511,6 +511,50 @@ impl Sql {
             cutoff = map.ts_value("$1"),
         )
     }
+
+    /// Rollup mode: `tx` at or past a rolled-up watermark (`$n` holds it as text).
+    pub(crate) fn tx_at_least(&self, param: &str) -> String {
+        format!("{} >= {param}::text::xid8", self.tx)
+    }
+
+    /// Rollup mode: rows the rollup's hours before `$before` do not hold: not yet
+    /// rolled (`tx` at or past `$upto`), or dated from `$before` on.
+    pub(crate) fn outside_rollup(&self, upto: &str, before: &str) -> String {
+        format!(
+            "({} >= {upto}::text::xid8 OR {} >= {before}::timestamptz)",
+            self.tx, self.ts
+        )
+    }
+
+    /// Rollup mode: rejected rows by billing hour (NULL for a NULL timestamp) and
+    /// tenant, the reasons in the columns of `backfill_rejects`. `$phase` aligns hours.
+    pub(crate) fn rejects_by_hour(&self, phase: String, horizon: &str) -> String {
+        let Sql {
+            ts,
+            cost,
+            finite_cost,
+            cost_in_range,
+            ts_not_future,
+            tokens_ok,
+            table,
+            ts_sel,
+            ..
+        } = self;
+        format!(
+            "SELECT (floor((extract(epoch FROM {ts_sel}) - {phase}::int8) / 3600) * 3600 + {phase}::int8)::int8, \
+               {tenant}, \
+               count(*) FILTER (WHERE {ts} IS NULL), \
+               count(*) FILTER (WHERE {ts} IS NOT NULL AND NOT {ts_not_future}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NULL), \
+               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
+               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok}) \
+             FROM {table} e WHERE {horizon} \
+               AND ({ts_not_future} AND {finite_cost} AND {cost_in_range} AND {tokens_ok}) IS NOT TRUE \
+             GROUP BY 1, 2",
+            tenant = self.names[3],
+        )
+    }
 }
 
 /// The watermark's state: snapshot xmin and xmax (equal when no transaction with

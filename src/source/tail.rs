@@ -97,6 +97,9 @@ fn add_priced(
     add_row(batch, row, now);
     if priced && batch.facts.len() > kept {
         *computed += 1;
+        if let Some(fact) = batch.facts.last_mut() {
+            fact.agg.computed = 1;
+        }
     }
 }
 

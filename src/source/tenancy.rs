@@ -86,12 +86,7 @@ pub async fn enable_rls_with_client(
         .transaction()
         .await
         .map_err(|e| ctx.db(e, "starting db init --rls"))?;
-    txn.execute(
-        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-        &[&format!("burnrate db init {q}")],
-    )
-    .await
-    .map_err(|e| ctx.db(e, "taking the db init lock"))?;
+    super::schema::lock_for_init(&txn, &q, &ctx).await?;
     let role_literal = MONITOR_ROLE.replace('\'', "''");
     // Roles are cluster-wide: another database may have created it already.
     let statements = [

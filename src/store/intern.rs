@@ -1,13 +1,13 @@
 //! Name interning: each distinct name is stored once and referred to by a u32.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 pub type NameId = u32;
 
 #[derive(Debug, Default, Clone)]
 pub struct Interner {
     names: Vec<Box<str>>,
-    ids: HashMap<Box<str>, NameId>,
+    ids: FxHashMap<Box<str>, NameId>,
 }
 
 impl Interner {

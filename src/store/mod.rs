@@ -8,10 +8,13 @@
 
 mod intern;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Duration, Utc};
+// Every map here is keyed by interned ids (or names) and probed millions of times per
+// level build: FxHash instead of SipHash (no untrusted keys choose buckets here).
+use rustc_hash::FxHashMap;
 
 pub use intern::{Interner, NameId};
 
@@ -25,14 +28,14 @@ type ComboId = u32;
 #[derive(Debug, Default, Clone)]
 struct Bucket {
     total: Agg,
-    by_dim: [HashMap<NameId, Agg>; 5],
-    cells: HashMap<ComboId, Agg>,
+    by_dim: [FxHashMap<NameId, Agg>; 5],
+    cells: FxHashMap<ComboId, Agg>,
 }
 
 #[derive(Debug, Default, Clone)]
 struct MinuteBucket {
     total: Agg,
-    by_dim: [HashMap<NameId, Agg>; 5],
+    by_dim: [FxHashMap<NameId, Agg>; 5],
 }
 
 /// What the store keeps and how it aligns time.
@@ -87,7 +90,10 @@ pub struct Store {
     cfg: StoreConfig,
     names: [Interner; 5],
     combo_keys: Vec<ComboKey>,
-    combo_ids: HashMap<ComboKey, ComboId>,
+    combo_ids: FxHashMap<ComboKey, ComboId>,
+    /// Per dimension and name id, the combinations holding that name: a filtered
+    /// query looks up only the cells that can match instead of scanning each bucket.
+    combos_of: [Vec<Vec<ComboId>>; 5],
     hours: BTreeMap<i64, Bucket>,
     minutes: BTreeMap<i64, MinuteBucket>,
     intake: Intake,
@@ -101,13 +107,52 @@ pub struct Store {
 /// A constraint of a drill-down path: this dimension has this name.
 pub type Filter = Vec<(Dim, NameId)>;
 
+/// Per-name results of a query over one dimension.
+pub type NameMap<V> = FxHashMap<NameId, V>;
+
+/// What one drill-down level needs from the store, answered in one pass over the
+/// buckets by `Store::level_totals`.
+#[derive(Debug, Clone)]
+pub struct LevelQuery<'a> {
+    /// The dimension broken down.
+    pub group: Dim,
+    /// Only events matching every constraint count.
+    pub filter: &'a [(Dim, NameId)],
+    /// The window: hour buckets from here on (future-dated rows included).
+    pub from: i64,
+    /// The baseline's hour buckets, if one is wanted.
+    pub baseline: Option<RangeInclusive<i64>>,
+    /// Sparkline hour buckets, folded into slots of `step` hours from `spark.start()`.
+    pub spark: RangeInclusive<i64>,
+    pub step: i64,
+}
+
+/// One name of a level: in the window, in the baseline, per sparkline slot (empty
+/// when the name has no event in the sparkline's range).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NameTotals {
+    pub id: NameId,
+    pub window: Agg,
+    pub baseline: Agg,
+    pub series: Vec<Agg>,
+}
+
+/// The answer to a `LevelQuery`: every name with events in the window (in no
+/// particular order) and the total of the window over all of them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LevelTotals {
+    pub parent: Agg,
+    pub rows: Vec<NameTotals>,
+}
+
 impl Store {
     pub fn new(cfg: StoreConfig, now: DateTime<Utc>) -> Self {
         let mut s = Store {
             cfg,
             names: Default::default(),
             combo_keys: Vec::new(),
-            combo_ids: HashMap::new(),
+            combo_ids: FxHashMap::default(),
+            combos_of: Default::default(),
             hours: BTreeMap::new(),
             minutes: BTreeMap::new(),
             intake: Intake::default(),
@@ -180,6 +225,14 @@ impl Store {
                     let c = self.combo_keys.len() as ComboId;
                     self.combo_keys.push(key);
                     self.combo_ids.insert(key, c);
+                    for dim in Dim::ALL {
+                        let lists = &mut self.combos_of[dim.index()];
+                        let id = key[dim.index()] as usize;
+                        if lists.len() <= id {
+                            lists.resize_with(id + 1, Vec::new);
+                        }
+                        lists[id].push(c);
+                    }
                     c
                 }
             };
@@ -255,8 +308,8 @@ impl Store {
     }
 
     /// Per-name totals of one dimension over a range.
-    pub fn by_dim(&self, dim: Dim, hours: RangeInclusive<i64>) -> HashMap<NameId, Agg> {
-        let mut out: HashMap<NameId, Agg> = HashMap::new();
+    pub fn by_dim(&self, dim: Dim, hours: RangeInclusive<i64>) -> NameMap<Agg> {
+        let mut out = NameMap::<Agg>::default();
         for (_, b) in self.hours.range(hours) {
             for (id, a) in &b.by_dim[dim.index()] {
                 out.entry(*id).or_default().add(a);
@@ -271,18 +324,17 @@ impl Store {
         group: Dim,
         filter: &[(Dim, NameId)],
         hours: RangeInclusive<i64>,
-    ) -> HashMap<NameId, Agg> {
+    ) -> NameMap<Agg> {
         if filter.is_empty() {
             return self.by_dim(group, hours);
         }
-        let mut out: HashMap<NameId, Agg> = HashMap::new();
+        let mut out = NameMap::<Agg>::default();
+        let combos = self.matching_combos(filter);
         for (_, b) in self.hours.range(hours) {
-            for (combo, a) in &b.cells {
-                let key = &self.combo_keys[*combo as usize];
-                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
-                    out.entry(key[group.index()]).or_default().add(a);
-                }
-            }
+            self.for_matching_cells(b, filter, &combos, |combo, a| {
+                let key = &self.combo_keys[combo as usize];
+                out.entry(key[group.index()]).or_default().add(a);
+            });
         }
         out
     }
@@ -293,15 +345,82 @@ impl Store {
             return self.total(hours);
         }
         let mut a = Agg::default();
+        let combos = if filter.len() > 1 {
+            self.matching_combos(filter)
+        } else {
+            Vec::new() // one constraint: the rollups answer
+        };
         for (_, b) in self.hours.range(hours) {
-            for (combo, cell) in &b.cells {
-                let key = &self.combo_keys[*combo as usize];
-                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
-                    a.add(cell);
+            self.add_matching(b, filter, &combos, &mut a);
+        }
+        a
+    }
+
+    /// Adds a bucket's events matching `filter` (not empty) to `into`: from the
+    /// rollup for a single constraint (it holds the same sum), else from the cells.
+    fn add_matching(
+        &self,
+        b: &Bucket,
+        filter: &[(Dim, NameId)],
+        combos: &[ComboId],
+        into: &mut Agg,
+    ) {
+        if let [(dim, id)] = filter {
+            if let Some(a) = b.by_dim[dim.index()].get(id) {
+                into.add(a);
+            }
+            return;
+        }
+        self.for_matching_cells(b, filter, combos, |_, cell| into.add(cell));
+    }
+
+    /// The combinations matching every constraint of `filter` (not empty), taken
+    /// from the list of its rarest name.
+    fn matching_combos(&self, filter: &[(Dim, NameId)]) -> Vec<ComboId> {
+        let rarest = filter
+            .iter()
+            .map(|(d, id)| {
+                self.combos_of[d.index()]
+                    .get(*id as usize)
+                    .map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|combos| combos.len())
+            .unwrap_or(&[]);
+        rarest
+            .iter()
+            .copied()
+            .filter(|c| self.matches(*c, filter))
+            .collect()
+    }
+
+    /// Calls `f` with each cell of a bucket matching `filter`, whose combinations
+    /// are `combos` (from `matching_combos`): looked up one by one when they are
+    /// fewer than the bucket's cells, else by scanning the cells.
+    fn for_matching_cells(
+        &self,
+        b: &Bucket,
+        filter: &[(Dim, NameId)],
+        combos: &[ComboId],
+        mut f: impl FnMut(ComboId, &Agg),
+    ) {
+        if combos.len() < b.cells.len() {
+            for c in combos {
+                if let Some(a) = b.cells.get(c) {
+                    f(*c, a);
+                }
+            }
+        } else {
+            for (c, a) in &b.cells {
+                if self.matches(*c, filter) {
+                    f(*c, a);
                 }
             }
         }
-        a
+    }
+
+    fn matches(&self, combo: ComboId, filter: &[(Dim, NameId)]) -> bool {
+        let key = &self.combo_keys[combo as usize];
+        filter.iter().all(|(d, id)| key[d.index()] == *id)
     }
 
     /// One value per hour over `[from, to]` for one name (or the total with `None`).
@@ -322,9 +441,9 @@ impl Store {
     }
 
     /// Hourly series for every name of a dimension at once (one pass over buckets).
-    pub fn hourly_series_by_dim(&self, dim: Dim, from: i64, to: i64) -> HashMap<NameId, Vec<Agg>> {
+    pub fn hourly_series_by_dim(&self, dim: Dim, from: i64, to: i64) -> NameMap<Vec<Agg>> {
         let len = (to - from + 1).max(0) as usize;
-        let mut out: HashMap<NameId, Vec<Agg>> = HashMap::new();
+        let mut out = NameMap::<Vec<Agg>>::default();
         for (h, b) in self.hours.range(from..=to) {
             for (id, a) in &b.by_dim[dim.index()] {
                 out.entry(*id).or_insert_with(|| vec![Agg::default(); len])[(h - from) as usize] =
@@ -344,13 +463,18 @@ impl Store {
         from: i64,
         to: i64,
         step: i64,
-    ) -> HashMap<NameId, Vec<Agg>> {
+    ) -> NameMap<Vec<Agg>> {
         let step = step.max(1);
         let len = slots(from, to, step);
-        let mut out: HashMap<NameId, Vec<Agg>> = HashMap::new();
+        let mut out = NameMap::<Vec<Agg>>::default();
         if len == 0 {
             return out;
         }
+        let combos = if filter.is_empty() {
+            Vec::new()
+        } else {
+            self.matching_combos(filter)
+        };
         for (h, b) in self.hours.range(from..=to) {
             let slot = ((h - from) / step) as usize;
             if filter.is_empty() {
@@ -359,14 +483,12 @@ impl Store {
                 }
                 continue;
             }
-            for (combo, a) in &b.cells {
-                let key = &self.combo_keys[*combo as usize];
-                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
-                    out.entry(key[group.index()])
-                        .or_insert_with(|| vec![Agg::default(); len])[slot]
-                        .add(a);
-                }
-            }
+            self.for_matching_cells(b, filter, &combos, |combo, a| {
+                let key = &self.combo_keys[combo as usize];
+                out.entry(key[group.index()])
+                    .or_insert_with(|| vec![Agg::default(); len])[slot]
+                    .add(a);
+            });
         }
         out
     }
@@ -385,19 +507,103 @@ impl Store {
         if out.is_empty() {
             return out;
         }
+        let combos = if filter.len() > 1 {
+            self.matching_combos(filter)
+        } else {
+            Vec::new() // one constraint: the rollups answer
+        };
         for (h, b) in self.hours.range(from..=to) {
             let slot = &mut out[((h - from) / step) as usize];
             if filter.is_empty() {
                 slot.add(&b.total);
-                continue;
-            }
-            for (combo, a) in &b.cells {
-                let key = &self.combo_keys[*combo as usize];
-                if filter.iter().all(|(d, id)| key[d.index()] == *id) {
-                    slot.add(a);
-                }
+            } else {
+                self.add_matching(b, filter, &combos, slot);
             }
         }
+        out
+    }
+
+    /// Everything a drill-down level shows, in one pass over the buckets: per name
+    /// of `q.group` among the events matching `q.filter`, its totals in the window
+    /// and the baseline and its sparkline series, and the window's total. Names are
+    /// dense ids, so the per-name state is a vector, not a map.
+    pub fn level_totals(&self, q: &LevelQuery) -> LevelTotals {
+        const ABSENT: u32 = u32::MAX;
+        let step = q.step.max(1);
+        let (spark_from, spark_to) = (*q.spark.start(), *q.spark.end());
+        let len = slots(spark_from, spark_to, step);
+        let mut lo = q.from.min(spark_from);
+        if let Some(b) = &q.baseline {
+            lo = lo.min(*b.start());
+        }
+        let in_baseline = |h: i64| q.baseline.as_ref().is_some_and(|b| b.contains(&h));
+        let mut out = LevelTotals::default();
+        // Index into `rows` by name id; `in_window` says which rows are answers.
+        let mut index = vec![ABSENT; self.names[q.group.index()].len()];
+        let mut rows: Vec<NameTotals> = Vec::new();
+        let mut in_window: Vec<bool> = Vec::new();
+        let combos = if q.filter.is_empty() {
+            Vec::new()
+        } else {
+            self.matching_combos(q.filter)
+        };
+        for (&h, b) in self.hours.range(lo..) {
+            let window = h >= q.from;
+            let baseline = in_baseline(h);
+            let slot = (len > 0 && (spark_from..=spark_to).contains(&h))
+                .then(|| ((h - spark_from) / step) as usize);
+            if !window && !baseline && slot.is_none() {
+                continue;
+            }
+            let mut add = |id: NameId, a: &Agg| {
+                let i = match index[id as usize] {
+                    ABSENT => {
+                        index[id as usize] = rows.len() as u32;
+                        rows.push(NameTotals {
+                            id,
+                            ..NameTotals::default()
+                        });
+                        in_window.push(false);
+                        rows.len() - 1
+                    }
+                    i => i as usize,
+                };
+                let row = &mut rows[i];
+                if window {
+                    row.window.add(a);
+                    in_window[i] = true;
+                }
+                if baseline {
+                    row.baseline.add(a);
+                }
+                if let Some(slot) = slot {
+                    if row.series.is_empty() {
+                        row.series = vec![Agg::default(); len];
+                    }
+                    row.series[slot].add(a);
+                }
+            };
+            if q.filter.is_empty() {
+                for (id, a) in &b.by_dim[q.group.index()] {
+                    add(*id, a);
+                }
+                if window {
+                    out.parent.add(&b.total);
+                }
+                continue;
+            }
+            self.for_matching_cells(b, q.filter, &combos, |combo, a| {
+                add(self.combo_keys[combo as usize][q.group.index()], a);
+                if window {
+                    out.parent.add(a);
+                }
+            });
+        }
+        out.rows = rows
+            .into_iter()
+            .zip(in_window)
+            .filter_map(|(r, w)| w.then_some(r))
+            .collect();
         out
     }
 
@@ -410,8 +616,8 @@ impl Store {
     }
 
     /// Sum over minute buckets `[from, to]` per name of a dimension (recent data only).
-    pub fn minutes_by_dim(&self, dim: Dim, from: i64, to: i64) -> HashMap<NameId, Agg> {
-        let mut out: HashMap<NameId, Agg> = HashMap::new();
+    pub fn minutes_by_dim(&self, dim: Dim, from: i64, to: i64) -> NameMap<Agg> {
+        let mut out = NameMap::<Agg>::default();
         for (_, b) in self.minutes.range(from..=to) {
             for (id, a) in &b.by_dim[dim.index()] {
                 out.entry(*id).or_default().add(a);

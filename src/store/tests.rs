@@ -276,3 +276,111 @@ fn prorated_spans_count_each_hour_by_its_overlap() {
         Money::from_dollars(150)
     );
 }
+
+/// `level_totals` answers in one pass what the separate queries answer: per name of
+/// the group, the window's and the baseline's totals and the sparkline series, and
+/// the window's total, for an empty, a single and a double constraint.
+#[test]
+fn level_totals_in_one_pass_equal_the_separate_queries() {
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    let (features, users, models) = (["chat", "search"], ["u1", "u2", "u3"], ["a", "b"]);
+    let mut facts = Vec::new();
+    // 60 hours back, some names only early (baseline only), one row future-dated.
+    for h in 0..60i64 {
+        for (i, f) in features.iter().enumerate() {
+            for (j, u) in users.iter().enumerate() {
+                if (h + i as i64 + j as i64) % 3 == 0 || (j == 2 && h < 30) {
+                    continue;
+                }
+                let at = now - Duration::hours(h) - Duration::minutes(j as i64);
+                let cost = format!("0.{:06}", 1 + h * 7 + i as i64 * 3 + j as i64);
+                facts.push(fact(
+                    &at.to_rfc3339(),
+                    f,
+                    u,
+                    models[(h as usize + j) % 2],
+                    &cost,
+                ));
+            }
+        }
+    }
+    facts.push(fact("2026-11-28T15:10:00Z", "chat", "u4", "a", "5"));
+    s.apply(&batch(facts), now);
+    let cur = s.hour_index(now);
+    let chat = s.lookup(Dim::Feature, "chat").unwrap();
+    let a = s.lookup(Dim::Model, "a").unwrap();
+    for filter in [
+        vec![],
+        vec![(Dim::Feature, chat)],
+        vec![(Dim::Feature, chat), (Dim::Model, a)],
+    ] {
+        for (group, from, baseline, spark, step) in [
+            (
+                Dim::User,
+                cur - 23,
+                Some(cur - 47..=cur - 24),
+                cur - 23..=cur,
+                1,
+            ),
+            (Dim::User, cur, None, cur - 23..=cur, 1),
+            (
+                Dim::Model,
+                cur - 40,
+                Some(cur - 59..=cur - 41),
+                cur - 40..=cur,
+                6,
+            ),
+        ] {
+            let got = s.level_totals(&LevelQuery {
+                group,
+                filter: &filter,
+                from,
+                baseline: baseline.clone(),
+                spark: spark.clone(),
+                step,
+            });
+            let window = s.by_dim_filtered(group, &filter, from..=i64::MAX);
+            let before = baseline
+                .clone()
+                .map(|b| s.by_dim_filtered(group, &filter, b))
+                .unwrap_or_default();
+            let series =
+                s.series_by_dim_filtered(group, &filter, *spark.start(), *spark.end(), step);
+            assert_eq!(got.parent, s.total_filtered(&filter, from..=i64::MAX));
+            assert_eq!(got.rows.len(), window.len(), "{filter:?} {group:?}");
+            for row in &got.rows {
+                assert_eq!(row.window, window[&row.id]);
+                assert_eq!(
+                    row.baseline,
+                    before.get(&row.id).copied().unwrap_or_default()
+                );
+                assert_eq!(row.series, series.get(&row.id).cloned().unwrap_or_default());
+            }
+            assert!(!got.rows.is_empty());
+        }
+    }
+    // The future-dated row counts in the window but in no sparkline slot.
+    let u4 = s.lookup(Dim::User, "u4").unwrap();
+    let got = s.level_totals(&LevelQuery {
+        group: Dim::User,
+        filter: &[],
+        from: cur,
+        baseline: None,
+        spark: cur - 23..=cur,
+        step: 1,
+    });
+    let row = got.rows.iter().find(|r| r.id == u4).unwrap();
+    assert_eq!(row.window.cost, Money::from_dollars(5));
+    assert!(row.series.is_empty());
+    // The single-constraint shortcut of the filtered series agrees with the cells.
+    let by_cells: Agg = s
+        .by_dim_filtered(Dim::Model, &[(Dim::Feature, chat)], cur - 59..=cur)
+        .values()
+        .fold(Agg::default(), |mut t, v| {
+            t.add(v);
+            t
+        });
+    let series = s.series_filtered(&[(Dim::Feature, chat)], cur - 59, cur, 60);
+    assert_eq!(series, vec![by_cells]);
+}

@@ -13,7 +13,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, Table, Widget};
 
 use super::theme::Theme;
-use super::{format, text};
+use super::{format, spans_width, text};
 use crate::app::drill::{Metric, SortKey};
 use crate::app::view::{Baseline, DrillChart, DrillRow, DrillView, RequestRow, TopState};
 use crate::model::Dim;
@@ -165,6 +165,9 @@ fn breadcrumb(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
     spans.push(Span::styled(format!("by {}", view.dim), theme.key()));
     spans.push(Span::styled("  metric ", theme.muted()));
     spans.push(Span::styled(view.metric.label(), theme.value()));
+    if view.building {
+        spans.push(Span::styled("  building…", theme.key()));
+    }
     if view.editing || !view.filter.is_empty() {
         spans.push(Span::styled("  /", theme.key()));
         spans.push(Span::raw(text::clean(&view.filter, 24)));
@@ -176,6 +179,16 @@ fn breadcrumb(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
             theme.muted(),
         ));
     }
+    // The mark's legend, right after the crumbs where it fits.
+    if view.parent.computed > 0 {
+        let room = (area.width as usize).saturating_sub(spans_width(&spans) + 2);
+        if let Some(legend) = format::computed_legend(view.parent.computed)
+            .into_iter()
+            .find(|l| text::width(l) <= room)
+        {
+            spans.push(Span::styled(format!("  {legend}"), theme.muted()));
+        }
+    }
     Paragraph::new(Line::from(spans)).render(area, buf);
 }
 
@@ -183,13 +196,21 @@ fn money(m: Option<Money>) -> String {
     m.map(Money::display_usd).unwrap_or_else(|| "—".into())
 }
 
-fn cell_text(col: Col, r: &DrillRow) -> String {
+/// Whether the column shows a cost (marked where the price list computed it).
+fn is_cost(col: Col) -> bool {
+    matches!(col, Col::Spend | Col::PerRequest | Col::Per1k)
+}
+
+/// `marked`: some shown row's cost was computed (the cost columns keep room for the
+/// mark).
+fn cell_text(col: Col, r: &DrillRow, marked: bool) -> String {
+    let cost = |text: String| format::cost_cell(text, r.agg.computed, marked);
     match col {
         Col::Name | Col::Spark => String::new(),
-        Col::Spend => r.agg.cost.display_usd(),
+        Col::Spend => cost(r.agg.cost.display_usd()),
         Col::Requests => format::count(r.agg.requests),
-        Col::PerRequest => money(r.agg.cost_per_request()),
-        Col::Per1k => money(r.agg.cost_per_1k_tokens()),
+        Col::PerRequest => cost(money(r.agg.cost_per_request())),
+        Col::Per1k => cost(money(r.agg.cost_per_1k_tokens())),
         Col::Tokens => format::count(r.agg.tokens()),
         Col::Share => r.share.map(format::percent).unwrap_or_else(|| "—".into()),
         Col::Change => match (r.change, &r.prev) {
@@ -215,17 +236,18 @@ fn fit_columns(
         .unwrap_or(0)
         .clamp(name_title, NAME_MAX);
     let keep = Col::of_metric(view.metric);
+    let marked = shown.iter().any(|r| r.agg.computed > 0);
     let natural = |col: Col| -> usize {
         match col {
             Col::Name => name_want.min(16),
             Col::Spark => spark_len.clamp(col.title(view).len(), 30),
             _ => shown
                 .iter()
-                .map(|r| cell_text(col, r).len())
+                .map(|r| text::width(&cell_text(col, r, marked)))
                 .max()
                 .unwrap_or(0)
                 .max(col.title(view).len() + 1)
-                .min(12),
+                .min(12 + usize::from(marked && is_cost(col))),
         }
     };
     let cols: Vec<(Col, usize)> = ORDER
@@ -269,6 +291,7 @@ fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
     }
     let names: Vec<String> = shown.iter().map(|r| text::sanitize(&r.name)).collect();
     let cols = fit_columns(view, &shown, &names, area.width as usize);
+    let marked = shown.iter().any(|r| r.agg.computed > 0);
     let sort_col = Col::of_sort(view.sort, view.metric);
     let metric_col = Col::of_metric(view.metric);
     let header = Row::new(cols.iter().map(|&(col, _)| {
@@ -304,7 +327,7 @@ fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
         let cells = cols.iter().map(|&(col, w)| {
             let (content, style) = match col {
                 Col::Name => (text::fit(name, w), Style::new()),
-                Col::Change => (cell_text(col, r), theme.change(r.change)),
+                Col::Change => (cell_text(col, r, marked), theme.change(r.change)),
                 Col::Spark => {
                     let style = theme.sparkline(false);
                     let style = if selected {
@@ -314,7 +337,7 @@ fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
                     };
                     (format::spark_from_zero(&r.spark, w), style)
                 }
-                _ => (cell_text(col, r), Style::new()),
+                _ => (cell_text(col, r, marked), Style::new()),
             };
             let line = Line::from(content);
             Cell::from(if right_aligned(col) {

@@ -49,10 +49,20 @@ pub fn render(drivers: &[Driver], week_total: Money, theme: Theme, area: Rect, b
         return;
     }
     let shown = &drivers[..drivers.len().min(SHOWN)];
-    let costs: Vec<String> = shown.iter().map(|d| d.cost.display_usd()).collect();
+    // Costs priced from the price list are marked (the legend is above the features).
+    let marked = shown.iter().any(|d| d.computed_requests > 0);
+    let costs: Vec<String> = shown
+        .iter()
+        .map(|d| format::cost_cell(d.cost.display_usd(), d.computed_requests, marked))
+        .collect();
     let shares: Vec<String> = shown.iter().map(|d| format::percent(d.share)).collect();
     let dim_w = shown.iter().map(|d| d.dim.name().len()).max().unwrap_or(0);
-    let cost_w = costs.iter().map(String::len).max().unwrap_or(0).min(12);
+    let cost_w = costs
+        .iter()
+        .map(|c| text::width(c))
+        .max()
+        .unwrap_or(0)
+        .min(12 + usize::from(marked));
     let share_w = shares.iter().map(String::len).max().unwrap_or(0);
     // " " + dim + name + cost + share, one space between.
     let longest = shown

@@ -14,7 +14,7 @@ use ratatui::widgets::{
 };
 
 use super::theme::Theme;
-use super::{format, text};
+use super::{format, spans_width, text};
 use crate::app::view::FeatureRow;
 use crate::model::NONE_NAME;
 use crate::money::Money;
@@ -94,16 +94,36 @@ fn money(m: Option<Money>) -> String {
     m.map(Money::display_usd).unwrap_or_else(|| "—".into())
 }
 
-fn cell_text(col: Col, f: &FeatureRow) -> String {
+/// Requests behind a cost cell whose cost came from the price list (0 for columns
+/// that are not costs).
+fn computed_in(col: Col, f: &FeatureRow) -> u64 {
+    match col {
+        Col::Hour => f.computed_hour,
+        Col::Today => f.computed_today,
+        Col::Week | Col::PerRequest | Col::Per1k => f.computed_7d,
+        _ => 0,
+    }
+}
+
+/// The columns in which some row's cost is marked as computed.
+fn marked_columns(rows: &[FeatureRow]) -> Vec<Col> {
+    ORDER
+        .into_iter()
+        .filter(|&c| rows.iter().any(|r| computed_in(c, r) > 0))
+        .collect()
+}
+
+fn cell_text(col: Col, f: &FeatureRow, marked: &[Col]) -> String {
+    let cost = |text: String| format::cost_cell(text, computed_in(col, f), marked.contains(&col));
     match col {
         Col::Mark => if f.anomalous { "!" } else { "" }.into(),
         Col::Name => String::new(), // fitted separately
-        Col::Hour => f.this_hour.display_usd(),
-        Col::Today => f.today.display_usd(),
-        Col::Week => f.last_7d.display_usd(),
+        Col::Hour => cost(f.this_hour.display_usd()),
+        Col::Today => cost(f.today.display_usd()),
+        Col::Week => cost(f.last_7d.display_usd()),
         Col::Requests => format::count(f.requests_today),
-        Col::PerRequest => money(f.cost_per_request),
-        Col::Per1k => money(f.cost_per_1k_tokens),
+        Col::PerRequest => cost(money(f.cost_per_request)),
+        Col::Per1k => cost(money(f.cost_per_1k_tokens)),
         Col::Change => f
             .change_vs_7d
             .map(format::change)
@@ -122,6 +142,7 @@ fn display_name(name: &str) -> String {
 
 /// Chooses the columns and their widths for `avail` cells.
 fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col, usize)> {
+    let marked = marked_columns(rows);
     let spark_len = rows.iter().map(|r| r.spark_24h.len()).max().unwrap_or(0);
     let name_want = names
         .iter()
@@ -136,11 +157,11 @@ fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col,
             Col::Spark => spark_len.min(SPARK_HOURS).max(col.title().len()),
             _ => rows
                 .iter()
-                .map(|r| cell_text(col, r).len())
+                .map(|r| text::width(&cell_text(col, r, &marked)))
                 .max()
                 .unwrap_or(0)
                 .max(col.title().len())
-                .min(12),
+                .min(12 + usize::from(marked.contains(&col))),
         }
     };
     let cols: Vec<(Col, usize)> = ORDER
@@ -161,13 +182,22 @@ fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col,
 }
 
 pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, buf: &mut Buffer) {
+    let mut title = vec![Span::styled(" Spend by feature ", theme.title())];
+    // Every request has one feature: the rows' 7-day counts are the week's.
+    let computed: u64 = rows.iter().map(|r| r.computed_7d).sum();
+    if computed > 0 {
+        let room = (area.width as usize).saturating_sub(spans_width(&title) + 1);
+        if let Some(legend) = format::computed_legend(computed)
+            .into_iter()
+            .find(|l| text::width(l) <= room)
+        {
+            title.push(Span::styled(format!("{legend} "), theme.muted()));
+        }
+    }
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border())
-        .title(Line::from(vec![Span::styled(
-            " Spend by feature ",
-            theme.title(),
-        )]));
+        .title(Line::from(title));
     if rows.is_empty() {
         Paragraph::new(Span::styled(" No spend recorded yet.", theme.muted()))
             .block(block)
@@ -176,6 +206,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
     }
     let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
     let cols = fit_columns(rows, &names, area.width as usize);
+    let marked = marked_columns(rows);
     let selected = selected.min(rows.len() - 1);
 
     let header = Row::new(cols.iter().map(|&(col, _)| {
@@ -192,7 +223,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
         let cells = cols.iter().map(|&(col, w)| {
             let (content, style) = match col {
                 Col::Mark => (
-                    cell_text(col, r),
+                    cell_text(col, r, &marked),
                     if r.anomalous {
                         theme.anomalous()
                     } else {
@@ -207,7 +238,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
                         Style::new()
                     },
                 ),
-                Col::Change => (cell_text(col, r), theme.change(r.change_vs_7d)),
+                Col::Change => (cell_text(col, r, &marked), theme.change(r.change_vs_7d)),
                 Col::Spark => {
                     let spark = format::spark_from_zero(&r.spark_24h, w);
                     let style = theme.sparkline(r.anomalous);
@@ -218,7 +249,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
                     };
                     (spark, style)
                 }
-                _ => (cell_text(col, r), Style::new()),
+                _ => (cell_text(col, r, &marked), Style::new()),
             };
             let line = Line::from(content);
             Cell::from(if right_aligned(col) {
@@ -267,6 +298,7 @@ mod tests {
             change_vs_7d: Some(3.12),
             spark_24h: vec![1; 24],
             anomalous: false,
+            ..FeatureRow::default()
         }
     }
 

@@ -85,6 +85,7 @@ fn feature(
         change_vs_7d: change,
         spark_24h: spark,
         anomalous,
+        ..FeatureRow::default()
     }
 }
 
@@ -205,30 +206,35 @@ pub fn realistic() -> Fixture {
             name: "code_review_bot".into(),
             cost: usd("1420.55"),
             share: 0.372,
+            computed_requests: 0,
         },
         Driver {
             dim: Dim::Model,
             name: "claude-sonnet-4".into(),
             cost: usd("1198.40"),
             share: 0.314,
+            computed_requests: 0,
         },
         Driver {
             dim: Dim::Feature,
             name: "support_qa".into(),
             cost: usd("1062.18"),
             share: 0.278,
+            computed_requests: 0,
         },
         Driver {
             dim: Dim::User,
             name: "batch-indexer@svc".into(),
             cost: usd("512.00"),
             share: 0.134,
+            computed_requests: 0,
         },
         Driver {
             dim: Dim::Tenant,
             name: "acme-corp".into(),
             cost: usd("488.20"),
             share: 0.128,
+            computed_requests: 0,
         },
     ];
     let trend_cents = [
@@ -550,6 +556,7 @@ pub fn drill_users() -> Fixture {
                 requests,
                 input_tokens: requests * 900,
                 output_tokens: requests * 150,
+                computed: 0,
             };
             let prev = Agg {
                 cost: Money::from_picos(cost * 2 / 3),
@@ -598,6 +605,7 @@ pub fn drill_users() -> Fixture {
             daily_30d: (0..30).map(|d| 50_000 + 3_000 * (d % 7)).collect(),
         }),
         metric_ready: Some(Metric::Cost),
+        building: false,
     });
     f
 }
@@ -691,6 +699,33 @@ pub fn drill_hostile() -> Fixture {
     f
 }
 
+/// A table that logs no cost for some requests: their costs came from the price
+/// list, and the feature, driver and today columns say so.
+pub fn priced() -> Fixture {
+    let mut f = realistic();
+    let features = &mut f.overview.features;
+    features[0].computed_hour = 120;
+    features[0].computed_today = 1_830;
+    features[0].computed_7d = 9_410;
+    features[3].computed_7d = 2_002;
+    if let Some(d) = f.overview.top_drivers.get_mut(2) {
+        d.computed_requests = 9_410;
+    }
+    f
+}
+
+/// The users table with some users' costs computed from the price list.
+pub fn drill_priced() -> Fixture {
+    let mut f = drill_users();
+    if let Some(d) = f.drill.as_mut() {
+        for i in [0, 2, 5] {
+            d.rows[i].agg.computed = 40 + i as u64;
+        }
+        d.parent.computed = d.rows.iter().map(|r| r.agg.computed).sum();
+    }
+    f
+}
+
 /// Every fixture, for the sweeps.
 pub fn all() -> Vec<(&'static str, Fixture)> {
     vec![
@@ -710,5 +745,7 @@ pub fn all() -> Vec<(&'static str, Fixture)> {
         ("drill_top", drill_top()),
         ("drill_loading", drill_loading()),
         ("drill_hostile", drill_hostile()),
+        ("priced", priced()),
+        ("drill_priced", drill_priced()),
     ]
 }

@@ -214,6 +214,33 @@ pub fn gauge(ratio: f64, width: usize) -> (String, String) {
     )
 }
 
+/// Follows a cost some of whose requests were priced from the price list, not logged.
+pub const COMPUTED_MARK: &str = "≈";
+
+/// A cost cell: the text, then the mark if any of its requests' costs were computed,
+/// else (in a column where some are) a space, so the digits stay aligned.
+pub fn cost_cell(text: String, computed: u64, column_has_mark: bool) -> String {
+    if computed > 0 {
+        text + COMPUTED_MARK
+    } else if column_has_mark {
+        text + " "
+    } else {
+        text
+    }
+}
+
+/// The legend of the mark, longest form first: "≈ cost computed from the price list
+/// for 1,234 requests", then shorter ones for narrow lines.
+pub fn computed_legend(requests: u64) -> [String; 3] {
+    let n = count(requests);
+    let noun = if requests == 1 { "request" } else { "requests" };
+    [
+        format!("{COMPUTED_MARK} cost computed from the price list for {n} {noun}"),
+        format!("{COMPUTED_MARK} priced from list: {n} req"),
+        format!("{COMPUTED_MARK} {n} priced"),
+    ]
+}
+
 /// Drops columns in `drop_order` until the row fits in `avail` cells (`spacing`
 /// between columns), then gives the `name` column what is left, up to `name_want`,
 /// or takes from it down to `name_min` when even the kept columns do not fit.
@@ -308,6 +335,18 @@ mod tests {
         assert_eq!(spark_min_max(&[Some(5.0)], 1, 1), vec!["▅"]);
         assert_eq!(spark_min_max(&[None, Some(f64::NAN)], 2, 1), vec!["  "]);
         assert!(spark_min_max(&[Some(1.0)], 1, 0).is_empty());
+    }
+
+    #[test]
+    fn computed_costs_are_marked_and_aligned() {
+        assert_eq!(cost_cell("$1.20".into(), 3, true), "$1.20≈");
+        assert_eq!(cost_cell("$1.20".into(), 0, true), "$1.20 ");
+        assert_eq!(cost_cell("$1.20".into(), 0, false), "$1.20");
+        assert_eq!(
+            computed_legend(1)[0],
+            "≈ cost computed from the price list for 1 request"
+        );
+        assert_eq!(computed_legend(18_234)[2], "≈ 18.2k priced");
     }
 
     #[test]

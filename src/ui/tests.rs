@@ -524,6 +524,80 @@ fn drill_loading_80x24() {
     assert_snapshot!(terminal(&fixtures::drill_loading(), 80, 24).backend());
 }
 
+// ---- costs computed from the price list ----
+
+#[test]
+fn priced_120x32() {
+    assert_snapshot!(terminal(&fixtures::priced(), 120, 32).backend());
+}
+
+#[test]
+fn drill_priced_120x32() {
+    assert_snapshot!(terminal(&fixtures::drill_priced(), 120, 32).backend());
+}
+
+#[test]
+fn computed_costs_are_marked_only_where_they_are_and_explained() {
+    let buf = buffer(&fixtures::priced(), 160, 48);
+    let text = screen_text(&buf);
+    assert!(
+        text.contains("≈ cost computed from the price list for 11.4k requests"),
+        "{text}"
+    );
+    let (_, y) = find(&buf, "support_qa").expect("support_qa row");
+    let support = row(&buf, y);
+    assert!(
+        support.contains("$41.20≈") && support.contains("$187.40≈") && support.contains("$1,062≈"),
+        "{support}"
+    );
+    let (_, y) = find(&buf, "code_review_bot").expect("code_review_bot row");
+    assert!(!row(&buf, y).contains('≈'), "{}", row(&buf, y));
+    // summarize_email: only its 7-day cost (and the 7-day unit costs) are computed.
+    let (_, y) = find(&buf, "summarize_email").expect("summarize_email row");
+    let summarize = row(&buf, y);
+    assert!(
+        summarize.contains("$318.90≈") && !summarize.contains("$22.47≈"),
+        "{summarize}"
+    );
+    // The drivers pane marks the driver whose cost was priced.
+    let drivers: Vec<String> = (0..buf.area.height)
+        .map(|y| row(&buf, y))
+        .filter(|r| {
+            (r.contains(" feature ") && r.contains("support_qa")) || r.contains("claude-sonnet-4")
+        })
+        .collect();
+    assert!(
+        drivers
+            .iter()
+            .any(|r| r.contains("support_qa") && r.contains('≈'))
+            && drivers
+                .iter()
+                .any(|r| r.contains("claude-sonnet-4") && !r.contains('≈'))
+            && drivers.len() == 2,
+        "{drivers:?}"
+    );
+    // Nothing computed: no mark and no legend.
+    let plain = screen_text(&buffer(&fixtures::realistic(), 160, 48));
+    assert!(
+        !plain.contains('≈') && !plain.contains("price list"),
+        "{plain}"
+    );
+
+    let drill = screen_text(&buffer(&fixtures::drill_priced(), 160, 48));
+    assert!(
+        drill.contains("≈ cost computed from the price list for 127 requests"),
+        "{drill}"
+    );
+    assert_eq!(
+        drill
+            .lines()
+            .filter(|l| l.contains("user_") && l.contains('≈'))
+            .count(),
+        3,
+        "{drill}"
+    );
+}
+
 #[test]
 fn drill_no_color_80x24_styles() {
     let mut f = fixtures::drill_users();

@@ -31,6 +31,8 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         map: Default::default(),
         tenant: None,
         notify_channel: None,
+        rollup: false,
+        rollup_every: Duration::from_secs(60),
     }
 }
 

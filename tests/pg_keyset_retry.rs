@@ -1,0 +1,135 @@
+//! Keyset mode (no tx, no id column): a backfill interrupted by a lost connection is
+//! finished on a new one without losing rows written between the two snapshots or
+//! counting any twice, and the tail takes over from there exactly.
+
+mod common;
+mod pg_common;
+mod presets_common;
+
+use std::time::Duration;
+
+use burnrate::model::{SourceMsg, TailMode};
+use burnrate::source::columns::{MapSpec, Preset, SourceConfig};
+use burnrate::source::{PgSource, SourceError};
+use burnrate::store::StoreConfig;
+use chrono::{Duration as ChronoDuration, Utc};
+use common::TestDb;
+use pg_common::*;
+use presets_common::*;
+use tokio::sync::mpsc;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_keyset_backfill_is_finished_exactly() {
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    let admin = db.client().await;
+    c.batch_execute(LITELLM_DDL).await.unwrap();
+    let now = Utc::now();
+    // Rows over ten days (one backfill query per day); the newest is five minutes old,
+    // so the first overlap window is [now - 7 min, now - 5 min].
+    let mut next_id = 0u32;
+    for day in 0..10 {
+        for k in 0..4 {
+            let at = now - ChronoDuration::days(day) - ChronoDuration::minutes(5 + 3 * k);
+            litellm_row(&c, next_id, at).await;
+            next_id += 1;
+        }
+    }
+    let cfg = StoreConfig::default();
+    let map = MapSpec::build(&SourceConfig::default(), Some(Preset::Litellm), "unused").unwrap();
+    let overlap = map.overlap;
+    assert_eq!(
+        overlap,
+        Duration::from_secs(120),
+        "the test's window assumes it"
+    );
+    let mut source = PgSource::connect(target(&db.url), options(cfg).with_map(map))
+        .await
+        .expect("connect");
+    assert_eq!(source.mode(), Some(TailMode::KeysetOverlap));
+
+    // A one-slot channel: the backfill cannot run ahead of this test.
+    let (tx, mut rx) = mpsc::channel(1);
+    let mut seen = Collector::new(cfg);
+    let first = {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let r = source.backfill(&tx, now).await;
+            (source, r)
+        })
+    };
+    loop {
+        let msg = rx.recv().await.expect("message");
+        let is_data = matches!(msg, SourceMsg::Backfill { .. });
+        seen.apply(msg);
+        if is_data {
+            break;
+        }
+    }
+    // Today's chunk is sent. Cut the connection, then write rows the first snapshot
+    // did not see: into today inside the first overlap window, newer than its newest
+    // row, and into days still to come.
+    assert!(kill_source_connections(&admin, &db.name).await >= 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let late = [
+        now - ChronoDuration::minutes(6),
+        now - ChronoDuration::seconds(330),
+        now - ChronoDuration::minutes(1),
+        now - ChronoDuration::days(5) - ChronoDuration::minutes(1),
+        now - ChronoDuration::days(9) - ChronoDuration::minutes(1),
+    ];
+    for at in late {
+        litellm_row(&c, next_id, at).await;
+        next_id += 1;
+    }
+    let (mut source, result) = {
+        let drain = async {
+            while let Some(m) = rx.recv().await {
+                seen.apply(m);
+            }
+        };
+        tokio::select! {
+            r = first => r.unwrap(),
+            _ = drain => unreachable!("the sender is still held"),
+        }
+    };
+    seen.drain(&mut rx);
+    let err = result.expect_err("the backfill was interrupted");
+    assert!(
+        matches!(
+            err,
+            SourceError::ConnectionLost { .. } | SourceError::Query { .. }
+        ),
+        "{err}"
+    );
+    assert_eq!(seen.backfill_done, 0);
+    assert!(!source.backfill_done());
+
+    // Finish on a new connection, then let the tail take over.
+    drop(tx);
+    let (tx, mut rx) = mpsc::channel(10_000);
+    source.backfill(&tx, now).await.expect("second backfill");
+    assert!(source.backfill_done());
+    let tail_rows = source.poll(&tx).await.expect("poll").rows;
+    assert_eq!(
+        tail_rows, 3,
+        "the tail counts exactly the late rows of today's chunk, sent before they came"
+    );
+    assert_eq!(
+        source.poll(&tx).await.expect("poll").rows,
+        0,
+        "nothing twice"
+    );
+    // A row arriving now, inside the window, is still counted once.
+    litellm_row(&c, next_id, Utc::now() - ChronoDuration::seconds(20)).await;
+    assert_eq!(source.poll(&tx).await.expect("poll").rows, 1);
+    assert_eq!(source.poll(&tx).await.expect("poll").rows, 0);
+    seen.drain(&mut rx);
+    assert_eq!(seen.backfill_done, 1);
+    let truth = litellm_by_feature(&c).await;
+    let total: u64 = truth.values().map(|a| a.requests).sum();
+    assert_eq!(total, u64::from(next_id) + 1);
+    assert_eq!(store_by_feature(&seen.store), truth);
+    drop(c);
+    db.drop_db().await;
+}
