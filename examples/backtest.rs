@@ -4,6 +4,7 @@
 //! cargo run --release --example backtest -- --quick # one seed, fewer trials
 //! cargo run --release --example backtest -- --quick --spikes-only
 //! cargo run --release --example backtest -- --forecast-only   # clean months only
+//! (add --trials to list every runaway trial with the rule that showed it first)
 //!
 //! Scenarios (see `burnrate::backtest`): clean months; injected runaways of 2x to
 //! 10x on a feature (through one user and one model, as `simulate --spike` does);
@@ -264,6 +265,39 @@ fn main() {
         runaway.iter().filter(|t| t.user_named).count(),
         runaway.iter().filter(|t| t.latency_min.is_some()).count()
     );
+    // Which rule showed each runaway of 3x and more first, when within 10 minutes.
+    let mut first_rules = std::collections::BTreeMap::new();
+    for t in trials
+        .iter()
+        .filter(|t| t.factor >= 3.0 && t.latency_min.is_some_and(|l| l <= 10))
+    {
+        let rule = t.first_rule.clone().unwrap_or_default();
+        let rule = if t.by_one_user {
+            format!("{rule} (carried by one user)")
+        } else {
+            rule
+        };
+        *first_rules.entry(rule).or_insert(0) += 1;
+    }
+    println!("\nfirst shown by (3x and more, within 10 min): {first_rules:?}");
+    if std::env::args().any(|a| a == "--trials") {
+        for t in &trials {
+            println!(
+                "trial: {}x on {} at {} (excess ${:.2} in 10 min): {:?} min, {}{}",
+                t.factor,
+                t.feature,
+                t.at.format("%a %d %H:%M"),
+                t.excess_10m,
+                t.latency_min,
+                t.first_rule.as_deref().unwrap_or("-"),
+                if t.by_one_user {
+                    " (carried by one user)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     for t in trials
         .iter()
         .filter(|t| t.factor >= 3.0 && t.latency_min.is_none_or(|l| l > 10))

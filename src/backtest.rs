@@ -227,6 +227,10 @@ pub struct SpikeTrial {
     /// spend in the hour before it: (factor - 1) x last hour / 6.
     pub excess_10m: f64,
     pub first_message: Option<String>,
+    /// The rule of that first anomaly, and whether its feature spike was carried by
+    /// one user below the z bar (its baseline names the user then).
+    pub first_rule: Option<String>,
+    pub by_one_user: bool,
 }
 
 /// Injects a runaway at the world's `now` and evaluates every minute for `minutes`.
@@ -258,6 +262,8 @@ pub fn spike_trial(
         latency_min: None,
         user_named: false,
         first_message: None,
+        first_rule: None,
+        by_one_user: false,
     };
     for k in 1..=minutes {
         w.advance(start + Duration::minutes(k));
@@ -271,6 +277,8 @@ pub fn spike_trial(
                 .iter()
                 .any(|a| a.name == user || a.contributors.iter().any(|c| c.name == user));
             trial.first_message = Some(a.message.clone());
+            trial.first_rule = Some(a.rule.clone());
+            trial.by_one_user = a.baseline.contains(detect::ONE_USER_BASELINE);
             break;
         }
     }

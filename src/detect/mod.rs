@@ -103,8 +103,8 @@ pub mod stats;
 
 pub use forecast::{MonthForecast, month_forecast};
 pub use rules::{
-    DetectParams, DetectorState, Limits, PendingCondition, detect, detect_with_state, evaluate,
-    same_time_previous_days, spike_windows, today_vs_previous_days,
+    DetectParams, DetectorState, Limits, ONE_USER_BASELINE, PendingCondition, detect,
+    detect_with_state, evaluate, same_time_previous_days, spike_windows, today_vs_previous_days,
 };
 
 #[cfg(test)]

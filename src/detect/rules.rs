@@ -320,15 +320,21 @@ struct Verdict {
     high: f64,
     ratio: f64,
     z: f64,
+    /// The z against the baseline's own spread only, without the Poisson floor of
+    /// the request count: what counts once the excess is known to be one user's.
+    z_spread: f64,
+    /// The baseline's typical request count in the span (its median).
+    typical_requests: f64,
 }
 
 fn judge(observed: f64, costs: &[f64], requests: &[f64], p: &DetectParams) -> Option<Verdict> {
     let logs: Vec<f64> = costs.iter().map(|c| ln_cost(*c)).collect();
     // Short windows of small features are Poisson-noisy in a way hourly samples do
     // not show: the scale is at least about 1.5 / sqrt(expected requests).
-    let n = quantile(requests, 0.5).unwrap_or(0.0).max(1.0);
-    let floor = p.mad_floor.max(1.5 / n.sqrt());
+    let typical_requests = quantile(requests, 0.5).unwrap_or(0.0).max(0.0);
+    let floor = p.mad_floor.max(1.5 / typical_requests.max(1.0).sqrt());
     let r = Robust::of(&logs, floor)?;
+    let spread = Robust::of(&logs, p.mad_floor)?;
     let expected = (r.median.exp() - super::stats::LOG_EPS).max(0.0);
     let z = r.z(ln_cost(observed));
     let ratio = ratio_f(observed, expected);
@@ -338,6 +344,8 @@ fn judge(observed: f64, costs: &[f64], requests: &[f64], p: &DetectParams) -> Op
         high: quantile(costs, 0.9).unwrap_or(0.0).max(0.0),
         ratio,
         z,
+        z_spread: spread.z(ln_cost(observed)),
+        typical_requests,
     })
 }
 
@@ -397,6 +405,8 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
         p.min_excess
     };
     let bars = p.spike_bars();
+    // Users' spend and requests per window, read once and only when needed.
+    let mut user_minutes: HashMap<i64, crate::store::NameMap<Agg>> = HashMap::new();
     for (i, &(w, bar_ratio, bar_z)) in bars.iter().enumerate() {
         // A user's 5 minutes are too noisy to judge; its 15 and 60 minutes are held
         // to the 5-minute ratio bar (one user is noisier than a feature).
@@ -427,9 +437,36 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             };
             let expected = usd(v.expected);
             let excess = agg.cost - expected;
-            if !(v.z > bar_z && v.ratio > bar_ratio && excess > min_excess) {
+            if !(v.ratio > bar_ratio && excess > min_excess) {
                 continue;
             }
+            // Below the z bar, a feature's (or model's) jump still counts when one
+            // user carries it (a runaway loop): the Poisson floor of the bar models
+            // the noise of many independent requests, which spreads over users; one
+            // user adding more requests than the whole feature usually sends is not
+            // that noise. The jump must then clear the bar against the baseline's
+            // own spread.
+            let by_one_user = if v.z > bar_z {
+                None
+            } else if user || v.z_spread <= bar_z {
+                continue;
+            } else {
+                let users_now = user_minutes
+                    .entry(w)
+                    .or_insert_with(|| store.minutes_by_dim(Dim::User, from_min, to_min));
+                match one_user_behind(
+                    store,
+                    (dim, id),
+                    start,
+                    now,
+                    v.typical_requests,
+                    excess,
+                    users_now,
+                ) {
+                    Some(u) => Some(u),
+                    None => continue,
+                }
+            };
             // A spike is also a jump from the last three hours: a level that has
             // held for hours (a new feature's traffic moving onto a model, a
             // planned launch) is a matter for today-vs-7-days and drift, and does
@@ -471,7 +508,16 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
                 ratio: v.ratio,
                 z: Some(v.z),
                 severity,
-                baseline: label.to_string(),
+                baseline: match &by_one_user {
+                    None => label.to_string(),
+                    Some(u) => format!(
+                        "{label}; {ONE_USER_BASELINE}: {} sent {:.0} requests vs {:.0} usual (the feature's usual {:.0})",
+                        store.name(Dim::User, u.id),
+                        u.requests,
+                        u.usual_requests,
+                        v.typical_requests
+                    ),
+                },
                 since: Some(start),
                 contributors,
             };
@@ -486,6 +532,109 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
     best.into_values()
         .map(|(_, anomaly)| Candidate { anomaly })
         .collect()
+}
+
+/// A user's part in a feature's window, as bounded from the store: minute buckets
+/// hold users and features apart, so the user's share of the window on the feature
+/// is its window total less what it spent elsewhere in the window's hours.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct OneUser {
+    id: NameId,
+    /// Requests on the feature in the window (a lower bound).
+    requests: f64,
+    /// Its usual requests on the feature in such a window: its share of the feature's
+    /// requests over the previous 7 days times the feature's typical count.
+    usual_requests: f64,
+}
+
+/// Marks the `baseline` of a feature spike shown below the z bar because one user
+/// carries it (the rest of that text names the user and its requests).
+pub const ONE_USER_BASELINE: &str = "one user carries it";
+
+/// At least this many requests above its usual for one user to carry a jump: fewer
+/// are within reach of chance whatever the feature's count.
+const ONE_USER_MIN_REQUESTS: f64 = 10.0;
+
+/// Whether one user carries a feature's jump: it spent at least half the feature's
+/// excess on it, and its requests on it exceed its usual count by at least the
+/// feature's whole typical count (and [`ONE_USER_MIN_REQUESTS`]). Honest traffic
+/// spreads over users, so one user alone doubling the feature is a loop, not noise.
+fn carried_by_one_user(
+    user_requests: f64,
+    user_usual_requests: f64,
+    feature_typical_requests: f64,
+    user_cost: f64,
+    feature_excess: f64,
+) -> bool {
+    let finite = [
+        user_requests,
+        user_usual_requests,
+        feature_typical_requests,
+        user_cost,
+        feature_excess,
+    ]
+    .iter()
+    .all(|x| x.is_finite());
+    finite
+        && feature_excess > 0.0
+        && user_cost >= 0.5 * feature_excess
+        && user_requests - user_usual_requests.max(0.0)
+            >= feature_typical_requests.max(ONE_USER_MIN_REQUESTS)
+}
+
+/// The user most behind the excess of a feature (or model) in `[start, now)`, if it
+/// carries it (see [`carried_by_one_user`]). `users_now` holds every user's window
+/// totals.
+fn one_user_behind(
+    store: &Store,
+    scope: (Dim, NameId),
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    feature_typical_requests: f64,
+    feature_excess: Money,
+    users_now: &crate::store::NameMap<Agg>,
+) -> Option<OneUser> {
+    let cal = store.calendar();
+    let hours = cal.hour_index(start)..=cal.hour_index(now - Duration::nanoseconds(1));
+    let on_feature = store.by_dim_filtered(Dim::User, &[scope], hours.clone());
+    let everywhere = store.by_dim(Dim::User, hours.clone());
+    // Lower bounds of each user's spend and requests on the feature in the window.
+    let (id, cost, requests) = on_feature
+        .iter()
+        .filter_map(|(uid, on)| {
+            let window = users_now.get(uid)?;
+            let all = everywhere.get(uid).copied().unwrap_or(*on);
+            let elsewhere_cost = all.cost - on.cost;
+            let elsewhere_requests = all.requests.saturating_sub(on.requests);
+            let cost = (window.cost - elsewhere_cost).min(on.cost);
+            let requests = window
+                .requests
+                .saturating_sub(elsewhere_requests)
+                .min(on.requests);
+            Some((*uid, cost, requests))
+        })
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
+    let week = (hours.start() - 7 * 24)..=(hours.start() - 1);
+    let feature_week = store.total_filtered(&[scope], week.clone());
+    let user_week = store.total_filtered(&[scope, (Dim::User, id)], week);
+    let share = if feature_week.requests > 0 {
+        (user_week.requests as f64 / feature_week.requests as f64).clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
+    let usual_requests = share * feature_typical_requests;
+    carried_by_one_user(
+        requests as f64,
+        usual_requests,
+        feature_typical_requests,
+        cost.as_f64(),
+        feature_excess.as_f64(),
+    )
+    .then_some(OneUser {
+        id,
+        requests: requests as f64,
+        usual_requests,
+    })
 }
 
 /// One user's share of a feature's spend in the last hour (at least 15 minutes of
@@ -1355,6 +1504,153 @@ mod tests {
         assert!(found.iter().all(|a| a.name != "chat"), "{found:#?}");
         // Most severe first.
         assert!(found.windows(2).all(|w| w[0].severity >= w[1].severity));
+    }
+
+    #[test]
+    fn one_user_carries_a_jump_only_with_the_excess_and_the_requests() {
+        // A loop: $2.50 of a $2.50 excess, 15 requests where the whole feature
+        // usually sends 2 and this user none.
+        assert!(carried_by_one_user(15.0, 0.0, 2.0, 2.5, 2.5));
+        // Under half the excess: others carry most of it.
+        assert!(!carried_by_one_user(15.0, 0.0, 2.0, 1.2, 2.5));
+        // A few expensive requests are within reach of chance, however few the
+        // feature usually sends.
+        assert!(!carried_by_one_user(9.0, 0.0, 2.0, 2.5, 2.5));
+        // On a busy feature the user must add the feature's whole usual count.
+        assert!(!carried_by_one_user(150.0, 0.0, 200.0, 30.0, 40.0));
+        assert!(carried_by_one_user(250.0, 0.0, 200.0, 30.0, 40.0));
+        // A heavy user's usual requests do not count towards the jump.
+        assert!(!carried_by_one_user(250.0, 80.0, 200.0, 30.0, 40.0));
+        // No excess, or nonsense, carries nothing.
+        assert!(!carried_by_one_user(15.0, 0.0, 2.0, 2.5, 0.0));
+        assert!(!carried_by_one_user(f64::NAN, 0.0, 2.0, 2.5, 2.5));
+        assert!(!carried_by_one_user(15.0, 0.0, f64::INFINITY, 2.5, 2.5));
+    }
+
+    /// 10 days of a quiet feature at night: $3 and 24 requests an hour (2 requests
+    /// for $0.25 every 5 minutes in the last three hours), spread over usual users.
+    fn quiet_feature(now: DateTime<Utc>) -> Store {
+        let mut s = Store::new(StoreConfig::default(), now);
+        let cal = *s.calendar();
+        let mut facts = Vec::new();
+        let first = cal.hour_index(now) - 10 * 24;
+        for h in first..cal.hour_index(now) {
+            let at = cal.hour_start(h);
+            if (now - at).num_minutes() < 170 {
+                for m in (0..60).step_by(5) {
+                    let user = format!("usual_{}", m / 5);
+                    facts.push(fact(
+                        at + Duration::minutes(m),
+                        "code_review",
+                        &user,
+                        Money::from_micros(250_000),
+                        2,
+                    ));
+                }
+            } else {
+                facts.push(fact(
+                    at,
+                    "code_review",
+                    "usual_0",
+                    Money::from_dollars(3),
+                    24,
+                ));
+            }
+        }
+        let cur = cal.hour_start(cal.hour_index(now));
+        for m in (0..(now - cur).num_minutes()).step_by(5) {
+            facts.push(fact(
+                cur + Duration::minutes(m),
+                "code_review",
+                "usual_1",
+                Money::from_micros(250_000),
+                2,
+            ));
+        }
+        s.apply(
+            &FactBatch {
+                rows: facts.len() as u64,
+                facts,
+                rejected: Default::default(),
+            },
+            now,
+        );
+        s
+    }
+
+    /// The last 5 minutes of `live`, one fact per (minute, user).
+    fn feed_minutes(s: &mut Store, now: DateTime<Utc>, per_minute: &[(&str, Money, u64)]) {
+        let mut facts = Vec::new();
+        for m in 1..=5 {
+            for (user, cost, n) in per_minute {
+                facts.push(fact(
+                    now - Duration::minutes(m),
+                    "code_review",
+                    user,
+                    *cost,
+                    *n,
+                ));
+            }
+        }
+        s.apply(
+            &FactBatch {
+                rows: facts.len() as u64,
+                facts,
+                rejected: Default::default(),
+            },
+            now,
+        );
+    }
+
+    #[test]
+    fn a_quiet_features_jump_shows_when_one_user_carries_it() {
+        let now = utc("2026-11-28T03:32:00Z");
+        let p = params();
+        // One user loops: 3 requests a minute at $0.50 a minute, $2.50 in 5
+        // minutes against the feature's usual $0.25 (11x). With 2 requests usual,
+        // the Poisson floor of the bar (1.5 / sqrt 2) keeps its z near 2.
+        let mut looped = quiet_feature(now);
+        feed_minutes(
+            &mut looped,
+            now,
+            &[("user_0454", Money::from_micros(500_000), 3)],
+        );
+        let found = detect(&looped, now, &p);
+        let a = found
+            .iter()
+            .find(|a| a.dim == Dim::Feature && a.name == "code_review")
+            .unwrap_or_else(|| panic!("{found:#?}"));
+        assert_eq!(a.rule, "spike_5m");
+        assert!(a.z.unwrap() < p.spike_bars()[0].2, "{a:#?}");
+        assert!(a.ratio > 10.0, "{a:#?}");
+        assert!(
+            a.baseline.contains(ONE_USER_BASELINE) && a.baseline.contains("user_0454 sent 15"),
+            "{}",
+            a.baseline
+        );
+        assert!(a.message.contains("from user_0454"), "{}", a.message);
+
+        // The same dollars spread over ten users are the feature's request noise.
+        let mut spread = quiet_feature(now);
+        let names: Vec<String> = (0..10).map(|i| format!("user_10{i:02}")).collect();
+        let per_user: Vec<(&str, Money, u64)> = names
+            .iter()
+            .map(|n| (n.as_str(), Money::from_micros(50_000), 1))
+            .collect();
+        feed_minutes(&mut spread, now, &per_user);
+        let found = detect(&spread, now, &p);
+        assert!(found.iter().all(|a| a.name != "code_review"), "{found:#?}");
+
+        // One user again, but with two pricey requests a minute: a burst of a few
+        // requests is within reach of chance.
+        let mut pricey = quiet_feature(now);
+        feed_minutes(
+            &mut pricey,
+            now,
+            &[("user_0454", Money::from_micros(500_000), 1)],
+        );
+        let found = detect(&pricey, now, &p);
+        assert!(found.iter().all(|a| a.name != "code_review"), "{found:#?}");
     }
 
     #[test]
