@@ -90,7 +90,7 @@ pub struct ReportedAnomaly {
     #[serde(flatten)]
     pub anomaly: Anomaly,
     /// Since it began (at least the last hour), most expensive first; empty until
-    /// the command asks the database (`snapshot` and `check` do, for the first few).
+    /// the command asks the database (`snapshot` does, for the first few subjects).
     pub top_requests: Vec<RequestSample>,
 }
 

@@ -947,6 +947,36 @@ mod tests {
         store
     }
 
+    /// Not a check but a measurement: resident memory the benchmark-like store takes
+    /// (`cargo test --lib app::drill::tests::store_memory -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn store_memory_on_a_benchmark_like_store() {
+        fn rss_kib() -> u64 {
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        }
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let before = rss_kib();
+        let store = benchmark_like_store(now, 5_000);
+        let after = rss_kib();
+        let (hours, cells, combos) = store.footprint();
+        eprintln!(
+            "store: {hours} hours, {cells} cells, {combos} combinations, {} users: {} MiB resident \
+             ({} bytes per cell all told)",
+            store.distinct_names(Dim::User),
+            (after - before) / 1024,
+            (after - before) * 1024 / cells.max(1) as u64
+        );
+        assert!(cells > 0);
+    }
+
     /// Not a check but a measurement (dev profile; compare ratios only):
     /// `cargo test --lib app::drill::tests::profile_levels -- --ignored --nocapture`
     #[test]

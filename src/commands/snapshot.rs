@@ -44,7 +44,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
     let mut cache = RequestCache::default();
-    print(&store, &spec, &mut source, !args.follow, Some(&mut cache)).await?;
+    print(&store, &spec, &mut source, !args.follow, &mut cache).await?;
     if !args.follow {
         return Ok(());
     }
@@ -69,7 +69,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         match poll(&mut store, &mut source).await {
             Ok(()) => {
                 failures = 0;
-                print(&store, &spec, &mut source, false, Some(&mut cache)).await?;
+                print(&store, &spec, &mut source, false, &mut cache).await?;
             }
             Err(e) => {
                 failures += 1;
@@ -82,7 +82,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
 }
 
 pub(crate) async fn backfill(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(crate::source::run::CHANNEL_MESSAGES);
     pump(
         store,
         rx,
@@ -92,7 +92,7 @@ pub(crate) async fn backfill(store: &mut Store, source: &mut PgSource) -> Result
 }
 
 pub(crate) async fn poll(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
-    let (tx, rx) = mpsc::channel(64);
+    let (tx, rx) = mpsc::channel(crate::source::run::CHANNEL_MESSAGES);
     pump(store, rx, async move { source.poll(&tx).await.map(|_| ()) }).await
 }
 
@@ -116,43 +116,42 @@ async fn pump(
     result
 }
 
-/// Anomalies whose requests are looked up, most severe first: a few indexed queries
-/// per snapshot, not one per anomaly of a bad day.
-const ANOMALIES_WITH_REQUESTS: usize = 5;
+/// Subjects (a dimension and a name) whose requests are looked up per snapshot, most
+/// severe anomaly first: a few indexed queries, not one per anomaly of a bad day.
+const SUBJECTS_WITH_REQUESTS: usize = 5;
 /// Requests named per anomaly.
 const REQUESTS_PER_ANOMALY: usize = 3;
 
-/// The most expensive requests behind the first few anomalies. A failure here loses
-/// only the examples, never the snapshot: it is logged and the list stays empty.
-/// With a cache (`--follow`), an anomaly's requests are looked up again only after
+/// The most expensive requests behind the anomalies. Anomalies on the same subject
+/// (a spike, a runaway and a share rule on one user) share one lookup, made for the
+/// most severe of them; at most `SUBJECTS_WITH_REQUESTS` subjects are looked up. A
+/// failure here loses only the examples, never the snapshot: it is logged and the
+/// lists stay empty. With `--follow`, the cache keeps a subject's requests for
 /// `REQUESTS_REFRESH`: at thousands of rows a second each lookup filters an hour of
-/// rows, and doing five of them every refresh made `--follow` fall behind.
+/// rows, and five of them every refresh made `--follow` fall behind.
 pub(crate) async fn add_requests(
     snap: &mut report::Snapshot,
     source: &mut PgSource,
-    mut cache: Option<&mut RequestCache>,
+    cache: &mut RequestCache,
 ) {
     let now = snap.generated_at;
-    if let Some(c) = cache.as_deref_mut() {
-        c.forget_older_than(std::time::Instant::now() - REQUESTS_REFRESH);
-    }
-    for a in snap.anomalies.iter_mut().take(ANOMALIES_WITH_REQUESTS) {
-        let key = (
-            a.anomaly.rule.clone(),
-            a.anomaly.dim,
-            a.anomaly.name.clone(),
-        );
-        if let Some(rows) = cache.as_deref().and_then(|c| c.get(&key)) {
+    cache.forget_older_than(std::time::Instant::now() - REQUESTS_REFRESH);
+    let mut looked_up = 0;
+    for a in snap.anomalies.iter_mut() {
+        let key = (a.anomaly.dim, a.anomaly.name.clone());
+        if let Some(rows) = cache.get(&key) {
             a.top_requests = rows.clone();
             continue;
         }
+        if looked_up == SUBJECTS_WITH_REQUESTS {
+            continue;
+        }
+        looked_up += 1;
         let q = a.requests_query(now, REQUESTS_PER_ANOMALY);
         match source.top_requests(&q).await {
             Ok(rows) => {
                 a.top_requests = rows.iter().map(Into::into).collect();
-                if let Some(c) = cache.as_deref_mut() {
-                    c.put(key, a.top_requests.clone());
-                }
+                cache.put(key, a.top_requests.clone());
             }
             Err(e) => {
                 tracing::warn!(error = %e, rule = %a.anomaly.rule, "requests behind an anomaly");
@@ -165,7 +164,8 @@ pub(crate) async fn add_requests(
 /// How long `--follow` reuses an anomaly's requests.
 const REQUESTS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
-type AnomalyKey = (String, crate::model::Dim, String);
+/// The subject of an anomaly: its dimension and name.
+type AnomalyKey = (crate::model::Dim, String);
 
 /// The requests looked up per anomaly, with when.
 #[derive(Default)]
@@ -191,7 +191,7 @@ async fn print(
     spec: &SnapshotSpec,
     source: &mut PgSource,
     pretty: bool,
-    cache: Option<&mut RequestCache>,
+    cache: &mut RequestCache,
 ) -> Result<()> {
     let mode = source.mode().unwrap_or(TailMode::TxWatermark);
     let mut snap = report::build(store, Utc::now(), spec, mode, source.endpoint());
@@ -219,19 +219,12 @@ mod tests {
     #[test]
     fn cached_requests_are_reused_until_they_are_a_refresh_old() {
         let mut cache = RequestCache::default();
-        let key = (
-            "spike_5m".to_string(),
-            Dim::Feature,
-            "support_qa".to_string(),
-        );
+        let key = (Dim::Feature, "support_qa".to_string());
         assert!(cache.get(&key).is_none());
         cache.put(key.clone(), Vec::new());
         assert!(cache.get(&key).is_some());
-        let other = ("spike_5m".to_string(), Dim::User, "support_qa".to_string());
-        assert!(
-            cache.get(&other).is_none(),
-            "keyed by rule, dimension and name"
-        );
+        let other = (Dim::User, "support_qa".to_string());
+        assert!(cache.get(&other).is_none(), "keyed by dimension and name");
         cache.forget_older_than(std::time::Instant::now() - REQUESTS_REFRESH);
         assert!(cache.get(&key).is_some(), "fresh entries stay");
         cache.forget_older_than(std::time::Instant::now() + std::time::Duration::from_secs(1));

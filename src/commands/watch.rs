@@ -20,7 +20,7 @@ pub async fn watch(ctx: &Context) -> Result<()> {
 
     let keymap = Keymap::with_overrides(&ctx.cfg.keys).map_err(|e| color_eyre::eyre::eyre!(e))?;
     let alerts = start_alerts(ctx, &target).await?;
-    let (tx, rx) = mpsc::channel(256);
+    let (tx, rx) = mpsc::channel(crate::source::run::CHANNEL_MESSAGES);
     let (control, handle) = SourceControl::new();
     let endpoint = target.endpoint.clone();
     let top = TopSource::Pg(Box::new((target.clone(), opts.clone())));

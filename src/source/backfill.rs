@@ -337,10 +337,13 @@ impl PgSource {
                 }
             }
             self.computed_rows += batch.facts.iter().map(|f| f.agg.computed).sum::<u64>();
-            if !batch.facts.is_empty() || !batch.rejected.is_empty() {
-                tx.send(SourceMsg::Backfill { batch, done: false })
-                    .await
-                    .map_err(|_| SourceError::ChannelClosed)?;
+            for part in split_batch(batch, super::run::FACTS_PER_MESSAGE) {
+                tx.send(SourceMsg::Backfill {
+                    batch: part,
+                    done: false,
+                })
+                .await
+                .map_err(|_| SourceError::ChannelClosed)?;
             }
             plan.sent[step] = Some(horizon.clone());
             let done_steps = step as u64 + 1;
@@ -437,6 +440,33 @@ fn count(n: i64, ctx: &ErrorContext<'_>) -> Result<u64, SourceError> {
 }
 
 /// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
+/// Splits a batch into parts of at most `max` facts (rows and rejects travel with
+/// the first part); an empty batch gives no part.
+fn split_batch(mut batch: FactBatch, max: usize) -> Vec<FactBatch> {
+    if batch.facts.is_empty() && batch.rejected.is_empty() {
+        return Vec::new();
+    }
+    if batch.facts.len() <= max {
+        return vec![batch];
+    }
+    let max = max.max(1);
+    let mut rest = batch.facts.split_off(max);
+    let mut parts = vec![batch];
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(max));
+        parts.push(FactBatch {
+            rows: rest.iter().map(|f| f.agg.requests).sum(),
+            facts: rest,
+            ..FactBatch::default()
+        });
+        rest = tail;
+    }
+    // The first part keeps the batch's row count: take the others' share out.
+    let moved: u64 = parts[1..].iter().map(|p| p.rows).sum();
+    parts[0].rows = parts[0].rows.saturating_sub(moved);
+    parts
+}
+
 fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
         facts: Vec::with_capacity(rows.len()),
@@ -519,5 +549,45 @@ mod tests {
             assert_eq!(pair[1].1, Some(pair[0].0), "chunks are contiguous");
         }
         assert_eq!(plan.total_steps(), 29);
+    }
+
+    #[test]
+    fn big_batches_travel_in_parts_that_add_up() {
+        let at = utc("2026-11-28T12:00:00Z");
+        let fact = |i: u64| Fact {
+            at,
+            names: [
+                format!("f{i}"),
+                "u".into(),
+                "m".into(),
+                "t".into(),
+                "r".into(),
+            ],
+            agg: Agg {
+                requests: i + 1,
+                ..Agg::default()
+            },
+        };
+        let mut batch = FactBatch {
+            facts: (0..7).map(fact).collect(),
+            ..FactBatch::default()
+        };
+        batch.rows = batch.facts.iter().map(|f| f.agg.requests).sum::<u64>() + 5;
+        batch.rejected.insert(RejectReason::NullCost, 5);
+        let parts = split_batch(batch.clone(), 3);
+        assert_eq!(
+            parts.iter().map(|p| p.facts.len()).collect::<Vec<_>>(),
+            vec![3, 3, 1]
+        );
+        assert_eq!(parts.iter().map(|p| p.rows).sum::<u64>(), batch.rows);
+        assert_eq!(parts[0].rejected, batch.rejected);
+        assert!(parts[1..].iter().all(|p| p.rejected.is_empty()));
+        let names: Vec<&str> = parts
+            .iter()
+            .flat_map(|p| p.facts.iter().map(|f| f.names[0].as_str()))
+            .collect();
+        assert_eq!(names, ["f0", "f1", "f2", "f3", "f4", "f5", "f6"]);
+        assert_eq!(split_batch(batch.clone(), 10).len(), 1);
+        assert!(split_batch(FactBatch::default(), 3).is_empty());
     }
 }

@@ -16,6 +16,15 @@ use crate::model::{Connection, SourceMsg};
 
 pub const BACKOFF_MIN: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Messages the source may have in flight to whoever applies them. A backfill
+/// message holds up to `FACTS_PER_MESSAGE` groups (megabytes of names): with room
+/// for hundreds, the whole history sat in the channel while the store caught up,
+/// which was most of the 1.2 GB peak in BENCHMARKS.md. A few are enough to keep
+/// the server working while the store applies.
+pub const CHANNEL_MESSAGES: usize = 4;
+/// Groups per backfill message at most (a day of a busy table has hundreds of
+/// thousands).
+pub const FACTS_PER_MESSAGE: usize = 20_000;
 /// Polls woken by notifications (or `r`) start at least this far apart, so a table
 /// taking thousands of insert statements a second costs ten polls a second, not
 /// thousands.
