@@ -14,6 +14,13 @@ use crate::alert::engine::{AlertEngine, eval_now};
 use crate::alert::slack::Outcome;
 use crate::alert::{Alert, Book, Evaluation, Labels, Phase, Silence};
 
+/// When a silence asked for from the dashboard ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SilenceEnd {
+    For { hours: i64 },
+    At(DateTime<Utc>),
+}
+
 /// What the event loop asks of the alert task.
 #[derive(Debug, Clone)]
 pub enum AlertRequest {
@@ -21,14 +28,11 @@ pub enum AlertRequest {
     Acknowledge {
         fingerprint: String,
     },
+    /// Silence for a length (`z`: `For(hours)`, counted from when the task gets
+    /// it) or until a time typed at the prompt (`Z`).
     Silence {
         matchers: Labels,
-        hours: i64,
-    },
-    /// Silence until a time typed at the prompt (`Z`).
-    SilenceUntil {
-        matchers: Labels,
-        until: DateTime<Utc>,
+        until: SilenceEnd,
     },
     /// Lifts the silence matching these labels, else the newest.
     Lift {
@@ -365,32 +369,24 @@ async fn alert_task(
                         };
                         set(&|s| s.note = Some((note.clone(), now)));
                     }
-                    AlertRequest::Silence { matchers, hours } => {
-                        let until = now + Duration::hours(hours);
-                        let note = match engine.silence(matchers, until, user()).await {
-                            Ok((silence, book)) => {
-                                set(&|s| summarise(&book, after(), s));
-                                format!(
-                                    "silenced {} for {hours}h, until {} UTC (id {})",
-                                    silence.describe(),
-                                    until.format("%H:%M"),
-                                    silence.id
-                                )
-                            }
-                            Err(e) => format!("cannot silence: {e}"),
+                    AlertRequest::Silence { matchers, until: end } => {
+                        let until = match end {
+                            SilenceEnd::For { hours } => now + Duration::hours(hours),
+                            SilenceEnd::At(t) => t,
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
-                    }
-                    AlertRequest::SilenceUntil { matchers, until } => {
                         let note = match engine.silence(matchers, until, user()).await {
                             Ok((silence, book)) => {
                                 set(&|s| summarise(&book, after(), s));
-                                format!(
-                                    "silenced {} until {} UTC (id {})",
-                                    silence.describe(),
-                                    until.format("%m-%d %H:%M"),
-                                    silence.id
-                                )
+                                let length = match end {
+                                    SilenceEnd::For { hours } => format!(
+                                        "for {hours}h, until {} UTC",
+                                        until.format("%H:%M")
+                                    ),
+                                    SilenceEnd::At(_) => {
+                                        format!("until {} UTC", until.format("%m-%d %H:%M"))
+                                    }
+                                };
+                                format!("silenced {} {length} (id {})", silence.describe(), silence.id)
                             }
                             Err(e) => format!("cannot silence: {e}"),
                         };

@@ -373,7 +373,10 @@ impl App {
                     _ => 1,
                 };
                 self.last_silence = Some((fp, hours, now));
-                matchers.map(|matchers| R::Silence { matchers, hours })
+                matchers.map(|matchers| R::Silence {
+                    matchers,
+                    until: super::alerts::SilenceEnd::For { hours },
+                })
             }
             _ => None,
         };
@@ -410,9 +413,9 @@ impl App {
                 let tz = self.store.calendar().tz();
                 let note = match super::alerts::parse_until(text, now, tz) {
                     Ok(until) => {
-                        let req = super::alerts::AlertRequest::SilenceUntil {
+                        let req = super::alerts::AlertRequest::Silence {
                             matchers: matchers.clone(),
-                            until,
+                            until: super::alerts::SilenceEnd::At(until),
                         };
                         self.silence_prompt = None;
                         match &self.alerts {
