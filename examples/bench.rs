@@ -18,6 +18,7 @@
 //! 1. cold start: `burnrate snapshot --json` wall time (process start to the first
 //!    complete snapshot), against the three seed dashboard queries run once
 //!    (reconstructed, see scripts/bench.sql) and a bare `sum(cost_usd), count(*)`;
+//!    then the same in rollup mode, after `db init --rollup`;
 //! 2. database time per refresh while tailing (client-side time of one tail poll,
 //!    an upper bound: pg_stat_statements is not preloaded on the shared server),
 //!    against the three seed queries (one dashboard refresh);
@@ -1069,6 +1070,41 @@ async fn main() -> Result<()> {
     let cold_ms = median(&cold);
     let cold_cpu_ms = median(&cold_cpu);
 
+    eprintln!("== cold start in rollup mode: db init --rollup, then snapshot with database.rollup");
+    let t = Instant::now();
+    let mut init = Command::new(&args.burnrate);
+    init.args(["db", "init", "--rollup"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    burnrate_env(&mut init, &url, home.path());
+    if !init.status()?.success() {
+        bail!("burnrate db init --rollup failed; its error is above");
+    }
+    let first_roll_ms = ms(t.elapsed());
+    // A home of its own: only these runs read the rollup.
+    let rollup_home = tempfile::tempdir()?;
+    std::fs::create_dir_all(rollup_home.path().join("burnrate"))?;
+    std::fs::write(
+        rollup_home.path().join("burnrate/burnrate.toml"),
+        "[database]\nrollup = true\n",
+    )?;
+    let mut cold_rollup = Vec::new();
+    let mut rollup_rss = 0u64;
+    for _ in 0..runs {
+        let r = snapshot_once(&args.burnrate, &url, rollup_home.path())?;
+        eprintln!(
+            "  first roll {}; cold start {} wall, {} CPU, max RSS {} MiB",
+            fmt_ms(first_roll_ms),
+            fmt_ms(ms(r.wall)),
+            fmt_ms(ms(r.cpu)),
+            r.max_rss_kib / 1024
+        );
+        cold_rollup.push(ms(r.wall));
+        rollup_rss = rollup_rss.max(r.max_rss_kib);
+    }
+    let cold_rollup_ms = median(&cold_rollup);
+
     let idle_for = Duration::from_secs(if args.quick { 20 } else { 60 });
     eprintln!(
         "== burnrate watch in a pseudo-terminal: idle CPU over {} s, peak RSS",
@@ -1280,6 +1316,20 @@ async fn main() -> Result<()> {
                     "not met"
                 }
             ),
+        },
+        Line {
+            figure: "cold start in rollup mode (`db init --rollup` once, then `snapshot --json`)"
+                .into(),
+            value: format!(
+                "{} (first roll {}; peak RSS {} MiB)",
+                fmt_ms(cold_rollup_ms),
+                fmt_ms(first_roll_ms),
+                rollup_rss / 1024
+            ),
+            against: format!("seed cost-by-feature query {}", fmt_ms(seed_feature)),
+            ratio: format!("{} of the seed query", ratio(cold_rollup_ms, seed_feature)),
+            target: "<= seed cost-by-feature query".into(),
+            met: met(cold_rollup_ms <= seed_feature),
         },
         Line {
             figure: "cold start vs the seed dashboard (3 queries once)".into(),
