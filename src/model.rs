@@ -236,6 +236,9 @@ pub struct SourceStatus {
     pub mode: TailMode,
     /// How far the watermark trails the newest committed row, when known.
     pub watermark_lag_secs: Option<i64>,
+    /// Names the watched table has no column for (a column map that leaves them
+    /// out): every row reads "(none)" there, and the views say why.
+    pub absent: Vec<Dim>,
 }
 
 /// Messages from a source task to whoever owns the store.

@@ -59,6 +59,9 @@ pub struct SourceInfo {
     /// because the table logged no cost or zero, so not logged but estimated (set
     /// by the PostgreSQL source; 0 elsewhere).
     pub computed_cost_rows: u64,
+    /// Names the watched table has no column for ("user", ...): their groups hold
+    /// one "(none)" each (set by the PostgreSQL source; empty elsewhere).
+    pub absent_names: Vec<String>,
     /// Seconds a long-running transaction has held the tail's watermark back (0:
     /// nothing holds it); null where unknown (before the first poll, demo).
     pub watermark_lag_secs: Option<i64>,
@@ -233,6 +236,7 @@ pub fn build(
             endpoint: endpoint.to_string(),
             too_old: intake.too_old,
             computed_cost_rows: 0,
+            absent_names: Vec::new(),
             watermark_lag_secs: None,
         },
     }

@@ -252,6 +252,11 @@ async fn seed_preset_reads_the_articles_table_in_place() {
     assert_eq!(v["totals"]["cost_usd"], truth.0);
     assert_eq!(v["totals"]["requests"], truth.1);
     assert_eq!(v["source"]["mode"], "id_overlap");
+    // The article's table has no user, model, tenant or region column: said.
+    assert_eq!(
+        v["source"]["absent_names"],
+        serde_json::json!(["user", "model", "tenant", "region"])
+    );
     assert_eq!(
         breakdown(&v, "by_feature"),
         sql_breakdown(&c, "cost_events", "feature_name", "cost_usd").await

@@ -607,6 +607,7 @@ impl App {
         self.status.connection = s.connection;
         self.status.mode = s.mode;
         self.status.watermark_lag_secs = s.watermark_lag_secs;
+        self.status.absent = s.absent;
         self.dirty = true;
     }
 
@@ -1303,6 +1304,7 @@ mod tests {
                 },
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
+                absent: Vec::new(),
             }),
             now,
         );
@@ -1812,6 +1814,7 @@ mod tests {
                 connection: Connection::Live,
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
+                absent: Vec::new(),
             }),
             now,
         );

@@ -105,6 +105,8 @@ pub struct StatusView {
     /// The alert segment: its text and whether it reports a problem (a Slack
     /// configuration error...). None when alerts are not running (demo).
     pub alerts: Option<(String, bool)>,
+    /// Names the watched table has no column for (they read "(none)").
+    pub absent: Vec<crate::model::Dim>,
 }
 
 impl Default for StatusView {
@@ -121,6 +123,7 @@ impl Default for StatusView {
             watermark_lag_secs: None,
             paused: false,
             alerts: None,
+            absent: Vec::new(),
         }
     }
 }

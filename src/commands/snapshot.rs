@@ -198,6 +198,11 @@ async fn print(
     add_requests(&mut snap, source, cache).await;
     snap.source.watermark_lag_secs = source.last_status().and_then(|s| s.watermark_lag_secs);
     snap.source.computed_cost_rows = source.computed_cost_rows();
+    snap.source.absent_names = source
+        .absent_names()
+        .iter()
+        .map(|d| d.name().to_string())
+        .collect();
     let mut out = std::io::stdout().lock();
     if pretty {
         serde_json::to_writer_pretty(&mut out, &snap)?;

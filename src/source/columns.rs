@@ -136,6 +136,19 @@ pub enum Field {
 }
 
 impl Field {
+    /// The name dimension this field fills, if it is one of the five names.
+    pub fn dim(self) -> Option<crate::model::Dim> {
+        use crate::model::Dim;
+        match self {
+            Field::Feature => Some(Dim::Feature),
+            Field::User => Some(Dim::User),
+            Field::Model => Some(Dim::Model),
+            Field::Tenant => Some(Dim::Tenant),
+            Field::Region => Some(Dim::Region),
+            _ => None,
+        }
+    }
+
     pub const ALL: [Field; 12] = [
         Field::Timestamp,
         Field::Cost,

@@ -280,6 +280,7 @@ fn status(connection: Connection) -> SourceMsg {
         connection,
         mode: TailMode::Demo,
         watermark_lag_secs: None,
+        absent: Vec::new(),
     })
 }
 

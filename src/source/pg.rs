@@ -110,6 +110,8 @@ pub(super) struct Live {
 /// Sends a status only when it changed, so a steady tail does not spam the channel.
 pub(super) struct StatusSender {
     pub(super) endpoint: String,
+    /// The names the column map leaves out (known once connected).
+    pub(super) absent: Vec<crate::model::Dim>,
     last: Option<SourceStatus>,
 }
 
@@ -126,6 +128,7 @@ impl StatusSender {
             connection,
             mode,
             watermark_lag_secs,
+            absent: self.absent.clone(),
         };
         if self.last.as_ref() == Some(&status) {
             return Ok(());
@@ -180,6 +183,7 @@ impl PgSource {
             table_text: table.to_string(),
             status: StatusSender {
                 endpoint: target.endpoint.clone(),
+                absent: Vec::new(),
                 last: None,
             },
             target,
@@ -210,6 +214,11 @@ impl PgSource {
 
     pub fn endpoint(&self) -> &str {
         &self.target.endpoint
+    }
+
+    /// The names the column map leaves out (they read "(none)").
+    pub fn absent_names(&self) -> &[crate::model::Dim] {
+        &self.status.absent
     }
 
     /// Whether the backfill read history from the rollup (rollup mode).
@@ -343,6 +352,7 @@ impl PgSource {
             _ => {}
         }
         tracing::info!(endpoint = %self.target.endpoint, table = %self.table_text, mode = ?self.mode, "connected");
+        self.status.absent = info.map.unmapped.iter().filter_map(|f| f.dim()).collect();
         let sql = Sql::new(&info);
         let sql = match &self.opts.tenant {
             None => sql,

@@ -121,6 +121,7 @@ pub async fn run(
                 },
                 mode: crate::model::TailMode::TxWatermark,
                 watermark_lag_secs: None,
+                absent: Vec::new(),
             };
             let _ = tx.send(SourceMsg::Status(status)).await;
             return Err(e);

@@ -137,10 +137,18 @@ pub fn table_area(body: Rect, top_open: bool) -> (u16, usize) {
     (table.y + 1, table.height.saturating_sub(1) as usize)
 }
 
-pub fn render(view: &DrillView, top: &TopState, theme: Theme, body: Rect, buf: &mut Buffer) {
+/// `absent`: the watched table has no column for this level's dimension.
+pub fn render(
+    view: &DrillView,
+    top: &TopState,
+    absent: bool,
+    theme: Theme,
+    body: Rect,
+    buf: &mut Buffer,
+) {
     let top_open = *top != TopState::Closed;
     let (crumb, table, lower) = split(body, top_open);
-    breadcrumb(view, theme, crumb, buf);
+    breadcrumb(view, absent, theme, crumb, buf);
     rows(view, theme, table, buf);
     if top_open {
         top_requests(top, view.window.label(), theme, lower, buf);
@@ -150,7 +158,7 @@ pub fn render(view: &DrillView, top: &TopState, theme: Theme, body: Rect, buf: &
 }
 
 /// "support_qa › user_4812 › by model  24h  cost  sort ▼spend  /48_"
-fn breadcrumb(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
+fn breadcrumb(view: &DrillView, absent: bool, theme: Theme, area: Rect, buf: &mut Buffer) {
     let mut spans = vec![Span::styled(" ", theme.muted())];
     if view.path.is_empty() {
         spans.push(Span::styled("all", theme.muted()));
@@ -167,6 +175,16 @@ fn breadcrumb(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
     spans.push(Span::styled(view.metric.label(), theme.value()));
     if view.building {
         spans.push(Span::styled("  building…", theme.key()));
+    }
+    if absent {
+        // Said before anything optional, so it survives a narrow terminal.
+        spans.push(Span::styled(
+            format!(
+                "  no {} column in this table: every row is (none)",
+                view.dim
+            ),
+            theme.warn(),
+        ));
     }
     if view.editing || !view.filter.is_empty() {
         spans.push(Span::styled("  /", theme.key()));

@@ -285,6 +285,7 @@ pub fn realistic() -> Fixture {
         watermark_lag_secs: Some(1),
         paused: false,
         alerts: None,
+        absent: Vec::new(),
     };
     Fixture {
         overview,
@@ -726,6 +727,20 @@ pub fn drill_priced() -> Fixture {
     f
 }
 
+/// The seed article's table: no user column, so the users level is one "(none)"
+/// row, and the breadcrumb says why.
+pub fn drill_absent() -> Fixture {
+    let mut f = drill_users();
+    f.status.absent = vec![Dim::User, Dim::Model, Dim::Tenant, Dim::Region];
+    if let Some(d) = f.drill.as_mut() {
+        d.rows.truncate(1);
+        d.rows[0].name = "(none)".into();
+        d.rows[0].key = "(none)".into();
+        d.order = vec![0];
+    }
+    f
+}
+
 /// Every fixture, for the sweeps.
 pub fn all() -> Vec<(&'static str, Fixture)> {
     vec![
@@ -747,5 +762,6 @@ pub fn all() -> Vec<(&'static str, Fixture)> {
         ("drill_hostile", drill_hostile()),
         ("priced", priced()),
         ("drill_priced", drill_priced()),
+        ("drill_absent", drill_absent()),
     ]
 }

@@ -82,7 +82,10 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
     );
     match (screen.backfill, screen.drill) {
         (Some(progress), _) => loading(progress, theme, body, buf),
-        (None, Some(view)) => drilldown::render(view, screen.top, theme, body, buf),
+        (None, Some(view)) => {
+            let absent = screen.status.absent.contains(&view.dim);
+            drilldown::render(view, screen.top, absent, theme, body, buf)
+        }
         (None, None) => {
             overview(screen, theme, body, buf);
             if *screen.top != crate::app::view::TopState::Closed {

@@ -828,3 +828,17 @@ fn alerts_pane_without_silences_says_how_to_set_one() {
     );
     assert!(text.contains("Alerts and silences"), "{text}");
 }
+
+#[test]
+fn a_level_of_a_name_the_table_lacks_says_so() {
+    for width in [80u16, 160] {
+        let text = screen_text(&buffer(&fixtures::drill_absent(), width, 30));
+        assert!(
+            text.contains("no user column in this table"),
+            "{width} columns:\n{text}"
+        );
+        assert!(text.contains("(none)"), "{text}");
+    }
+    let plain = screen_text(&buffer(&fixtures::drill_users(), 160, 30));
+    assert!(!plain.contains("column in this table"), "{plain}");
+}
