@@ -8,9 +8,9 @@ mod presets_common;
 
 use std::time::Duration;
 
-use burnrate::model::{SourceMsg, TailMode};
+use burnrate::model::TailMode;
+use burnrate::source::PgSource;
 use burnrate::source::columns::{MapSpec, Preset, SourceConfig};
-use burnrate::source::{PgSource, SourceError};
 use burnrate::store::StoreConfig;
 use chrono::{Duration as ChronoDuration, Utc};
 use common::TestDb;
@@ -43,29 +43,13 @@ async fn an_interrupted_keyset_backfill_is_finished_exactly() {
         Duration::from_secs(120),
         "the test's window assumes it"
     );
-    let mut source = PgSource::connect(target(&db.url), options(cfg).with_map(map))
+    let source = PgSource::connect(target(&db.url), options(cfg).with_map(map))
         .await
         .expect("connect");
     assert_eq!(source.mode(), Some(TailMode::KeysetOverlap));
 
-    // A one-slot channel: the backfill cannot run ahead of this test.
-    let (tx, mut rx) = mpsc::channel(1);
     let mut seen = Collector::new(cfg);
-    let first = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let r = source.backfill(&tx, now).await;
-            (source, r)
-        })
-    };
-    loop {
-        let msg = rx.recv().await.expect("message");
-        let is_data = matches!(msg, SourceMsg::Backfill { .. });
-        seen.apply(msg);
-        if is_data {
-            break;
-        }
-    }
+    let held = HeldBackfill::start(source, now, &mut seen).await;
     // Today's chunk is sent. Cut the connection, then write rows the first snapshot
     // did not see: into today inside the first overlap window, newer than its newest
     // row, and into days still to come.
@@ -82,31 +66,9 @@ async fn an_interrupted_keyset_backfill_is_finished_exactly() {
         litellm_row(&c, next_id, at).await;
         next_id += 1;
     }
-    let (mut source, result) = {
-        let drain = async {
-            while let Some(m) = rx.recv().await {
-                seen.apply(m);
-            }
-        };
-        tokio::select! {
-            r = first => r.unwrap(),
-            _ = drain => unreachable!("the sender is still held"),
-        }
-    };
-    seen.drain(&mut rx);
-    let err = result.expect_err("the backfill was interrupted");
-    assert!(
-        matches!(
-            err,
-            SourceError::ConnectionLost { .. } | SourceError::Query { .. }
-        ),
-        "{err}"
-    );
-    assert_eq!(seen.backfill_done, 0);
-    assert!(!source.backfill_done());
+    let mut source = held.interrupted(&mut seen).await;
 
     // Finish on a new connection, then let the tail take over.
-    drop(tx);
     let (tx, mut rx) = mpsc::channel(10_000);
     source.backfill(&tx, now).await.expect("second backfill");
     assert!(source.backfill_done());

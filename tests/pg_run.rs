@@ -6,8 +6,8 @@ mod pg_common;
 
 use std::time::Duration;
 
-use burnrate::model::{Connection, SourceMsg};
-use burnrate::source::{PgSource, SourceControl, SourceError, run, schema};
+use burnrate::model::Connection;
+use burnrate::source::{PgSource, SourceControl, run, schema};
 use burnrate::store::StoreConfig;
 use chrono::{Duration as ChronoDuration, Utc};
 use common::TestDb;
@@ -117,27 +117,11 @@ async fn an_interrupted_backfill_is_finished_exactly() {
         }
     }
     let cfg = StoreConfig::default();
-    let mut source = PgSource::connect(target(&db.url), options(cfg))
+    let source = PgSource::connect(target(&db.url), options(cfg))
         .await
         .expect("connect");
-    // A one-slot channel: the backfill cannot run ahead of this test.
-    let (tx, mut rx) = mpsc::channel(1);
     let mut seen = Collector::new(cfg);
-    let first = {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let r = source.backfill(&tx, now).await;
-            (source, r)
-        })
-    };
-    loop {
-        let msg = rx.recv().await.expect("message");
-        let is_data = matches!(msg, SourceMsg::Backfill { .. });
-        seen.apply(msg);
-        if is_data {
-            break;
-        }
-    }
+    let held = HeldBackfill::start(source, now, &mut seen).await;
     // Cut the connection mid-backfill, then write rows into days already sent and
     // days still to come.
     assert!(kill_source_connections(&admin, &db.name).await >= 1);
@@ -151,31 +135,9 @@ async fn an_interrupted_backfill_is_finished_exactly() {
         )
         .await;
     }
-    let (mut source, result) = {
-        let drain = async {
-            while let Some(m) = rx.recv().await {
-                seen.apply(m);
-            }
-        };
-        tokio::select! {
-            r = first => r.unwrap(),
-            _ = drain => unreachable!("the sender is still held"),
-        }
-    };
-    seen.drain(&mut rx);
-    let err = result.expect_err("the backfill was interrupted");
-    assert!(
-        matches!(
-            err,
-            SourceError::ConnectionLost { .. } | SourceError::Query { .. }
-        ),
-        "{err}"
-    );
-    assert_eq!(seen.backfill_done, 0);
-    assert!(!source.backfill_done());
+    let mut source = held.interrupted(&mut seen).await;
 
     // Finish on a new connection: increments for sent days, full reads for the rest.
-    drop(tx);
     let (tx, mut rx) = mpsc::channel(10_000);
     source.backfill(&tx, now).await.expect("second backfill");
     catch_up(&mut source, &tx, &c).await;

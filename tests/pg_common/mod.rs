@@ -270,3 +270,71 @@ pub async fn catch_up(source: &mut PgSource, tx: &mpsc::Sender<SourceMsg>, c: &C
     settle(c).await;
     source.poll(tx).await.expect("poll").rows
 }
+
+/// A backfill running on a one-slot channel, so it cannot run ahead of the test:
+/// started and held after its first data message, for a test to cut the connection
+/// and write rows before letting it fail.
+pub struct HeldBackfill {
+    task: tokio::task::JoinHandle<(PgSource, Result<(), burnrate::source::SourceError>)>,
+    tx: mpsc::Sender<SourceMsg>,
+    rx: mpsc::Receiver<SourceMsg>,
+}
+
+impl HeldBackfill {
+    /// Starts the backfill and returns once `seen` has applied its first chunk.
+    pub async fn start(
+        mut source: PgSource,
+        now: DateTime<Utc>,
+        seen: &mut Collector,
+    ) -> HeldBackfill {
+        let (tx, mut rx) = mpsc::channel(1);
+        let task = {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let r = source.backfill(&tx, now).await;
+                (source, r)
+            })
+        };
+        loop {
+            let msg = rx.recv().await.expect("message");
+            let is_data = matches!(msg, SourceMsg::Backfill { .. });
+            seen.apply(msg);
+            if is_data {
+                break;
+            }
+        }
+        HeldBackfill { task, tx, rx }
+    }
+
+    /// Lets the backfill run on to its failure (the test cut its connection),
+    /// applying what it still sends; asserts it failed as a lost connection and is
+    /// not done, and hands the source back to be finished on a new connection.
+    pub async fn interrupted(self, seen: &mut Collector) -> PgSource {
+        let HeldBackfill { task, tx, mut rx } = self;
+        let (source, result) = {
+            let drain = async {
+                while let Some(m) = rx.recv().await {
+                    seen.apply(m);
+                }
+            };
+            tokio::select! {
+                r = task => r.unwrap(),
+                _ = drain => unreachable!("the sender is still held"),
+            }
+        };
+        drop(tx);
+        seen.drain(&mut rx);
+        let err = result.expect_err("the backfill was interrupted");
+        assert!(
+            matches!(
+                err,
+                burnrate::source::SourceError::ConnectionLost { .. }
+                    | burnrate::source::SourceError::Query { .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(seen.backfill_done, 0);
+        assert!(!source.backfill_done());
+        source
+    }
+}
