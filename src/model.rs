@@ -183,6 +183,17 @@ pub struct FactBatch {
     pub rejected: BTreeMap<RejectReason, u64>,
 }
 
+impl FactBatch {
+    /// A batch of facts that are one source row each (no rejects).
+    pub fn of_rows(facts: Vec<Fact>) -> FactBatch {
+        FactBatch {
+            rows: facts.len() as u64,
+            facts,
+            rejected: BTreeMap::new(),
+        }
+    }
+}
+
 /// How the source reads new rows, and so what it can promise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -150,14 +150,7 @@ mod tests {
             });
             t += Duration::seconds(90);
         }
-        s.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                ..FactBatch::default()
-            },
-            now,
-        );
+        s.apply(&FactBatch::of_rows(facts), now);
         s
     }
 

@@ -863,14 +863,7 @@ mod tests {
                 agg: Agg::one(Money::from_micros(1 + i as i64), 10, 5),
             })
             .collect();
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
         let mut nav = Nav::default();
         nav.drill("chat");
         let level = nav.current().unwrap().clone();

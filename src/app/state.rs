@@ -1422,11 +1422,7 @@ mod tests {
         ];
         a.on_source(
             SourceMsg::Backfill {
-                batch: FactBatch {
-                    rows: facts.len() as u64,
-                    facts,
-                    rejected: Default::default(),
-                },
+                batch: FactBatch::of_rows(facts),
                 done: true,
             },
             now,

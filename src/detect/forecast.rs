@@ -276,14 +276,7 @@ mod tests {
                 },
             })
             .collect();
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
     }
 
     #[test]

@@ -95,14 +95,7 @@ fn store_of(shape: Shape, now: DateTime<Utc>, seed: u64, cal: Calendar) -> Store
             }
         }
     }
-    s.apply(
-        &FactBatch {
-            rows: facts.len() as u64,
-            facts,
-            rejected: Default::default(),
-        },
-        now,
-    );
+    s.apply(&FactBatch::of_rows(facts), now);
     s
 }
 

@@ -1413,14 +1413,7 @@ mod tests {
                 20,
             ));
         }
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
     }
 
     fn params() -> DetectParams {
@@ -1567,14 +1560,7 @@ mod tests {
                 2,
             ));
         }
-        s.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        s.apply(&FactBatch::of_rows(facts), now);
         s
     }
 
@@ -1592,14 +1578,7 @@ mod tests {
                 ));
             }
         }
-        s.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        s.apply(&FactBatch::of_rows(facts), now);
     }
 
     #[test]
@@ -1814,14 +1793,7 @@ mod tests {
     }
 
     fn facts(store: &mut Store, now: DateTime<Utc>, facts: Vec<Fact>) {
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                rejected: Default::default(),
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
     }
 
     #[test]

@@ -190,26 +190,12 @@ mod tests {
             }
             t += step;
         }
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                ..FactBatch::default()
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
         store
     }
 
     fn feed(store: &mut Store, now: DateTime<Utc>, facts: Vec<Fact>) {
-        store.apply(
-            &FactBatch {
-                rows: facts.len() as u64,
-                facts,
-                ..FactBatch::default()
-            },
-            now,
-        );
+        store.apply(&FactBatch::of_rows(facts), now);
     }
 
     #[test]

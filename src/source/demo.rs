@@ -233,11 +233,7 @@ impl DemoStream {
             }));
         }
         let facts: Vec<_> = events.into_iter().map(SimEvent::into_fact).collect();
-        FactBatch {
-            rows: facts.len() as u64,
-            facts,
-            rejected: Default::default(),
-        }
+        FactBatch::of_rows(facts)
     }
 }
 

@@ -21,11 +21,7 @@ fn fact(at: &str, feature: &str, user: &str, model: &str, cost: &str) -> Fact {
 }
 
 fn batch(facts: Vec<Fact>) -> FactBatch {
-    FactBatch {
-        rows: facts.len() as u64,
-        facts,
-        rejected: Default::default(),
-    }
+    FactBatch::of_rows(facts)
 }
 
 const NOW: &str = "2026-11-28T12:30:00Z";
