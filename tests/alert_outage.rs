@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
@@ -39,19 +38,7 @@ async fn the_database_unreachable_alert_reaches_slack_once() {
             "--quiet",
         ][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_burnrate"))
-            .args(args)
-            .args(["--database-url", &db.url])
-            .env_remove("BURNRATE_CONFIG")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::burnrate_ok(&db.url, args);
     }
     let proxy = FaultProxy::start();
     let url = proxy.url(&db.url);

@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestDb;
@@ -51,19 +50,7 @@ async fn silencing_from_the_keyboard_stops_the_repeats() {
             "--quiet",
         ][..],
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_burnrate"))
-            .args(args)
-            .args(["--database-url", &db.url])
-            .env_remove("BURNRATE_CONFIG")
-            .env_remove("DATABASE_URL")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::burnrate_ok(&db.url, args);
     }
     // The writers went quiet two minutes ago.
     let c = db.client().await;

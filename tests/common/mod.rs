@@ -106,3 +106,22 @@ impl std::ops::DerefMut for Reaped {
         &mut self.0
     }
 }
+
+/// Runs `burnrate ARGS --database-url URL` (no config file, no DATABASE_URL from the
+/// environment) and asserts it succeeded; for a test's set-up steps.
+pub fn burnrate_ok(url: &str, args: &[&str]) -> std::process::Output {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_burnrate"))
+        .args(args)
+        .args(["--database-url", url])
+        .env_remove("BURNRATE_CONFIG")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
