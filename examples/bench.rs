@@ -82,6 +82,8 @@ struct Args {
     rows: u64,
     quick: bool,
     reuse: bool,
+    /// Load the data set and stop (for profiling against it with --reuse later).
+    load_only: bool,
     /// Repetitions of each timed query or process (default 5, 3 with --quick).
     runs: Option<usize>,
     admin_url: String,
@@ -95,6 +97,7 @@ impl Args {
             rows: 10_000_000,
             quick: false,
             reuse: false,
+            load_only: false,
             runs: None,
             admin_url: std::env::var("BURNRATE_BENCH_ADMIN_URL")
                 .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string()),
@@ -119,6 +122,7 @@ impl Args {
                 }
                 "--quick" => args.quick = true,
                 "--reuse" => args.reuse = true,
+                "--load-only" => args.load_only = true,
                 "--runs" => {
                     let v = value("--runs")?;
                     let n: usize = v
@@ -135,6 +139,7 @@ impl Args {
                          --rows N     rows of the reference data set (default 10,000,000)\n\
                          --quick      smoke run: 200,000 rows unless --rows, fewer repetitions\n\
                          --reuse      measure the burnrate_bench data set already loaded\n\
+                         --load-only  load the data set into burnrate_bench and stop\n\
                          --runs N     repetitions of each timed query and process (5; 3 with --quick)\n\
                          --admin-url  a database to create burnrate_bench from \
                          (default $BURNRATE_BENCH_ADMIN_URL or {DEFAULT_ADMIN_URL})"
@@ -1030,6 +1035,9 @@ async fn main() -> Result<()> {
         col(8)
     );
     eprintln!("  {data_set}");
+    if args.load_only {
+        return Ok(());
+    }
     if !args.reuse && FeatureSplit::new().features() != 20 {
         eprintln!("  (the catalog no longer gives 20 features)");
     }

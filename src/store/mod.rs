@@ -626,6 +626,23 @@ impl Store {
         out
     }
 
+    /// Sum over minute buckets `[from, to]` of one name (or of everything with
+    /// `None`): exact, where `prorated` spreads hour buckets evenly.
+    pub fn minutes_of(&self, dim: Dim, id: Option<NameId>, from: i64, to: i64) -> Agg {
+        let mut a = Agg::default();
+        for (_, b) in self.minutes.range(from..=to) {
+            match id {
+                None => a.add(&b.total),
+                Some(id) => {
+                    if let Some(x) = b.by_dim[dim.index()].get(&id) {
+                        a.add(x);
+                    }
+                }
+            }
+        }
+        a
+    }
+
     pub fn minutes_total(&self, from: i64, to: i64) -> Agg {
         let mut a = Agg::default();
         for (_, b) in self.minutes.range(from..=to) {
