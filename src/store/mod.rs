@@ -7,8 +7,9 @@
 //! per row, so memory grows with distinct combinations per hour, not with rows.
 
 mod intern;
+mod tally;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 
 use chrono::{DateTime, Duration, Utc};
@@ -17,6 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use rustc_hash::FxHashMap;
 
 pub use intern::{Interner, NameId};
+use tally::Tally;
 
 use crate::calendar::Calendar;
 use crate::model::{Agg, Dim, FactBatch, NONE_NAME, RejectReason};
@@ -28,14 +30,14 @@ type ComboId = u32;
 #[derive(Debug, Default, Clone)]
 struct Bucket {
     total: Agg,
-    by_dim: [FxHashMap<NameId, Agg>; 5],
-    cells: FxHashMap<ComboId, Agg>,
+    by_dim: [Tally; 5],
+    cells: Tally,
 }
 
 #[derive(Debug, Default, Clone)]
 struct MinuteBucket {
     total: Agg,
-    by_dim: [FxHashMap<NameId, Agg>; 5],
+    by_dim: [Tally; 5],
 }
 
 /// What the store keeps and how it aligns time.
@@ -96,6 +98,9 @@ pub struct Store {
     combos_of: [Vec<Vec<ComboId>>; 5],
     hours: BTreeMap<i64, Bucket>,
     minutes: BTreeMap<i64, MinuteBucket>,
+    /// Buckets written since they were last sealed (see `seal_past`).
+    open_hours: BTreeSet<i64>,
+    open_minutes: BTreeSet<i64>,
     intake: Intake,
     /// Oldest hour bucket still accepted.
     floor_hour: i64,
@@ -155,6 +160,8 @@ impl Store {
             combos_of: Default::default(),
             hours: BTreeMap::new(),
             minutes: BTreeMap::new(),
+            open_hours: BTreeSet::new(),
+            open_minutes: BTreeSet::new(),
             intake: Intake::default(),
             floor_hour: i64::MIN,
             generation: 0,
@@ -207,6 +214,8 @@ impl Store {
             *self.intake.rejected.entry(*reason).or_default() += n;
         }
         let minute_floor = self.minute_floor(now);
+        // Facts come grouped by time: note each bucket as open once per run.
+        let (mut last_open_hour, mut last_open_minute) = (None, None);
         for fact in &batch.facts {
             let hour = self.cfg.calendar.hour_index(fact.at);
             if hour < self.floor_hour {
@@ -238,29 +247,55 @@ impl Store {
             };
             let bucket = self.hours.entry(hour).or_default();
             bucket.total.add(&fact.agg);
-            bucket.cells.entry(combo).or_default().add(&fact.agg);
+            bucket.cells.add(combo, &fact.agg);
             for dim in Dim::ALL {
-                bucket.by_dim[dim.index()]
-                    .entry(key[dim.index()])
-                    .or_default()
-                    .add(&fact.agg);
+                bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+            }
+            if last_open_hour != Some(hour) {
+                self.open_hours.insert(hour);
+                last_open_hour = Some(hour);
             }
             let minute = Calendar::minute_index(fact.at);
             if minute >= minute_floor {
                 let mb = self.minutes.entry(minute).or_default();
                 mb.total.add(&fact.agg);
                 for dim in Dim::ALL {
-                    mb.by_dim[dim.index()]
-                        .entry(key[dim.index()])
-                        .or_default()
-                        .add(&fact.agg);
+                    mb.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+                }
+                if last_open_minute != Some(minute) {
+                    self.open_minutes.insert(minute);
+                    last_open_minute = Some(minute);
                 }
             }
             if self.newest_event.is_none_or(|n| fact.at > n) {
                 self.newest_event = Some(fact.at);
             }
         }
+        self.seal_past(now);
         self.generation += 1;
+    }
+
+    /// Packs the buckets written since their last seal whose time has passed (every
+    /// hour before the current one, every minute before the current one): the
+    /// current ones stay hash maps, which take writes cheaper.
+    fn seal_past(&mut self, now: DateTime<Utc>) {
+        let cur_hour = self.cfg.calendar.hour_index(now);
+        let past: Vec<i64> = self.open_hours.range(..cur_hour).copied().collect();
+        for h in past {
+            self.open_hours.remove(&h);
+            if let Some(b) = self.hours.get_mut(&h) {
+                b.cells.seal();
+                b.by_dim.iter_mut().for_each(Tally::seal);
+            }
+        }
+        let cur_minute = Calendar::minute_index(now);
+        let past: Vec<i64> = self.open_minutes.range(..cur_minute).copied().collect();
+        for m in past {
+            self.open_minutes.remove(&m);
+            if let Some(b) = self.minutes.get_mut(&m) {
+                b.by_dim.iter_mut().for_each(Tally::seal);
+            }
+        }
     }
 
     /// Drops buckets that fell out of the retained history.
@@ -271,6 +306,9 @@ impl Store {
         self.floor_hour = self.floor_hour.max(floor);
         self.hours = self.hours.split_off(&self.floor_hour);
         self.minutes = self.minutes.split_off(&minute_floor);
+        self.open_hours = self.open_hours.split_off(&self.floor_hour);
+        self.open_minutes = self.open_minutes.split_off(&minute_floor);
+        self.seal_past(now);
         if before != (self.hours.len(), self.minutes.len()) {
             self.generation += 1;
         }
@@ -311,8 +349,8 @@ impl Store {
     pub fn by_dim(&self, dim: Dim, hours: RangeInclusive<i64>) -> NameMap<Agg> {
         let mut out = NameMap::<Agg>::default();
         for (_, b) in self.hours.range(hours) {
-            for (id, a) in &b.by_dim[dim.index()] {
-                out.entry(*id).or_default().add(a);
+            for (id, a) in b.by_dim[dim.index()].iter() {
+                out.entry(id).or_default().add(&a);
             }
         }
         out
@@ -333,7 +371,7 @@ impl Store {
         for (_, b) in self.hours.range(hours) {
             self.for_matching_cells(b, filter, &combos, |combo, a| {
                 let key = &self.combo_keys[combo as usize];
-                out.entry(key[group.index()]).or_default().add(a);
+                out.entry(key[group.index()]).or_default().add(&a);
             });
         }
         out
@@ -366,12 +404,12 @@ impl Store {
         into: &mut Agg,
     ) {
         if let [(dim, id)] = filter {
-            if let Some(a) = b.by_dim[dim.index()].get(id) {
-                into.add(a);
+            if let Some(a) = b.by_dim[dim.index()].get(*id) {
+                into.add(&a);
             }
             return;
         }
-        self.for_matching_cells(b, filter, combos, |_, cell| into.add(cell));
+        self.for_matching_cells(b, filter, combos, |_, cell| into.add(&cell));
     }
 
     /// The combinations matching every constraint of `filter` (not empty), taken
@@ -401,19 +439,17 @@ impl Store {
         b: &Bucket,
         filter: &[(Dim, NameId)],
         combos: &[ComboId],
-        mut f: impl FnMut(ComboId, &Agg),
+        mut f: impl FnMut(ComboId, Agg),
     ) {
         if combos.len() < b.cells.len() {
             for c in combos {
-                if let Some(a) = b.cells.get(c) {
+                if let Some(a) = b.cells.get(*c) {
                     f(*c, a);
                 }
             }
         } else {
-            for (c, a) in &b.cells {
-                if self.matches(*c, filter) {
-                    f(*c, a);
-                }
+            for (c, a) in b.cells.iter_where(|c| self.matches(c, filter)) {
+                f(c, a);
             }
         }
     }
@@ -431,8 +467,8 @@ impl Store {
             match id {
                 None => *slot = b.total,
                 Some(id) => {
-                    if let Some(a) = b.by_dim[dim.index()].get(&id) {
-                        *slot = *a;
+                    if let Some(a) = b.by_dim[dim.index()].get(id) {
+                        *slot = a;
                     }
                 }
             }
@@ -445,9 +481,8 @@ impl Store {
         let len = (to - from + 1).max(0) as usize;
         let mut out = NameMap::<Vec<Agg>>::default();
         for (h, b) in self.hours.range(from..=to) {
-            for (id, a) in &b.by_dim[dim.index()] {
-                out.entry(*id).or_insert_with(|| vec![Agg::default(); len])[(h - from) as usize] =
-                    *a;
+            for (id, a) in b.by_dim[dim.index()].iter() {
+                out.entry(id).or_insert_with(|| vec![Agg::default(); len])[(h - from) as usize] = a;
             }
         }
         out
@@ -478,8 +513,8 @@ impl Store {
         for (h, b) in self.hours.range(from..=to) {
             let slot = ((h - from) / step) as usize;
             if filter.is_empty() {
-                for (id, a) in &b.by_dim[group.index()] {
-                    out.entry(*id).or_insert_with(|| vec![Agg::default(); len])[slot].add(a);
+                for (id, a) in b.by_dim[group.index()].iter() {
+                    out.entry(id).or_insert_with(|| vec![Agg::default(); len])[slot].add(&a);
                 }
                 continue;
             }
@@ -487,7 +522,7 @@ impl Store {
                 let key = &self.combo_keys[combo as usize];
                 out.entry(key[group.index()])
                     .or_insert_with(|| vec![Agg::default(); len])[slot]
-                    .add(a);
+                    .add(&a);
             });
         }
         out
@@ -584,8 +619,8 @@ impl Store {
                 }
             };
             if q.filter.is_empty() {
-                for (id, a) in &b.by_dim[q.group.index()] {
-                    add(*id, a);
+                for (id, a) in b.by_dim[q.group.index()].iter() {
+                    add(id, &a);
                 }
                 if window {
                     out.parent.add(&b.total);
@@ -593,9 +628,9 @@ impl Store {
                 continue;
             }
             self.for_matching_cells(b, q.filter, &combos, |combo, a| {
-                add(self.combo_keys[combo as usize][q.group.index()], a);
+                add(self.combo_keys[combo as usize][q.group.index()], &a);
                 if window {
-                    out.parent.add(a);
+                    out.parent.add(&a);
                 }
             });
         }
@@ -619,8 +654,8 @@ impl Store {
     pub fn minutes_by_dim(&self, dim: Dim, from: i64, to: i64) -> NameMap<Agg> {
         let mut out = NameMap::<Agg>::default();
         for (_, b) in self.minutes.range(from..=to) {
-            for (id, a) in &b.by_dim[dim.index()] {
-                out.entry(*id).or_default().add(a);
+            for (id, a) in b.by_dim[dim.index()].iter() {
+                out.entry(id).or_default().add(&a);
             }
         }
         out
@@ -634,8 +669,8 @@ impl Store {
             match id {
                 None => a.add(&b.total),
                 Some(id) => {
-                    if let Some(x) = b.by_dim[dim.index()].get(&id) {
-                        a.add(x);
+                    if let Some(x) = b.by_dim[dim.index()].get(id) {
+                        a.add(&x);
                     }
                 }
             }
