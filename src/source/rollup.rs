@@ -12,7 +12,7 @@
 //! session advisory lock on its source connection (released when it disconnects,
 //! so another instance takes over).
 //!
-//! The backfill then reads, for each day before the recent hours, the rollup's
+//! The backfill then reads, for each six-hour chunk before the recent hours, the rollup's
 //! hours plus the raw rows at or past `upto` (late or not yet rolled), all in its
 //! one repeatable-read snapshot; the recent hours come from the raw rows, by minute,
 //! as without rollups. Hours are aligned with the billing zone's phase recorded in

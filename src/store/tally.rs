@@ -3,11 +3,12 @@
 //! An open hash map costs about 100 bytes per entry on this data (a 64-byte slot
 //! for an id and a 16-byte-aligned `Agg`, at hashbrown's load factor). Past buckets
 //! are read far more than written, so `seal` moves their entries into two sorted
-//! arrays (a 4-byte key and a 32-byte packed total, no slack): about a third of the
+//! arrays (a 4-byte key and a 24-byte packed total, no slack): about a third of the
 //! memory, and a binary search instead of a hash probe. A late row for a past bucket
 //! still lands exactly: in place if its key is sealed, else in the small open map
 //! until the next seal. A total too large for the packed form (over 9.2 million
-//! dollars or 4.29 billion requests in one bucket and key) stays in the map.
+//! dollars, or 4.29 billion requests or tokens, in one bucket and key) stays in the
+//! map.
 
 use rustc_hash::FxHashMap;
 
@@ -15,14 +16,14 @@ use crate::model::Agg;
 use crate::money::Money;
 
 /// An `Agg` whose cost fits 64 bits of picodollars and whose counts fit 32 bits:
-/// the `i128` cost alone would align the whole entry to 16 bytes.
+/// 24 bytes, where the `i128` cost alone aligns an `Agg` to 16 and makes it 48.
 #[derive(Debug, Clone, Copy)]
 struct PackedAgg {
     cost_picos: i64,
     requests: u32,
     computed: u32,
-    input_tokens: u64,
-    output_tokens: u64,
+    input_tokens: u32,
+    output_tokens: u32,
 }
 
 impl PackedAgg {
@@ -31,8 +32,8 @@ impl PackedAgg {
             cost_picos: i64::try_from(a.cost.picos()).ok()?,
             requests: u32::try_from(a.requests).ok()?,
             computed: u32::try_from(a.computed).ok()?,
-            input_tokens: a.input_tokens,
-            output_tokens: a.output_tokens,
+            input_tokens: u32::try_from(a.input_tokens).ok()?,
+            output_tokens: u32::try_from(a.output_tokens).ok()?,
         })
     }
 
@@ -40,8 +41,8 @@ impl PackedAgg {
         Agg {
             cost: Money::from_picos(i128::from(self.cost_picos)),
             requests: u64::from(self.requests),
-            input_tokens: self.input_tokens,
-            output_tokens: self.output_tokens,
+            input_tokens: u64::from(self.input_tokens),
+            output_tokens: u64::from(self.output_tokens),
             computed: u64::from(self.computed),
         }
     }
@@ -187,7 +188,7 @@ mod tests {
         let a = |picos: i128, requests: u64| Agg {
             cost: Money::from_picos(picos),
             requests,
-            input_tokens: u64::MAX,
+            input_tokens: u64::from(u32::MAX),
             output_tokens: 13,
             computed: requests / 2,
         };
@@ -210,6 +211,11 @@ mod tests {
         for (picos, requests) in too_large {
             assert!(PackedAgg::pack(&a(picos, requests)).is_none());
         }
+        let many_tokens = Agg {
+            output_tokens: u64::from(u32::MAX) + 1,
+            ..a(5, 1)
+        };
+        assert!(PackedAgg::pack(&many_tokens).is_none());
     }
 
     #[test]
