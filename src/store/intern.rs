@@ -33,6 +33,20 @@ impl Interner {
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
     }
+
+    /// Keeps the names `keep` says (by id) and renumbers them densely in their old
+    /// order; returns old id -> new id (`u32::MAX` for a dropped name).
+    pub fn retain(&mut self, keep: &[bool]) -> Vec<NameId> {
+        let mut map = vec![NameId::MAX; self.names.len()];
+        let mut kept = Interner::default();
+        for (id, name) in self.names.iter().enumerate() {
+            if keep.get(id).copied().unwrap_or(false) {
+                map[id] = kept.intern(name);
+            }
+        }
+        *self = kept;
+        map
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +63,18 @@ mod tests {
         assert_eq!(i.name(b), "summarize");
         assert_eq!(i.get("nope"), None);
         assert_eq!(i.len(), 2);
+    }
+
+    #[test]
+    fn retain_renumbers_in_order() {
+        let mut i = Interner::default();
+        for n in ["a", "b", "c", "d"] {
+            i.intern(n);
+        }
+        let map = i.retain(&[false, true, false, true]);
+        assert_eq!(map, [NameId::MAX, 0, NameId::MAX, 1]);
+        assert_eq!((i.name(0), i.name(1), i.len()), ("b", "d", 2));
+        assert_eq!((i.get("a"), i.get("d")), (None, Some(1)));
+        assert_eq!(i.intern("e"), 2);
     }
 }

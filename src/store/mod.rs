@@ -96,6 +96,8 @@ pub struct Store {
     /// Per dimension and name id, the combinations holding that name: a filtered
     /// query looks up only the cells that can match instead of scanning each bucket.
     combos_of: [Vec<Vec<ComboId>>; 5],
+    /// Per combination, how many hour buckets hold it (see `forget_dead_names`).
+    combo_refs: Vec<u32>,
     hours: BTreeMap<i64, Bucket>,
     minutes: BTreeMap<i64, MinuteBucket>,
     /// Buckets written since they were last sealed (see `seal_past`).
@@ -158,6 +160,7 @@ impl Store {
             combo_keys: Vec::new(),
             combo_ids: FxHashMap::default(),
             combos_of: Default::default(),
+            combo_refs: Vec::new(),
             hours: BTreeMap::new(),
             minutes: BTreeMap::new(),
             open_hours: BTreeSet::new(),
@@ -233,6 +236,7 @@ impl Store {
                 None => {
                     let c = self.combo_keys.len() as ComboId;
                     self.combo_keys.push(key);
+                    self.combo_refs.push(0);
                     self.combo_ids.insert(key, c);
                     for dim in Dim::ALL {
                         let lists = &mut self.combos_of[dim.index()];
@@ -247,7 +251,9 @@ impl Store {
             };
             let bucket = self.hours.entry(hour).or_default();
             bucket.total.add(&fact.agg);
-            bucket.cells.add(combo, &fact.agg);
+            if bucket.cells.add(combo, &fact.agg) {
+                self.combo_refs[combo as usize] += 1;
+            }
             for dim in Dim::ALL {
                 bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
             }
@@ -304,7 +310,16 @@ impl Store {
         let minute_floor = self.minute_floor(now);
         let before = (self.hours.len(), self.minutes.len());
         self.floor_hour = self.floor_hour.max(floor);
-        self.hours = self.hours.split_off(&self.floor_hour);
+        let kept = self.hours.split_off(&self.floor_hour);
+        let dropped = std::mem::replace(&mut self.hours, kept);
+        for b in dropped.values() {
+            for combo in b.cells.keys() {
+                self.combo_refs[combo as usize] -= 1;
+            }
+        }
+        if !dropped.is_empty() {
+            self.forget_dead_names();
+        }
         self.minutes = self.minutes.split_off(&minute_floor);
         self.open_hours = self.open_hours.split_off(&self.floor_hour);
         self.open_minutes = self.open_minutes.split_off(&minute_floor);
@@ -312,6 +327,74 @@ impl Store {
         if before != (self.hours.len(), self.minutes.len()) {
             self.generation += 1;
         }
+    }
+
+    /// Names and combinations are interned for good, so a long-running monitor
+    /// would keep every name it ever saw: once enough combinations are held by no
+    /// retained bucket (a quarter of them, and at least `MIN_DEAD`), they and the
+    /// names only they used are dropped and the ids renumbered. Renumbering keeps
+    /// the ids' order, so packed buckets stay sorted. Ids never leave the store (the
+    /// views keep names), so renumbering is safe between queries.
+    fn forget_dead_names(&mut self) {
+        const MIN_DEAD: usize = 10_000;
+        let dead = self.combo_refs.iter().filter(|r| **r == 0).count();
+        if dead < MIN_DEAD.max(self.combo_refs.len() / 4) {
+            return;
+        }
+        self.forget_dead_names_now();
+    }
+
+    fn forget_dead_names_now(&mut self) {
+        let live = |c: usize| self.combo_refs[c] > 0;
+        let mut keep_names: [Vec<bool>; 5] =
+            std::array::from_fn(|d| vec![false; self.names[d].len()]);
+        for (c, key) in self.combo_keys.iter().enumerate() {
+            if live(c) {
+                for d in 0..5 {
+                    keep_names[d][key[d] as usize] = true;
+                }
+            }
+        }
+        let name_map: [Vec<NameId>; 5] =
+            std::array::from_fn(|d| self.names[d].retain(&keep_names[d]));
+        let mut combo_map = vec![ComboId::MAX; self.combo_keys.len()];
+        let mut keys = Vec::new();
+        let mut refs = Vec::new();
+        for (c, key) in self.combo_keys.iter().enumerate() {
+            if live(c) {
+                combo_map[c] = keys.len() as ComboId;
+                keys.push(std::array::from_fn(|d| name_map[d][key[d] as usize]));
+                refs.push(self.combo_refs[c]);
+            }
+        }
+        self.combo_keys = keys;
+        self.combo_refs = refs;
+        self.combo_ids = (self.combo_keys.iter().enumerate())
+            .map(|(c, key)| (*key, c as ComboId))
+            .collect();
+        self.combos_of = Default::default();
+        for (c, key) in self.combo_keys.iter().enumerate() {
+            for dim in Dim::ALL {
+                let lists = &mut self.combos_of[dim.index()];
+                let id = key[dim.index()] as usize;
+                if lists.len() <= id {
+                    lists.resize_with(id + 1, Vec::new);
+                }
+                lists[id].push(c as ComboId);
+            }
+        }
+        for b in self.hours.values_mut() {
+            b.cells.rename(&combo_map);
+            for (d, t) in b.by_dim.iter_mut().enumerate() {
+                t.rename(&name_map[d]);
+            }
+        }
+        for b in self.minutes.values_mut() {
+            for (d, t) in b.by_dim.iter_mut().enumerate() {
+                t.rename(&name_map[d]);
+            }
+        }
+        self.generation += 1;
     }
 
     // ---- names ----

@@ -60,7 +60,8 @@ pub(super) struct Tally {
 }
 
 impl Tally {
-    pub(super) fn add(&mut self, key: u32, a: &Agg) {
+    /// Adds `a` to `key`'s total; true if the key is new here.
+    pub(super) fn add(&mut self, key: u32, a: &Agg) -> bool {
         match self.keys.binary_search(&key) {
             Ok(i) => {
                 let mut sum = self.vals[i].unpack();
@@ -74,9 +75,42 @@ impl Tally {
                         self.open.insert(key, sum);
                     }
                 }
+                false
             }
-            Err(_) => self.open.entry(key).or_default().add(a),
+            Err(_) => {
+                let entry = self.open.entry(key);
+                let new = matches!(entry, std::collections::hash_map::Entry::Vacant(_));
+                entry.or_default().add(a);
+                new
+            }
         }
+    }
+
+    /// Renames every key through `map` (old key -> new key; `u32::MAX` drops it).
+    /// The map must keep the order of the keys it keeps, so the sealed part stays
+    /// sorted without a sort.
+    pub(super) fn rename(&mut self, map: &[u32]) {
+        let renamed = |k: u32| map.get(k as usize).copied().filter(|n| *n != u32::MAX);
+        let mut keys = Vec::with_capacity(self.keys.len());
+        let mut vals = Vec::with_capacity(self.vals.len());
+        for (k, v) in self.keys.iter().zip(&self.vals) {
+            if let Some(n) = renamed(*k) {
+                keys.push(n);
+                vals.push(*v);
+            }
+        }
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "the map keeps order");
+        self.keys = keys;
+        self.vals = vals;
+        self.open = std::mem::take(&mut self.open)
+            .into_iter()
+            .filter_map(|(k, a)| renamed(k).map(|n| (n, a)))
+            .collect();
+    }
+
+    /// The keys, in no particular order.
+    pub(super) fn keys(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.iter().copied().chain(self.open.keys().copied())
     }
 
     pub(super) fn get(&self, key: u32) -> Option<Agg> {

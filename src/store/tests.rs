@@ -380,3 +380,107 @@ fn level_totals_in_one_pass_equal_the_separate_queries() {
     let series = s.series_filtered(&[(Dim::Feature, chat)], cur - 59, cur, 60);
     assert_eq!(series, vec![by_cells]);
 }
+
+/// Everything the queries can tell about a store, by name, to compare two stores
+/// whose ids differ.
+fn by_names(s: &Store, now: DateTime<Utc>) -> Vec<String> {
+    let all = s.hours_from(utc("2026-10-01T00:00:00Z"));
+    let mut out = vec![format!("total {:?}", s.total(all.clone()))];
+    for dim in Dim::ALL {
+        for (id, a) in s.by_dim(dim, all.clone()) {
+            out.push(format!("{dim:?} {} {a:?}", s.name(dim, id)));
+        }
+        let from = s.minute_floor(now);
+        for (id, a) in s.minutes_by_dim(dim, from, from + 1000) {
+            out.push(format!("minutes {dim:?} {} {a:?}", s.name(dim, id)));
+        }
+    }
+    let chat = s.lookup(Dim::Feature, "chat").expect("chat is live");
+    for (id, a) in s.by_dim_filtered(Dim::User, &[(Dim::Feature, chat)], all.clone()) {
+        out.push(format!("chat user {} {a:?}", s.name(Dim::User, id)));
+    }
+    let q = LevelQuery {
+        group: Dim::Model,
+        filter: &[(Dim::Feature, chat)],
+        from: *all.start(),
+        baseline: None,
+        spark: *all.start()..=s.hour_index(now),
+        step: 24,
+    };
+    let level = s.level_totals(&q);
+    out.push(format!("level parent {:?}", level.parent));
+    for r in level.rows {
+        out.push(format!(
+            "level {} {:?} {:?}",
+            s.name(Dim::Model, r.id),
+            r.window,
+            r.series
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn names_only_pruned_hours_held_are_forgotten_and_ids_renumbered() {
+    let cfg = StoreConfig {
+        retention_hours: 24,
+        ..StoreConfig::default()
+    };
+    // October's users (12,000 one-off users and two that come back) fall out of the
+    // history on November 2nd, when it starts at the month's start.
+    let old_now = utc("2026-10-31T23:30:00Z");
+    let mut s = Store::new(cfg, old_now);
+    let mut old: Vec<Fact> = (0..12_000)
+        .map(|i| {
+            fact(
+                "2026-10-31T22:10:00Z",
+                "chat",
+                &format!("once_{i}"),
+                "m1",
+                "0.01",
+            )
+        })
+        .collect();
+    old.push(fact(
+        "2026-10-31T22:20:00Z",
+        "search",
+        "back_1",
+        "m2",
+        "0.02",
+    ));
+    old.push(fact("2026-10-31T22:20:00Z", "chat", "back_2", "m1", "0.03"));
+    s.apply(&batch(old), old_now);
+    let now = utc("2026-11-02T12:30:00Z");
+    let recent = || {
+        batch(vec![
+            fact("2026-11-01T03:00:00Z", "chat", "back_1", "m1", "0.5"),
+            fact("2026-11-02T11:00:00Z", "chat", "back_2", "m1", "0.25"),
+            fact("2026-11-02T12:10:00Z", "chat", "new_1", "m3", "0.125"),
+            fact("2026-11-02T12:11:00Z", "search", "new_1", "m3", "1"),
+        ])
+    };
+    s.apply(&recent(), now);
+    let names_before = s.distinct_names(Dim::User);
+    s.prune(now);
+    assert!(names_before > 12_000);
+    assert_eq!(s.distinct_names(Dim::User), 3, "back_1, back_2, new_1");
+    assert_eq!(s.footprint().2, 4, "four live combinations");
+    assert_eq!(s.lookup(Dim::User, "once_7"), None);
+    let mut fresh = Store::new(cfg, now);
+    fresh.apply(&recent(), now);
+    assert_eq!(by_names(&s, now), by_names(&fresh, now));
+    // New names after the renumbering get fresh ids and land where they should.
+    let more = || {
+        batch(vec![fact(
+            "2026-11-02T12:20:00Z",
+            "chat",
+            "new_2",
+            "m1",
+            "2",
+        )])
+    };
+    s.apply(&more(), now);
+    fresh.apply(&more(), now);
+    assert_eq!(by_names(&s, now), by_names(&fresh, now));
+}
