@@ -11,7 +11,6 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use chrono::{Timelike, Utc};
 use common::TestDb;
 use common::slack::{Received, SlackStandIn};
 use serde_json::Value;
@@ -113,14 +112,6 @@ fn firing_of(out: &Output) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_and_repeated_checks_send_one_message_per_alert() {
-    // Known edge, not what this test is about (it checks that concurrent checks
-    // send each alert once): a check in the first seconds of a minute shows the
-    // runaway as a spike on its model but not on support_qa (seen 2 runs in 5 at
-    // :02-:04, none from :05 on; not yet explained). Start clear of it.
-    let second = Utc::now().second();
-    if second < 10 {
-        tokio::time::sleep(Duration::from_secs(u64::from(10 - second))).await;
-    }
     let state = state_dir("dedupe");
     let db = spiked_db(&state).await;
     let slack = SlackStandIn::start(vec![]).await;

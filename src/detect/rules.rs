@@ -472,9 +472,12 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             // planned launch) is a matter for today-vs-7-days and drift, and does
             // not page all day until the baseline catches up.
             // So the window's ratio must clear the bar over the ratio of the three
-            // hours before it to their own baseline.
+            // hours before it to their own baseline. Those three hours are read
+            // exactly (see `recent_spend`): the window itself must not leak into
+            // them. Their baseline is the same span hours, days or weeks earlier,
+            // whose hour buckets all end by `start`.
             let recent_from = start - Duration::hours(3);
-            let (recent, _) = store.prorated(dim, Some(id), recent_from, start);
+            let recent = recent_spend(store, dim, id, recent_from, start, now);
             let recent_ratio = baseline_samples(store, dim, id, recent_from, start)
                 .and_then(|(c, _, _)| super::stats::median(&c))
                 .map(|m| ratio_f(recent.as_f64(), m))
@@ -532,6 +535,31 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
     best.into_values()
         .map(|(_, anomaly)| Candidate { anomaly })
         .collect()
+}
+
+/// Spend of one name over `[from, to)` (minute-aligned), exact from the minute
+/// buckets for the part the store holds by minute at `now`, pro rata from the hour
+/// buckets only before that. Prorating the hour that holds `to` would count part of
+/// whatever happened in that hour after `to` (a spike measured from `to` on) as
+/// spend before it.
+fn recent_spend(
+    store: &Store,
+    dim: Dim,
+    id: NameId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Money {
+    let split = Calendar::minute_start(store.minute_floor(now)).clamp(from, to);
+    let (older, _) = store.prorated(dim, Some(id), from, split);
+    if split >= to {
+        return older;
+    }
+    let last_minute = Calendar::minute_index(to - Duration::nanoseconds(1));
+    older
+        + store
+            .minutes_of(dim, Some(id), Calendar::minute_index(split), last_minute)
+            .cost
 }
 
 /// A user's part in a feature's window, as bounded from the store: minute buckets
@@ -1630,6 +1658,68 @@ mod tests {
         );
         let found = detect(&pricey, now, &p);
         assert!(found.iter().all(|a| a.name != "code_review"), "{found:#?}");
+    }
+
+    #[test]
+    fn a_runaway_just_past_the_hour_is_not_its_own_recent_level() {
+        // 2 seconds into 10:03: the 5, 15 and 60-minute windows start at 09:59, 09:49
+        // and 09:04, inside the hour bucket that also holds the runaway's 09:59. The
+        // three hours before each window must not count that bucket pro rata, or the
+        // runaway makes its own "recent level" and the jump guard hides it.
+        let now = utc("2026-11-28T10:03:02Z");
+        let mut s = Store::new(StoreConfig::default(), now);
+        let cal = *s.calendar();
+        let mut history = Vec::new();
+        // Four days of support_qa in office hours only (10:00-20:00): a $0.10
+        // request every 10 minutes, so the three hours before any window are $0
+        // on every earlier day and a leaked cent makes their ratio the 999 cap.
+        // Chat runs all day on the same model, whose spike the leak did not hide.
+        for h in (cal.hour_index(now) - 4 * 24)..cal.hour_index(now) {
+            let at = cal.hour_start(h);
+            for m in (0..60).step_by(10) {
+                let t = at + Duration::minutes(m);
+                if (10..20).contains(&chrono::Timelike::hour(&t)) {
+                    let user = format!("usual_{}", m / 10);
+                    history.push(fact(t, "support_qa", &user, Money::from_micros(100_000), 1));
+                }
+                history.push(fact(t, "chat", "chat_user", Money::from_dollars(1), 10));
+            }
+        }
+        history.push(fact(
+            cal.hour_start(cal.hour_index(now)),
+            "support_qa",
+            "usual_0",
+            Money::from_micros(100_000),
+            1,
+        ));
+        facts(&mut s, now, history);
+        // The runaway: one request a second at $0.50 over the last 4 minutes.
+        let runaway = (1..=240)
+            .map(|k| {
+                fact(
+                    now - Duration::seconds(k),
+                    "support_qa",
+                    "user_runaway",
+                    Money::from_micros(500_000),
+                    1,
+                )
+            })
+            .collect();
+        facts(&mut s, now, runaway);
+
+        let found = detect(&s, now, &params());
+        let spike_on = |dim: Dim, name: &str| {
+            found
+                .iter()
+                .any(|a| a.dim == dim && a.name == name && a.rule.starts_with("spike_"))
+        };
+        assert!(spike_on(Dim::Model, "gpt-4o"), "{found:#?}");
+        assert!(spike_on(Dim::Feature, "support_qa"), "{found:#?}");
+        // Nothing held for hours before the runaway: its recent level is exact.
+        let id = s.lookup(Dim::Feature, "support_qa").unwrap();
+        let start = utc("2026-11-28T09:59:00Z");
+        let recent = recent_spend(&s, Dim::Feature, id, start - Duration::hours(3), start, now);
+        assert_eq!(recent, Money::ZERO);
     }
 
     #[test]

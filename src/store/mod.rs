@@ -5,6 +5,8 @@
 //! one cell per combination of the five names, so any drill-down order can be
 //! answered without going back to the database. Names are interned; nothing is kept
 //! per row, so memory grows with distinct combinations per hour, not with rows.
+//! Buckets whose time has passed are packed (`tally`), and names and combinations no
+//! retained bucket holds are forgotten (`forget_dead_names`).
 
 mod intern;
 mod tally;
