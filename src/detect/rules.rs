@@ -477,12 +477,19 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             // them. Their baseline is the same span hours, days or weeks earlier,
             // whose hour buckets all end by `start`.
             let recent_from = start - Duration::hours(3);
+            // Three hours' spend under the excess floor is no level at all: against
+            // a baseline of nothing (an office-hours feature at night) one ordinary
+            // request would make the ratio 999 and hide any spike.
             let recent = recent_spend(store, dim, id, recent_from, start, now);
-            let recent_ratio = baseline_samples(store, dim, id, recent_from, start)
-                .and_then(|(c, _, _)| super::stats::median(&c))
-                .map(|m| ratio_f(recent.as_f64(), m))
-                .unwrap_or(1.0)
-                .max(1.0);
+            let recent_ratio = if recent <= min_excess {
+                1.0
+            } else {
+                baseline_samples(store, dim, id, recent_from, start)
+                    .and_then(|(c, _, _)| super::stats::median(&c))
+                    .map(|m| ratio_f(recent.as_f64(), m))
+                    .unwrap_or(1.0)
+                    .max(1.0)
+            };
             if v.ratio / recent_ratio <= bar_ratio {
                 continue;
             }
@@ -1660,13 +1667,9 @@ mod tests {
         assert!(found.iter().all(|a| a.name != "code_review"), "{found:#?}");
     }
 
-    #[test]
-    fn a_runaway_just_past_the_hour_is_not_its_own_recent_level() {
-        // 2 seconds into 10:03: the 5, 15 and 60-minute windows start at 09:59, 09:49
-        // and 09:04, inside the hour bucket that also holds the runaway's 09:59. The
-        // three hours before each window must not count that bucket pro rata, or the
-        // runaway makes its own "recent level" and the jump guard hides it.
-        let now = utc("2026-11-28T10:03:02Z");
+    /// Four days of support_qa in office hours only (none at night) and chat all
+    /// day on the same model, then a runaway on support_qa over the last 4 minutes.
+    fn office_hours_runaway(now: DateTime<Utc>, before: Vec<Fact>) -> Store {
         let mut s = Store::new(StoreConfig::default(), now);
         let cal = *s.calendar();
         let mut history = Vec::new();
@@ -1706,6 +1709,18 @@ mod tests {
             })
             .collect();
         facts(&mut s, now, runaway);
+        facts(&mut s, now, before);
+        s
+    }
+
+    #[test]
+    fn a_runaway_just_past_the_hour_is_not_its_own_recent_level() {
+        // 2 seconds into 10:03: the 5, 15 and 60-minute windows start at 09:59, 09:49
+        // and 09:04, inside the hour bucket that also holds the runaway's 09:59. The
+        // three hours before each window must not count that bucket pro rata, or the
+        // runaway makes its own "recent level" and the jump guard hides it.
+        let now = utc("2026-11-28T10:03:02Z");
+        let s = office_hours_runaway(now, Vec::new());
 
         let found = detect(&s, now, &params());
         let spike_on = |dim: Dim, name: &str| {
@@ -1720,6 +1735,28 @@ mod tests {
         let start = utc("2026-11-28T09:59:00Z");
         let recent = recent_spend(&s, Dim::Feature, id, start - Duration::hours(3), start, now);
         assert_eq!(recent, Money::ZERO);
+    }
+
+    #[test]
+    fn one_request_in_the_quiet_hours_before_a_runaway_does_not_hide_it() {
+        // At night support_qa's three hours usually hold nothing, so one ordinary
+        // $0.10 request in them used to make their ratio 999 and hide the spike.
+        let now = utc("2026-11-28T10:03:02Z");
+        let one = fact(
+            utc("2026-11-28T08:30:00Z"),
+            "support_qa",
+            "usual_1",
+            Money::from_micros(100_000),
+            1,
+        );
+        let s = office_hours_runaway(now, vec![one]);
+        let found = detect(&s, now, &params());
+        assert!(
+            found.iter().any(|a| a.dim == Dim::Feature
+                && a.name == "support_qa"
+                && a.rule.starts_with("spike_")),
+            "{found:#?}"
+        );
     }
 
     #[test]
