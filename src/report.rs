@@ -84,6 +84,8 @@ pub struct Snapshot {
     pub month: MonthForecast,
     pub anomalies: Vec<ReportedAnomaly>,
     pub source: SourceInfo,
+    /// What the in-memory aggregates hold, and their approximate heap bytes.
+    pub store: crate::store::StoreMemory,
 }
 
 /// An anomaly as reported: the detector's explanation, plus the most expensive
@@ -239,6 +241,7 @@ pub fn build(
             absent_names: Vec::new(),
             watermark_lag_secs: None,
         },
+        store: store.memory(),
     }
 }
 
@@ -303,6 +306,11 @@ mod tests {
         assert_eq!(v["by_feature"][1]["cost_usd"], "0.000013");
         assert_eq!(v["by_feature"][1]["computed_cost_requests"], 0);
         assert_eq!(v["by_user"].as_array().unwrap().len(), 1);
+        // The old row is too old to keep: two hours, two cells.
+        assert_eq!(v["store"]["hours"], 2);
+        assert_eq!(v["store"]["cells"], 2);
+        assert_eq!(v["store"]["combinations"], 2);
+        assert!(v["store"]["bytes"].as_u64().unwrap() > 0);
         for key in ["by_model", "by_tenant", "by_region"] {
             assert_eq!(v[key][0]["requests"], 2, "{key}");
         }

@@ -34,6 +34,14 @@ impl Interner {
         self.names.is_empty()
     }
 
+    /// Heap bytes held: each name twice (the list and the map's key) and the map.
+    pub fn heap_bytes(&self) -> usize {
+        let text: usize = self.names.iter().map(|n| n.len()).sum();
+        2 * text
+            + self.names.capacity() * std::mem::size_of::<Box<str>>()
+            + super::tally::map_bytes::<Box<str>, NameId>(self.ids.capacity())
+    }
+
     /// Keeps the names `keep` says (by id) and renumbers them densely in their old
     /// order; returns old id -> new id (`u32::MAX` for a dropped name).
     pub fn retain(&mut self, keep: &[bool]) -> Vec<NameId> {

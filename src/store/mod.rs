@@ -62,6 +62,20 @@ impl Default for StoreConfig {
     }
 }
 
+/// What the store holds (see `Store::memory`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StoreMemory {
+    pub hours: usize,
+    pub minutes: usize,
+    /// (hour, combination of the five names) totals.
+    pub cells: usize,
+    pub combinations: usize,
+    /// Distinct names over the five dimensions.
+    pub names: usize,
+    /// Approximate heap bytes of all of the above.
+    pub bytes: u64,
+}
+
 /// Counters of what went into the store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Intake {
@@ -813,6 +827,43 @@ impl Store {
     pub fn footprint(&self) -> (usize, usize, usize) {
         let cells = self.hours.values().map(|b| b.cells.len()).sum();
         (self.hours.len(), cells, self.combo_keys.len())
+    }
+
+    /// What the store holds and about how many heap bytes that takes (by capacity:
+    /// allocator overhead and the B-tree nodes of the bucket maps aside), so a leak
+    /// elsewhere can be told from history piling up (`snapshot --json`, the soak).
+    pub fn memory(&self) -> StoreMemory {
+        use std::mem::size_of;
+        let mut bytes = 0usize;
+        let mut cells = 0usize;
+        for b in self.hours.values() {
+            cells += b.cells.len();
+            bytes += size_of::<Bucket>() + b.cells.heap_bytes();
+            bytes += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+        }
+        for b in self.minutes.values() {
+            bytes += size_of::<MinuteBucket>();
+            bytes += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+        }
+        bytes += self.combo_keys.capacity() * size_of::<ComboKey>();
+        bytes += self.combo_refs.capacity() * size_of::<u32>();
+        bytes += tally::map_bytes::<ComboKey, ComboId>(self.combo_ids.capacity());
+        for lists in &self.combos_of {
+            bytes += lists.capacity() * size_of::<Vec<ComboId>>();
+            bytes += lists
+                .iter()
+                .map(|l| l.capacity() * size_of::<ComboId>())
+                .sum::<usize>();
+        }
+        bytes += self.names.iter().map(Interner::heap_bytes).sum::<usize>();
+        StoreMemory {
+            hours: self.hours.len(),
+            minutes: self.minutes.len(),
+            cells,
+            combinations: self.combo_keys.len(),
+            names: self.names.iter().map(Interner::len).sum(),
+            bytes: bytes as u64,
+        }
     }
 
     /// The time span covered, for "history since" labels.

@@ -48,6 +48,17 @@ impl PackedAgg {
     }
 }
 
+/// Heap bytes of a hash map of this capacity: a slot per entry and a control byte.
+pub(super) fn map_bytes<K, V>(capacity: usize) -> usize {
+    if capacity == 0 {
+        0
+    } else {
+        // hashbrown keeps capacity at 7/8 of its power-of-two bucket count.
+        let buckets = (capacity * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<(K, V)>() + 1)
+    }
+}
+
 /// Totals per key (an interned name or a combination id). Every key is in exactly
 /// one of the two parts.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +117,14 @@ impl Tally {
             .into_iter()
             .filter_map(|(k, a)| renamed(k).map(|n| (n, a)))
             .collect();
+    }
+
+    /// Heap bytes held (capacity, not length: what the allocator gave).
+    pub(super) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.keys.capacity() * size_of::<u32>()
+            + self.vals.capacity() * size_of::<PackedAgg>()
+            + map_bytes::<u32, Agg>(self.open.capacity())
     }
 
     /// The keys, in no particular order.

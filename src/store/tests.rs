@@ -484,3 +484,35 @@ fn names_only_pruned_hours_held_are_forgotten_and_ids_renumbered() {
     fresh.apply(&more(), now);
     assert_eq!(by_names(&s, now), by_names(&fresh, now));
 }
+
+#[test]
+fn memory_counts_what_is_held_and_sealing_an_hour_shrinks_it() {
+    let now = utc("2026-11-28T12:59:00Z");
+    let mut s = Store::new(StoreConfig::default(), now);
+    let facts: Vec<Fact> = (0..5_000)
+        .map(|i| {
+            fact(
+                "2026-11-28T12:10:00Z",
+                "chat",
+                &format!("u{i}"),
+                "m",
+                "0.01",
+            )
+        })
+        .collect();
+    s.apply(&batch(facts), now);
+    let open = s.memory();
+    assert_eq!(
+        (open.hours, open.cells, open.combinations),
+        (1, 5_000, 5_000)
+    );
+    assert_eq!(open.names, 5_000 + 4);
+    // Each cell holds at least its key and a packed total, and the open hour's
+    // maps take more than that.
+    assert!(open.bytes > 5_000 * 2 * 28, "{open:?}");
+    // An hour later the 12:00 bucket (and its minutes) are packed.
+    s.apply(&batch(Vec::new()), utc("2026-11-28T13:00:30Z"));
+    let sealed = s.memory();
+    assert_eq!(sealed.cells, open.cells);
+    assert!(sealed.bytes * 10 < open.bytes * 7, "{open:?} -> {sealed:?}");
+}
