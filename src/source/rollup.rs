@@ -362,7 +362,7 @@ async fn roll_in_transaction(
                 "WITH g(h, f, u, m, t, r, cost, n, i, o, c) AS ({groups}), \
                  up AS (INSERT INTO {r} AS x (hour, feature_name, user_id, model, tenant_id, region, \
                           cost_usd, requests, input_tokens, output_tokens, computed) \
-                   SELECT to_timestamp(h), f, u, m, t, r, cost::numeric, n, i, o, c FROM g \
+                   SELECT to_timestamp(h), f, u, m, t, r, cost::numeric, n, i, o, c FROM g ORDER BY h \
                    ON CONFLICT (hour, feature_name, user_id, model, tenant_id, region) DO UPDATE SET \
                      cost_usd = x.cost_usd + excluded.cost_usd, requests = x.requests + excluded.requests, \
                      input_tokens = x.input_tokens + excluded.input_tokens, \
