@@ -72,8 +72,16 @@ pub struct StoreMemory {
     pub combinations: usize,
     /// Distinct names over the five dimensions.
     pub names: usize,
-    /// Approximate heap bytes of all of the above.
+    /// Approximate heap bytes of all of the above: the sum of the four below.
     pub bytes: u64,
+    /// Of `bytes`: the cells of the hour buckets.
+    pub cell_bytes: u64,
+    /// The per-dimension totals of the hour and minute buckets.
+    pub dimension_bytes: u64,
+    /// The combinations' names, lookup map and per-name lists.
+    pub combination_bytes: u64,
+    /// The interned names.
+    pub name_bytes: u64,
 }
 
 /// Counters of what went into the store.
@@ -834,36 +842,41 @@ impl Store {
     /// elsewhere can be told from history piling up (`snapshot --json`, the soak).
     pub fn memory(&self) -> StoreMemory {
         use std::mem::size_of;
-        let mut bytes = 0usize;
-        let mut cells = 0usize;
+        let mut m = StoreMemory {
+            hours: self.hours.len(),
+            minutes: self.minutes.len(),
+            combinations: self.combo_keys.len(),
+            names: self.names.iter().map(Interner::len).sum(),
+            ..StoreMemory::default()
+        };
+        let mut by_dim = 0usize;
+        let mut cell_bytes = 0usize;
         for b in self.hours.values() {
-            cells += b.cells.len();
-            bytes += size_of::<Bucket>() + b.cells.heap_bytes();
-            bytes += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+            m.cells += b.cells.len();
+            cell_bytes += size_of::<Bucket>() + b.cells.heap_bytes();
+            by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
         }
         for b in self.minutes.values() {
-            bytes += size_of::<MinuteBucket>();
-            bytes += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+            by_dim += size_of::<MinuteBucket>();
+            by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
         }
-        bytes += self.combo_keys.capacity() * size_of::<ComboKey>();
-        bytes += self.combo_refs.capacity() * size_of::<u32>();
-        bytes += tally::map_bytes::<ComboKey, ComboId>(self.combo_ids.capacity());
+        let mut combos = self.combo_keys.capacity() * size_of::<ComboKey>()
+            + self.combo_refs.capacity() * size_of::<u32>()
+            + tally::map_bytes::<ComboKey, ComboId>(self.combo_ids.capacity());
         for lists in &self.combos_of {
-            bytes += lists.capacity() * size_of::<Vec<ComboId>>();
-            bytes += lists
+            combos += lists.capacity() * size_of::<Vec<ComboId>>();
+            combos += lists
                 .iter()
                 .map(|l| l.capacity() * size_of::<ComboId>())
                 .sum::<usize>();
         }
-        bytes += self.names.iter().map(Interner::heap_bytes).sum::<usize>();
-        StoreMemory {
-            hours: self.hours.len(),
-            minutes: self.minutes.len(),
-            cells,
-            combinations: self.combo_keys.len(),
-            names: self.names.iter().map(Interner::len).sum(),
-            bytes: bytes as u64,
-        }
+        let names: usize = self.names.iter().map(Interner::heap_bytes).sum();
+        m.cell_bytes = cell_bytes as u64;
+        m.dimension_bytes = by_dim as u64;
+        m.combination_bytes = combos as u64;
+        m.name_bytes = names as u64;
+        m.bytes = m.cell_bytes + m.dimension_bytes + m.combination_bytes + m.name_bytes;
+        m
     }
 
     /// The time span covered, for "history since" labels.

@@ -510,6 +510,9 @@ fn memory_counts_what_is_held_and_sealing_an_hour_shrinks_it() {
     // Each cell holds at least its key and a packed total, and the open hour's
     // maps take more than that.
     assert!(open.bytes > 5_000 * 2 * 28, "{open:?}");
+    let parts = open.cell_bytes + open.dimension_bytes + open.combination_bytes + open.name_bytes;
+    assert_eq!(parts, open.bytes);
+    assert!(open.cell_bytes > 5_000 * 28 && open.name_bytes > 5_000 * 2 * 2);
     // An hour later the 12:00 bucket (and its minutes) are packed.
     s.apply(&batch(Vec::new()), utc("2026-11-28T13:00:30Z"));
     let sealed = s.memory();
