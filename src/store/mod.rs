@@ -262,14 +262,7 @@ impl Store {
                     self.combo_keys.push(key);
                     self.combo_refs.push(0);
                     self.combo_ids.insert(key, c);
-                    for dim in Dim::ALL {
-                        let lists = &mut self.combos_of[dim.index()];
-                        let id = key[dim.index()] as usize;
-                        if lists.len() <= id {
-                            lists.resize_with(id + 1, Vec::new);
-                        }
-                        lists[id].push(c);
-                    }
+                    list_combo(&mut self.combos_of, &key, c);
                     c
                 }
             };
@@ -398,14 +391,7 @@ impl Store {
             .collect();
         self.combos_of = Default::default();
         for (c, key) in self.combo_keys.iter().enumerate() {
-            for dim in Dim::ALL {
-                let lists = &mut self.combos_of[dim.index()];
-                let id = key[dim.index()] as usize;
-                if lists.len() <= id {
-                    lists.resize_with(id + 1, Vec::new);
-                }
-                lists[id].push(c as ComboId);
-            }
+            list_combo(&mut self.combos_of, key, c as ComboId);
         }
         for b in self.hours.values_mut() {
             b.cells.rename(&combo_map);
@@ -883,6 +869,18 @@ impl Store {
     pub fn history_span(&self, now: DateTime<Utc>) -> Option<Duration> {
         self.oldest_hour()
             .map(|h| now - self.cfg.calendar.hour_start(h))
+    }
+}
+
+/// Adds combination `c` to the list of each of its names (`Store::combos_of`).
+fn list_combo(combos_of: &mut [Vec<Vec<ComboId>>; 5], key: &ComboKey, c: ComboId) {
+    for dim in Dim::ALL {
+        let lists = &mut combos_of[dim.index()];
+        let id = key[dim.index()] as usize;
+        if lists.len() <= id {
+            lists.resize_with(id + 1, Vec::new);
+        }
+        lists[id].push(c);
     }
 }
 

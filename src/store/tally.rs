@@ -145,11 +145,7 @@ impl Tally {
 
     /// Every key once, with its total (sealed keys in order, then the open ones).
     pub(super) fn iter(&self) -> impl Iterator<Item = (u32, Agg)> + '_ {
-        self.keys
-            .iter()
-            .zip(&self.vals)
-            .map(|(k, v)| (*k, v.unpack()))
-            .chain(self.open.iter().map(|(k, a)| (*k, *a)))
+        self.iter_where(|_| true)
     }
 
     /// Like `iter`, over the keys `keep` accepts: the rest are never unpacked.
