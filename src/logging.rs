@@ -13,6 +13,9 @@ pub struct LogGuard {
     pub path: Option<PathBuf>,
 }
 
+/// Log lines queued for the writer thread before new ones are dropped.
+const LOG_QUEUE_LINES: usize = 8_192;
+
 /// Logs to `log.file` (default under XDG state). Failing to open the log is not
 /// fatal: burnrate runs on, and says where it could not write.
 pub fn init(cfg: &Config) -> LogGuard {
@@ -22,7 +25,11 @@ pub fn init(cfg: &Config) -> LogGuard {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     match open(&path) {
         Ok(file) => {
-            let (writer, guard) = tracing_appender::non_blocking(file);
+            // The default queue holds 128,000 lines, allocated up front (4 MB of
+            // resident memory); burnrate logs a few lines a second at most.
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .finish(file);
             let ok = tracing_subscriber::fmt()
                 .with_env_filter(filter)
                 .with_writer(writer)

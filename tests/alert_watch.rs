@@ -177,7 +177,12 @@ async fn three_monitors_and_a_cron_check_send_one_message_per_alert() {
     m.press(b"A");
     m.wait_for("acknowledged", Duration::from_secs(20));
     m.press(b"z");
-    m.wait_for("silenced rule=", Duration::from_secs(20));
+    // The answer names the silence's matchers in key order ("silenced
+    // feature=support_qa, rule=spike_15m for 1h, until ..." or "silenced
+    // rule=runaway_user, user=..."), whichever anomaly `a` opened first.
+    m.wait_until("the silence's answer", Duration::from_secs(20), |t| {
+        t.contains("silenced ") && t.contains(" for 1h, until ")
+    });
     let silences: i64 = c
         .query_one("SELECT count(*) FROM burnrate_alert_silences", &[])
         .await

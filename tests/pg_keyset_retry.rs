@@ -18,12 +18,18 @@ use pg_common::*;
 use presets_common::*;
 use tokio::sync::mpsc;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_keyset_backfill_is_finished_exactly() {
+/// A fresh database with LiteLLM's spend table: the test's client and an admin one.
+async fn litellm_db() -> (TestDb, tokio_postgres::Client, tokio_postgres::Client) {
     let db = TestDb::create().await;
     let c = db.client().await;
     let admin = db.client().await;
     c.batch_execute(LITELLM_DDL).await.unwrap();
+    (db, c, admin)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_keyset_backfill_is_finished_exactly() {
+    let (db, c, admin) = litellm_db().await;
     let now = Utc::now();
     // Rows over ten days (one backfill query per day); the newest is five minutes old,
     // so the first overlap window is [now - 7 min, now - 5 min].
@@ -91,6 +97,64 @@ async fn an_interrupted_keyset_backfill_is_finished_exactly() {
     let truth = litellm_by_feature(&c).await;
     let total: u64 = truth.values().map(|a| a.requests).sum();
     assert_eq!(total, u64::from(next_id) + 1);
+    assert_eq!(store_by_feature(&seen.store), truth);
+    drop(c);
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyset_backfill_cut_inside_a_chunk_counts_each_late_row_once() {
+    let (db, c, admin) = litellm_db().await;
+    let now = Utc::now();
+    // 40 rows of many groups (names vary with the row number), all inside the first
+    // overlap window [newest - 2 min, newest]: far more groups than a page (3).
+    let mut next_id = 0u32;
+    for k in 0..40 {
+        let at = now - ChronoDuration::minutes(5) - ChronoDuration::seconds(k);
+        litellm_row(&c, next_id, at).await;
+        next_id += 1;
+    }
+    let cfg = StoreConfig::default();
+    let map = MapSpec::build(&SourceConfig::default(), Some(Preset::Litellm), "unused").unwrap();
+    let mut opts = options(cfg).with_map(map);
+    opts.backfill_page_groups = 3;
+    let source = PgSource::connect(target(&db.url), opts)
+        .await
+        .expect("connect");
+    assert_eq!(source.mode(), Some(TailMode::KeysetOverlap));
+    let mut seen = Collector::new(cfg);
+    let held = HeldBackfill::start(source, now, &mut seen).await;
+    assert!(kill_source_connections(&admin, &db.name).await >= 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Late rows in the window, in groups on both sides of wherever the cut fell.
+    for k in 0..16 {
+        let at = now - ChronoDuration::minutes(5) - ChronoDuration::seconds(k * 2 + 1);
+        litellm_row(&c, next_id, at).await;
+        next_id += 1;
+    }
+    let mut source = held.interrupted(&mut seen).await;
+    let sent_before: u64 = store_by_feature(&seen.store)
+        .values()
+        .map(|a| a.requests)
+        .sum();
+    assert!(
+        (1..40).contains(&sent_before),
+        "the cut fell inside the chunk: {sent_before} of 40 rows sent"
+    );
+
+    let (tx, mut rx) = mpsc::channel(10_000);
+    source.backfill(&tx, now).await.expect("second backfill");
+    assert!(source.backfill_done());
+    source.poll(&tx).await.expect("poll");
+    assert_eq!(
+        source.poll(&tx).await.expect("poll").rows,
+        0,
+        "nothing twice"
+    );
+    seen.drain(&mut rx);
+    let truth = litellm_by_feature(&c).await;
+    let total: u64 = truth.values().map(|a| a.requests).sum();
+    assert_eq!(total, u64::from(next_id));
     assert_eq!(store_by_feature(&seen.store), truth);
     drop(c);
     db.drop_db().await;

@@ -137,11 +137,12 @@ async fn db_init_keeps_a_serial_id_and_a_schema_qualified_name_works() {
     c.batch_execute("INSERT INTO analytics.cost_events (timestamp, feature_name, cost_usd) VALUES (now(), 'x', 0.75)")
         .await
         .unwrap();
-    assert_eq!(
-        catch_up(&mut source, &tx, &c).await,
-        1,
-        "read with an int4 id"
-    );
+    // The new row, read by an int4 id. The old row too when a transaction elsewhere
+    // on the server (a parallel test) held the backfill's snapshot horizon below
+    // the xid db init's ALTER stamped it with: the backfill then leaves it to the
+    // tail. Either way each row counts once, as the totals below show.
+    let read = catch_up(&mut source, &tx, &c).await;
+    assert!((1..=2).contains(&read), "read with an int4 id: {read} rows");
     seen.drain(&mut rx);
     let by_feature = store_by_feature(&seen.store);
     assert_eq!(by_feature["x"].cost.to_string(), "2");

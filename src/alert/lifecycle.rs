@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{Labels, Observation};
-use crate::detect::Severity;
+use crate::detect::{Severity, rule_family};
 
 /// When messages are due.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,7 +129,8 @@ impl Silence {
     pub fn matches(&self, alert: &Alert) -> bool {
         self.matchers.iter().all(|(k, v)| {
             if k == "rule" {
-                alert.rule() == v
+                // By family: a silenced spike stays silenced when its window moves.
+                rule_family(alert.rule()) == rule_family(v)
             } else {
                 alert.labels().get(k) == Some(v)
             }
@@ -829,6 +830,37 @@ mod tests {
         );
         let err = b.acknowledge(&q.fingerprint(), "ana", t(0)).unwrap_err();
         assert!(err.contains("pending, not firing"), "{err}");
+    }
+
+    #[test]
+    fn a_spike_whose_window_moves_stays_one_alert_and_stays_silenced() {
+        let p = Policy::default();
+        let mut b = Book::default();
+        let five = spike("chat");
+        let fifteen = obs("spike_15m", "chat", Severity::Critical);
+        let sixty = obs("spike_60m", "chat", Severity::Critical);
+        let out = b.step(&eval(1, &[confirmed(&five)]), &p);
+        assert_eq!(fps(&out.firing), ["feature chat"]);
+        // The incident goes on; its strongest window becomes 15, then 60 minutes.
+        for (m, o) in [(2, &fifteen), (3, &five), (4, &sixty), (5, &sixty)] {
+            let out = b.step(&eval(m, &[confirmed(o)]), &p);
+            assert!(out.is_empty(), "minute {m}: {out:?}");
+        }
+        assert_eq!(b.alerts.len(), 1);
+        let a = &b.alerts[&five.fingerprint()];
+        assert_eq!(a.phase, Phase::Firing);
+        assert_eq!(a.rule(), "spike_60m", "it shows the window seen last");
+
+        // A silence made on the 5-minute window covers its later windows.
+        let mut m = Labels::new();
+        m.insert("rule".into(), "spike_5m".into());
+        m.insert("feature".into(), "chat".into());
+        b.silence(m, t(600), "ana", t(6)).unwrap();
+        assert!(b.is_silenced(&b.alerts[&sixty.fingerprint()], t(7)));
+        // Not another rule on the same feature.
+        let daily = obs("today_vs_7d", "chat", Severity::Warning);
+        b.step(&eval(7, &[confirmed(&daily)]), &p);
+        assert!(!b.is_silenced(&b.alerts[&daily.fingerprint()], t(7)));
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::detect::{Anomaly, PendingCondition, Severity};
+use crate::detect::{Anomaly, PendingCondition, Severity, rule_family};
 use crate::model::Dim;
 use crate::money::Money;
 
@@ -38,8 +38,12 @@ pub use lifecycle::{
 pub type Labels = BTreeMap<String, String>;
 
 /// The dedupe key of an alert everywhere (screen, Slack, stored state): a stable
-/// 64-bit FNV-1a hash of the rule id and the sorted labels, as 16 hex digits.
+/// 64-bit FNV-1a hash of the rule's family and the sorted labels, as 16 hex digits.
+/// A spike is one alert whichever window currently reports it (see
+/// [`rule_family`]): `spike_5m` turning into `spike_15m` as the incident goes on
+/// must not page again.
 pub fn fingerprint(rule: &str, labels: &Labels) -> String {
+    let rule = rule_family(rule);
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     let mut eat = |bytes: &[u8]| {
         for b in bytes {
@@ -205,7 +209,10 @@ mod tests {
         let f = fingerprint("spike_5m", &a);
         assert_eq!(f.len(), 16);
         assert_eq!(f, fingerprint("spike_5m", &a.clone()));
-        assert_ne!(f, fingerprint("spike_15m", &a));
+        assert_ne!(f, fingerprint("runaway_user", &a));
+        // A spike is one alert whichever window reports it.
+        assert_eq!(f, fingerprint("spike_15m", &a));
+        assert_eq!(f, fingerprint("spike_60m", &a));
         let mut b = a.clone();
         b.insert("model".into(), "gpt-4o".into());
         assert_ne!(f, fingerprint("spike_5m", &b));

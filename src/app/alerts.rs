@@ -60,7 +60,8 @@ pub struct AlertsSummary {
     pub slack: String,
     /// A Slack configuration error, a state error: shown until it clears.
     pub problem: Option<String>,
-    /// The answer to the last key (ack, silence, list, lift), with its time.
+    /// The answer to the last key (ack, silence, list, lift), with the time it came:
+    /// shown for 8 s from then, however long the shared state took to answer.
     pub note: Option<(String, DateTime<Utc>)>,
     pub desktop: Option<String>,
 }
@@ -329,6 +330,12 @@ async fn alert_task(
     // A request's summary is taken after the engine acted: a silence starts at the
     // engine's clock, and a summary dated before it would not list it as active.
     let after = || eval_now(Utc::now());
+    // The answer to a key (ack, silence, lift, list) is shown for 8 s from when it
+    // came, and logged: who silenced what is worth finding again.
+    let answer = |note: String| {
+        tracing::info!(%note, "alerts: answered a key");
+        set(&|s| s.note = Some((note.clone(), Utc::now())));
+    };
     if let Some(text) = desktop.as_ref().and_then(|d| d.status()) {
         set(&|s| s.desktop = Some(text.clone()));
     }
@@ -367,7 +374,7 @@ async fn alert_task(
                             }
                             Err(e) => format!("cannot acknowledge: {e}"),
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
+                        answer(note);
                     }
                     AlertRequest::Silence { matchers, until: end } => {
                         let until = match end {
@@ -390,7 +397,7 @@ async fn alert_task(
                             }
                             Err(e) => format!("cannot silence: {e}"),
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
+                        answer(note);
                     }
                     AlertRequest::Lift { matchers } => {
                         let book = engine.store.load().await.unwrap_or_default();
@@ -410,7 +417,7 @@ async fn alert_task(
                                 Err(e) => format!("cannot lift: {e}"),
                             },
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
+                        answer(note);
                     }
                     AlertRequest::LiftId { id } => {
                         let note = match engine.lift(id.clone()).await {
@@ -420,7 +427,7 @@ async fn alert_task(
                             }
                             Err(e) => format!("cannot lift {id}: {e}"),
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
+                        answer(note);
                     }
                     AlertRequest::List => {
                         let note = match engine.store.load().await {
@@ -444,7 +451,7 @@ async fn alert_task(
                             }
                             Err(e) => format!("cannot list silences: {e}"),
                         };
-                        set(&|s| s.note = Some((note.clone(), now)));
+                        answer(note);
                     }
                 }
             }

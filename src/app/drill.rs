@@ -967,6 +967,17 @@ mod tests {
             (after - before) / 1024,
             (after - before) * 1024 / cells.max(1) as u64
         );
+        let m = store.memory();
+        eprintln!(
+            "store.memory: {} MiB: cells {} MiB, per-dimension totals {} MiB, combinations {} MiB \
+             ({} bytes each), names {} MiB",
+            m.bytes >> 20,
+            m.cell_bytes >> 20,
+            m.dimension_bytes >> 20,
+            m.combination_bytes >> 20,
+            m.combination_bytes / m.combinations.max(1) as u64,
+            m.name_bytes >> 20
+        );
         assert!(cells > 0);
     }
 

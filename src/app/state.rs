@@ -11,7 +11,7 @@ use super::drill::{self, Change, Level, Nav, Window};
 use super::keymap::{Action, Keymap};
 use super::overview::build_overview;
 use super::view::{BackfillProgress, DrillView, Overview, Screen, StatusView, TopState};
-use crate::detect::{DetectParams, DetectorState};
+use crate::detect::{DetectParams, DetectorState, rule_family};
 use crate::model::{Connection, Dim, RequestRow, SourceMsg, SourceStatus, TopQuery};
 use crate::money::Money;
 use crate::store::Store;
@@ -298,10 +298,12 @@ impl App {
             .alert_selected
             .as_ref()
             .filter(|s| {
-                self.overview
-                    .anomalies
-                    .iter()
-                    .any(|a| a.rule == s.rule && a.dim == s.dim && a.name == s.name)
+                self.overview.anomalies.iter().any(|a| {
+                    // A spike stays selected when its strongest window moves.
+                    rule_family(&a.rule) == rule_family(&s.rule)
+                        && a.dim == s.dim
+                        && a.name == s.name
+                })
             })
             .or_else(|| self.overview.anomalies.first())?;
         Some(crate::alert::Observation::from_anomaly(a))

@@ -104,7 +104,8 @@ pub mod stats;
 pub use forecast::{MonthForecast, month_forecast};
 pub use rules::{
     DetectParams, DetectorState, Limits, ONE_USER_BASELINE, PendingCondition, detect,
-    detect_with_state, evaluate, same_time_previous_days, spike_windows, today_vs_previous_days,
+    detect_with_state, evaluate, rule_family, same_time_previous_days, spike_windows,
+    today_vs_previous_days,
 };
 
 #[cfg(test)]

@@ -143,11 +143,28 @@ pub fn spike_windows() -> [i64; 3] {
 /// it. Small and explicit: pass the same value to every [`evaluate`] call.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DetectorState {
+    /// Keyed by (rule family, dimension, name): see [`rule_family`].
     tracks: HashMap<(String, Dim, String), Track>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The condition a rule id belongs to: "spike" for `spike_5m`, `spike_15m` and
+/// `spike_60m`, else the id itself. A spike reports the window that clears its bar
+/// by the most, and that window moves as an incident goes on (5 minutes first, 15
+/// and 60 as the excess fills them), sometimes between two evaluations a second
+/// apart. It is one condition throughout: it is confirmed, fingerprinted and
+/// silenced by its family, never restarted because its strongest window changed.
+pub fn rule_family(rule: &str) -> &str {
+    if rule.starts_with("spike_") {
+        "spike"
+    } else {
+        rule
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 struct Track {
+    /// The rule id last seen for the condition (a spike's current window).
+    rule: String,
     /// When the condition was first seen in this streak (its window's start).
     since: DateTime<Utc>,
     /// The minute of the last evaluation that saw it.
@@ -172,8 +189,8 @@ impl DetectorState {
             .tracks
             .iter()
             .filter(|(_, t)| t.streak < p.pending.max(1))
-            .map(|((rule, dim, name), t)| PendingCondition {
-                rule: rule.clone(),
+            .map(|((_, dim, name), t)| PendingCondition {
+                rule: t.rule.clone(),
                 dim: *dim,
                 name: name.clone(),
                 since: t.since,
@@ -216,25 +233,30 @@ pub fn evaluate(
     let mut seen = HashMap::new();
     for c in fast_candidates(store, now, p) {
         let a = c.anomaly;
-        let key = (a.rule.clone(), a.dim, a.name.clone());
+        let key = (rule_family(&a.rule).to_string(), a.dim, a.name.clone());
         let since = a.since.unwrap_or(now);
+        let rule = a.rule.clone();
         let track = match state.tracks.get(&key) {
-            Some(t) if t.minute == minute => *t,
+            Some(t) if t.minute == minute => Track { rule, ..t.clone() },
             Some(t) if t.minute == minute - 1 => Track {
+                rule,
                 since: t.since.min(since),
                 minute,
                 streak: t.streak.saturating_add(1),
             },
             _ => Track {
+                rule,
                 since,
                 minute,
                 streak: 1,
             },
         };
+        let streak = track.streak;
+        let since = track.since;
         seen.insert(key, track);
-        if track.streak >= p.pending.max(1) {
+        if streak >= p.pending.max(1) {
             found.push(Anomaly {
-                since: Some(track.since),
+                since: Some(since),
                 ..a
             });
         }
@@ -2037,5 +2059,43 @@ mod tests {
                 .all(|a| a.name != "brand_new" || a.severity == Severity::Info),
             "{found:#?}"
         );
+    }
+
+    #[test]
+    fn a_long_spike_stays_confirmed_while_its_strongest_window_moves() {
+        // support_qa runs away for 70 minutes at $20 a minute against a steady $60 an
+        // hour; the dashboard evaluates once a minute. The window that clears its bar
+        // by the most moves from 5 to 15 to 60 minutes; the condition must not
+        // restart its pending count each time it does.
+        let start = utc("2026-11-28T14:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), start);
+        steady(&mut s, start, "support_qa", 60, 10);
+        let p = params();
+        let mut state = DetectorState::default();
+        let mut rules = Vec::new();
+        let mut since = None;
+        for m in 0..70 {
+            let at = start + Duration::minutes(m) + Duration::seconds(30);
+            let steady_minute = fact(at, "support_qa", "steady_user", Money::from_dollars(1), 20);
+            let loop_minute = fact(at, "support_qa", "user_4812", Money::from_dollars(20), 50);
+            let now = start + Duration::minutes(m + 1);
+            s.apply(&FactBatch::of_rows(vec![steady_minute, loop_minute]), now);
+            let found = evaluate(&s, now, &p, &mut state);
+            let spike = found
+                .iter()
+                .find(|a| a.dim == Dim::Feature && a.name == "support_qa");
+            if m + 1 >= p.pending as i64 {
+                let a = spike.unwrap_or_else(|| panic!("minute {m}: {found:#?}"));
+                assert_eq!(rule_family(&a.rule), "spike");
+                // One streak: its start never moves later (a longer window can
+                // only take it back to that window's own start).
+                assert!(since.is_none_or(|s| a.since <= s), "minute {m}: {a:#?}");
+                since = Some(a.since);
+                rules.push(a.rule.clone());
+            }
+        }
+        rules.dedup();
+        assert!(rules.len() >= 2, "the window moved: {rules:?}");
+        assert_eq!(rules.first().map(String::as_str), Some("spike_5m"));
     }
 }

@@ -1,15 +1,17 @@
 //! The backfill: history aggregated server-side, one query per six hours, newest first, all
 //! in ONE repeatable-read snapshot whose horizon becomes the tail's starting point.
 //!
-//! Interruptions are exact without buffering the history in memory: each chunk is
-//! sent as soon as it is read, and the plan remembers, per chunk, the horizon it was
-//! counted at. A retry on a new connection takes a new snapshot and, for a chunk
-//! already sent, reads only the rows between the old horizon and the new one (an
-//! increment); unsent chunks are read in full. Every `Backfill` message is therefore
-//! a delta to add, and no row is counted twice or skipped. The plan (chunk bounds,
-//! minute floor) stays as first computed, so increments land in the same buckets.
-//! Keyset mode has no horizon to compare: a sent chunk reads nothing more, and its
-//! rows that arrived since are left unseen for the tail's overlap window.
+//! Interruptions are exact without buffering the history in memory. Each query's
+//! groups are read in pages, in group-key order, and each page is sent before the next
+//! is read, so a burst of a million groups costs one page of memory. The plan
+//! remembers, per chunk, which keys were sent at which horizon (`ChunkSent`). A retry
+//! on a new connection takes a new snapshot and, for keys already sent, reads only the
+//! rows between the old horizon and the new one (an increment); keys never sent are
+//! read in full. Every `Backfill` message is therefore a delta to add, and no row is
+//! counted twice or skipped. The plan (chunk bounds, minute floor) stays as first
+//! computed, so increments land in the same buckets. Keyset mode has no horizon to
+//! compare: keys already sent read nothing more, and their rows that arrived since are
+//! left unseen for the tail's overlap window.
 
 use std::time::Instant;
 
@@ -22,7 +24,7 @@ use super::error::{ErrorContext, SourceError};
 use super::idgaps::GapTracker;
 use super::keyset::KeysetTracker;
 use super::pg::{Cursor, Live, PgSource, client_deadline, epoch_to_utc, timed};
-use super::sql::{Horizon, Params, SNAPSHOT_XMIN};
+use super::sql::{GroupKey, Horizon, Params, SNAPSHOT_XMIN, SentRanges};
 use crate::calendar::Calendar;
 use crate::model::{Agg, Connection, Fact, FactBatch, RejectReason, SourceMsg, TailMode};
 use crate::money::Money;
@@ -41,18 +43,61 @@ pub(super) struct BackfillPlan {
     /// [from, to) per query, newest first; the newest is open-ended so future-dated
     /// rows are not lost.
     chunks: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
-    /// Per step (the chunks, then the reject count): the horizon already sent.
-    sent: Vec<Option<Horizon>>,
+    /// Per chunk: which of its groups were sent, at which horizon.
+    sent: Vec<ChunkSent>,
+    /// The reject count's horizon, once sent.
+    rejects_sent: Option<Horizon>,
     /// Keyset mode: the window keys counted so far, kept across attempts.
     keyset: Option<KeysetTracker>,
 }
 
-/// The span of one backfill query. A chunk's groups are held twice while they are
-/// decoded (the rows, then the facts) and are all sent before the chunk counts as
-/// read, so the chunk bounds the backfill's transient memory: six hours of the
-/// benchmark's 50,000 users are about 60,000 groups (a day was 230,000, some 200 MB
-/// in flight).
+/// The span of one backfill query. Its groups are read in pages, so memory does not
+/// depend on it; shorter chunks give finer progress and smaller server-side sorts.
 const CHUNK: Duration = Duration::hours(6);
+
+/// Which of a chunk's groups were sent, and at which horizon (see `SentRanges`).
+/// Groups are read in key order, so an attempt that stops has sent exactly the keys up
+/// to the last one it sent; a later attempt reads, per range, only what is new.
+#[derive(Debug, Clone, Default)]
+struct ChunkSent {
+    ranges: Vec<(Option<GroupKey>, Horizon)>,
+}
+
+impl ChunkSent {
+    /// True once every group of the chunk was sent (at some horizon).
+    fn is_complete(&self) -> bool {
+        matches!(self.ranges.last(), Some((None, _)))
+    }
+
+    /// Records that the keys up to `upto` (inclusive; None: all) are now counted at
+    /// `horizon`.
+    fn sent_upto(&mut self, upto: Option<GroupKey>, horizon: &Horizon) {
+        match &upto {
+            None => self.ranges.clear(),
+            Some(key) => self
+                .ranges
+                .retain(|(upper, _)| upper.as_ref().is_none_or(|u| u > key)),
+        }
+        self.ranges.insert(0, (upto, horizon.clone()));
+    }
+
+    /// The horizon the group `key` was counted at; None if it was never sent.
+    fn counted_at(&self, key: &GroupKey) -> Option<&Horizon> {
+        self.ranges
+            .iter()
+            .find(|(upper, _)| upper.as_ref().is_none_or(|u| key <= u))
+            .map(|(_, horizon)| horizon)
+    }
+
+    /// The highest key sent, if some but not all were.
+    fn last_sent(&self) -> Option<&GroupKey> {
+        self.ranges.last().and_then(|(upper, _)| upper.as_ref())
+    }
+
+    fn ranges(&self) -> &SentRanges {
+        &self.ranges
+    }
+}
 
 impl BackfillPlan {
     pub(super) fn new(cfg: &StoreConfig, now: DateTime<Utc>) -> BackfillPlan {
@@ -67,23 +112,24 @@ impl BackfillPlan {
         }
         chunks.push((from, None));
         chunks.reverse();
-        let sent = vec![None; chunks.len() + 1];
+        let sent = vec![ChunkSent::default(); chunks.len()];
         BackfillPlan {
             history_start,
             minute_floor,
             phase: cfg.calendar.phase_secs(),
             chunks,
             sent,
+            rejects_sent: None,
             keyset: None,
         }
     }
 
-    /// True if the chunk holding `at` was already sent (at some horizon).
-    fn sent_covers(&self, at: DateTime<Utc>) -> bool {
+    /// True if the group `key` of a row at `at` was already sent (at some horizon).
+    fn sent_covers(&self, at: DateTime<Utc>, key: &GroupKey) -> bool {
         self.chunks
             .iter()
             .position(|&(from, to)| from <= at && to.is_none_or(|to| at < to))
-            .is_some_and(|step| self.sent[step].is_some())
+            .is_some_and(|step| self.sent[step].counted_at(key).is_some())
     }
 
     /// Rollup mode: hours before this come from the rollup (the billing hour
@@ -95,7 +141,7 @@ impl BackfillPlan {
     }
 
     pub(super) fn total_steps(&self) -> u64 {
-        self.sent.len() as u64
+        self.sent.len() as u64 + 1
     }
 }
 
@@ -181,12 +227,15 @@ impl PgSource {
                         &ctx,
                         limit,
                         "reading the keys of the newest rows",
-                        txn.query(&sql.keyset_window(&info.map), &[&cutoff]),
+                        txn.query(
+                            &sql.keyset_window(&info.map),
+                            &[&cutoff, &plan.minute_floor, &plan.phase],
+                        ),
                     )
                     .await?;
                     for r in &keys {
                         let at: DateTime<Utc> = get(r, 1, &ctx)?;
-                        if plan.sent_covers(at) {
+                        if plan.sent_covers(at, &group_key(r, 2, &ctx)?) {
                             continue;
                         }
                         let key: Option<String> = get(r, 0, &ctx)?;
@@ -293,66 +342,79 @@ impl PgSource {
 
         for step in 0..plan.chunks.len() {
             let (chunk_from, chunk_to) = plan.chunks[step];
+            let sent = &plan.sent[step];
             let mut p = Params::default();
             let from = p.push(chunk_from);
             let to = chunk_to.map(|t| p.push(t));
             let minute_floor = p.push(plan.minute_floor);
             let phase = p.push(plan.phase);
-            let mut filter = sql
-                .horizon_filter(plan.sent[step].as_ref(), &horizon, &mut p)
-                .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
-            // A whole chunk before the recent hours, read for the first time: its
+            // A chunk before the recent hours with groups never sent: those groups'
             // rolled-up hours, and the raw rows the rollup has not taken in.
             let from_rollup = match (rollup, chunk_to) {
                 (Some((upto, before)), Some(chunk_to))
-                    if plan.sent[step].is_none() && chunk_to <= before =>
+                    if !sent.is_complete() && chunk_to <= before =>
                 {
                     let upto = p.push(upto.to_string());
-                    filter = format!("({filter}) AND {}", sql.tx_at_least(&upto));
-                    let mut rp = Params::default();
-                    let (rf, rt) = (rp.push(chunk_from), rp.push(chunk_to));
-                    let rows = timed(
-                        &ctx,
-                        limit,
-                        "reading the rollup",
-                        txn.query(
-                            &super::rollup::groups_sql(&rollup_tables, &rf, &rt, scoped),
-                            &rp.refs(),
-                        ),
-                    )
-                    .await?;
-                    self.read_rollup = true;
-                    Some(groups_to_batch(&rows, &ctx)?)
+                    let (rf, rt) = (p.push(chunk_from), p.push(chunk_to));
+                    let groups = super::rollup::groups_sql(
+                        &rollup_tables,
+                        &rf,
+                        &rt,
+                        scoped,
+                        sent.last_sent(),
+                        &mut p,
+                    );
+                    Some((sql.tx_at_least(&upto), groups))
                 }
                 _ => None,
             };
-            let text = sql.backfill_groups(from, to, minute_floor, phase, &filter);
-            let rows = timed(
+            let filter = sql
+                .chunk_filter(
+                    sent.ranges(),
+                    &horizon,
+                    from_rollup.as_ref().map(|(raw_also, _)| raw_also.as_str()),
+                    &minute_floor,
+                    &phase,
+                    &mut p,
+                )
+                .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+            let groups = sql.backfill_groups(from, to, minute_floor, phase, &filter);
+            let text = sql.backfill_chunk(&groups, from_rollup.as_ref().map(|(_, g)| g.as_str()));
+            self.read_rollup |= from_rollup.is_some();
+            // Pages of one query, in key order: each is sent before the next is read,
+            // so memory stays at a page however many groups a burst made, and an
+            // interruption leaves a key below which everything was sent.
+            let portal = timed(
                 &ctx,
                 limit,
                 "aggregating history",
-                txn.query(&text, &p.refs()),
+                txn.bind(text.as_str(), &p.refs()),
             )
             .await?;
-            let mut batch = groups_to_batch(&rows, &ctx)?;
-            drop(rows);
-            if let Some(rolled) = from_rollup {
-                batch.rows += rolled.rows;
-                batch.facts.extend(rolled.facts);
-                for (reason, n) in rolled.rejected {
-                    *batch.rejected.entry(reason).or_default() += n;
+            let page = self.opts.backfill_page_groups.clamp(1, i32::MAX as usize);
+            loop {
+                let rows = timed(
+                    &ctx,
+                    limit,
+                    "aggregating history",
+                    txn.query_portal(&portal, page as i32),
+                )
+                .await?;
+                let Some(last) = rows.last() else { break };
+                let last_key = group_key(last, 0, &ctx)?;
+                let full_page = rows.len() >= page;
+                let batch = groups_to_batch(&rows, &ctx)?;
+                drop(rows);
+                self.computed_rows += batch.facts.iter().map(|f| f.agg.computed).sum::<u64>();
+                tx.send(SourceMsg::Backfill { batch, done: false })
+                    .await
+                    .map_err(|_| SourceError::ChannelClosed)?;
+                plan.sent[step].sent_upto(Some(last_key), &horizon);
+                if !full_page {
+                    break;
                 }
             }
-            self.computed_rows += batch.facts.iter().map(|f| f.agg.computed).sum::<u64>();
-            for part in split_batch(batch, super::run::FACTS_PER_MESSAGE) {
-                tx.send(SourceMsg::Backfill {
-                    batch: part,
-                    done: false,
-                })
-                .await
-                .map_err(|_| SourceError::ChannelClosed)?;
-            }
-            plan.sent[step] = Some(horizon.clone());
+            plan.sent[step].sent_upto(None, &horizon);
             let done_steps = step as u64 + 1;
             self.status
                 .send(
@@ -367,14 +429,13 @@ impl PgSource {
                 .await?;
         }
 
-        let last = plan.chunks.len();
         let mut p = Params::default();
         let from = p.push(plan.history_start);
         let mut filter = sql
-            .horizon_filter(plan.sent[last].as_ref(), &horizon, &mut p)
+            .horizon_filter(plan.rejects_sent.as_ref(), &horizon, &mut p)
             .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
         let mut counted = Vec::new();
-        if let (Some((upto, before)), None) = (rollup, &plan.sent[last]) {
+        if let (Some((upto, before)), None) = (rollup, &plan.rejects_sent) {
             // Rejected rows the rollup holds for the hours it covers here, and the
             // raw ones outside it.
             let (upto, before_param) = (p.push(upto.to_string()), p.push(before));
@@ -421,7 +482,7 @@ impl PgSource {
         tx.send(SourceMsg::Backfill { batch, done: true })
             .await
             .map_err(|_| SourceError::ChannelClosed)?;
-        plan.sent[last] = Some(horizon);
+        plan.rejects_sent = Some(horizon);
         // Everything is sent: from here on only the tail may add rows.
         self.cursor = Some(cursor);
         self.plan = None;
@@ -446,48 +507,29 @@ fn count(n: i64, ctx: &ErrorContext<'_>) -> Result<u64, SourceError> {
     u64::try_from(n).map_err(|_| ctx.unexpected(format!("negative count {n}")))
 }
 
-/// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
-/// Splits a batch into parts of at most `max` facts (rows and rejects travel with
-/// the first part); an empty batch gives no part.
-fn split_batch(mut batch: FactBatch, max: usize) -> Vec<FactBatch> {
-    if batch.facts.is_empty() && batch.rejected.is_empty() {
-        return Vec::new();
-    }
-    if batch.facts.len() <= max {
-        return vec![batch];
-    }
-    let max = max.max(1);
-    let mut rest = batch.facts.split_off(max);
-    let mut parts = vec![batch];
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(max));
-        parts.push(FactBatch {
-            rows: rest.iter().map(|f| f.agg.requests).sum(),
-            facts: rest,
-            ..FactBatch::default()
-        });
-        rest = tail;
-    }
-    // The first part keeps the batch's row count: take the others' share out.
-    let moved: u64 = parts[1..].iter().map(|p| p.rows).sum();
-    parts[0].rows = parts[0].rows.saturating_sub(moved);
-    parts
+/// The group key in a row's columns from `at` on: bucket epoch, then five names.
+fn group_key(row: &Row, at: usize, ctx: &ErrorContext<'_>) -> Result<GroupKey, SourceError> {
+    Ok(GroupKey {
+        bucket: get(row, at, ctx)?,
+        names: [
+            get(row, at + 1, ctx)?,
+            get(row, at + 2, ctx)?,
+            get(row, at + 3, ctx)?,
+            get(row, at + 4, ctx)?,
+            get(row, at + 5, ctx)?,
+        ],
+    })
 }
 
+/// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
 fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()
     };
     for r in rows {
-        let at = epoch_to_utc(get(r, 0, ctx)?, ctx)?;
-        let names: [String; 5] = [
-            get(r, 1, ctx)?,
-            get(r, 2, ctx)?,
-            get(r, 3, ctx)?,
-            get(r, 4, ctx)?,
-            get(r, 5, ctx)?,
-        ];
+        let GroupKey { bucket, names } = group_key(r, 0, ctx)?;
+        let at = epoch_to_utc(bucket, ctx)?;
         let cost_text: Option<String> = get(r, 6, ctx)?;
         let requests = count(get(r, 7, ctx)?, ctx)?;
         let input_tokens = count(get(r, 8, ctx)?, ctx)?;
@@ -558,43 +600,53 @@ mod tests {
         assert_eq!(plan.total_steps(), 27 * 4 + 3 + 1);
     }
 
+    fn key(bucket: i64, user: &str) -> GroupKey {
+        GroupKey {
+            bucket,
+            names: ["f".into(), user.into(), "m".into(), "t".into(), "r".into()],
+        }
+    }
+
     #[test]
-    fn big_batches_travel_in_parts_that_add_up() {
-        let at = utc("2026-11-28T12:00:00Z");
-        let fact = |i: u64| Fact {
-            at,
-            names: [
-                format!("f{i}"),
-                "u".into(),
-                "m".into(),
-                "t".into(),
-                "r".into(),
-            ],
-            agg: Agg {
-                requests: i + 1,
-                ..Agg::default()
-            },
-        };
-        let mut batch = FactBatch {
-            facts: (0..7).map(fact).collect(),
-            ..FactBatch::default()
-        };
-        batch.rows = batch.facts.iter().map(|f| f.agg.requests).sum::<u64>() + 5;
-        batch.rejected.insert(RejectReason::NullCost, 5);
-        let parts = split_batch(batch.clone(), 3);
-        assert_eq!(
-            parts.iter().map(|p| p.facts.len()).collect::<Vec<_>>(),
-            vec![3, 3, 1]
+    fn a_chunk_remembers_which_keys_each_attempt_sent() {
+        let (h1, h2, h3) = (
+            Horizon::Tx { xmin: 10 },
+            Horizon::Tx { xmin: 20 },
+            Horizon::Tx { xmin: 30 },
         );
-        assert_eq!(parts.iter().map(|p| p.rows).sum::<u64>(), batch.rows);
-        assert_eq!(parts[0].rejected, batch.rejected);
-        assert!(parts[1..].iter().all(|p| p.rejected.is_empty()));
-        let names: Vec<&str> = parts
-            .iter()
-            .flat_map(|p| p.facts.iter().map(|f| f.names[0].as_str()))
-            .collect();
-        assert_eq!(names, ["f0", "f1", "f2", "f3", "f4", "f5", "f6"]);
-        assert_eq!(split_batch(batch.clone(), 10).len(), 1);
-        assert!(split_batch(FactBatch::default(), 3).is_empty());
+        let mut sent = ChunkSent::default();
+        assert!(!sent.is_complete());
+        assert_eq!(sent.counted_at(&key(0, "a")), None);
+        // The first attempt sent two pages, then the connection dropped.
+        sent.sent_upto(Some(key(60, "b")), &h1);
+        sent.sent_upto(Some(key(120, "c")), &h1);
+        assert_eq!(sent.last_sent(), Some(&key(120, "c")));
+        assert_eq!(sent.counted_at(&key(60, "z")), Some(&h1));
+        assert_eq!(sent.counted_at(&key(120, "c")), Some(&h1));
+        assert_eq!(sent.counted_at(&key(120, "d")), None);
+        // The second sent one page (below the first's reach), then dropped too.
+        sent.sent_upto(Some(key(60, "m")), &h2);
+        assert_eq!(sent.counted_at(&key(60, "a")), Some(&h2));
+        assert_eq!(sent.counted_at(&key(60, "m")), Some(&h2));
+        assert_eq!(sent.counted_at(&key(60, "n")), Some(&h1));
+        assert_eq!(sent.counted_at(&key(180, "a")), None);
+        assert_eq!(sent.ranges().len(), 2);
+        // The third passed the first's reach, then finished.
+        sent.sent_upto(Some(key(180, "a")), &h3);
+        assert_eq!(sent.ranges().len(), 1);
+        assert_eq!(sent.counted_at(&key(120, "c")), Some(&h3));
+        assert!(!sent.is_complete());
+        sent.sent_upto(None, &h3);
+        assert!(sent.is_complete());
+        assert_eq!(sent.counted_at(&key(9_999, "zz")), Some(&h3));
+        assert_eq!(sent.last_sent(), None);
+    }
+
+    #[test]
+    fn group_keys_order_names_byte_by_byte_like_the_c_collation() {
+        // Upper case sorts before lower case, and any multi-byte UTF-8 after ASCII.
+        assert!(key(0, "Zed") < key(0, "alice"));
+        assert!(key(0, "zz") < key(0, "é"));
+        assert!(key(0, "zz") < key(60, "A"), "the bucket comes first");
     }
 }

@@ -48,6 +48,9 @@ pub struct SourceOptions {
     /// Rollup mode (see `source::rollup`).
     pub rollup: bool,
     pub rollup_every: Duration,
+    /// Groups per page of a backfill query: one message to the store each, and the
+    /// most the backfill holds at once. Tests shrink it to cut a chunk mid-way.
+    pub backfill_page_groups: usize,
 }
 
 impl SourceOptions {
@@ -64,6 +67,7 @@ impl SourceOptions {
             notify_channel: db.notify_channel.clone(),
             rollup: db.rollup,
             rollup_every: db.rollup_every,
+            backfill_page_groups: super::run::FACTS_PER_MESSAGE,
         }
     }
 

@@ -27,7 +27,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::connect::ConnectTarget;
 use super::error::{ErrorContext, SourceError};
 use super::schema::{TableInfo, TableName, quote_ident};
-use super::sql::{Horizon, Params, SNAPSHOT_XMIN, Sql};
+use super::sql::{GroupKey, Horizon, Params, SNAPSHOT_XMIN, Sql, compare_key};
 
 /// The rollup's tables, quoted, in the raw table's schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -426,19 +426,33 @@ async fn roll_in_transaction(
     })
 }
 
-/// The backfill's rows of the rollup for hours in `[from, to)`, in the column layout
-/// of `Sql::backfill_groups` (`$from`, `$to` are timestamptz parameters). With a
-/// tenant scope, only that tenant's groups.
-pub(super) fn groups_sql(t: &RollupTables, from: &str, to: &str, scoped: bool) -> String {
+/// The backfill's rows of the rollup for hours in `[from, to)` whose group key is
+/// above `after` (all of them for None), in the column layout of
+/// `Sql::backfill_groups` but with the cost as numeric (`$from`, `$to` are timestamptz
+/// parameters). With a tenant scope, only that tenant's groups.
+pub(super) fn groups_sql(
+    t: &RollupTables,
+    from: &str,
+    to: &str,
+    scoped: bool,
+    after: Option<&GroupKey>,
+    p: &mut Params,
+) -> String {
     let tenant = if scoped {
         " AND tenant_id = current_setting('burnrate.tenant')"
     } else {
         ""
     };
+    // A rollup row's group key, in `GroupKey` order.
+    let key = "extract(epoch FROM hour)::int8, feature_name COLLATE \"C\", \
+         user_id COLLATE \"C\", model COLLATE \"C\", tenant_id COLLATE \"C\", \
+         region COLLATE \"C\"";
+    let after = after
+        .map(|after| format!(" AND {}", compare_key(key, ">", after, p)))
+        .unwrap_or_default();
     format!(
-        "SELECT extract(epoch FROM hour)::int8, feature_name, user_id, model, tenant_id, region, \
-           cost_usd::text, requests, input_tokens, output_tokens, computed \
-         FROM {} WHERE hour >= {from}::timestamptz AND hour < {to}::timestamptz{tenant}",
+        "SELECT {key}, cost_usd, requests, input_tokens, output_tokens, computed \
+         FROM {} WHERE hour >= {from}::timestamptz AND hour < {to}::timestamptz{tenant}{after}",
         t.rollup
     )
 }

@@ -42,6 +42,40 @@ pub(crate) enum Horizon {
     Snapshot,
 }
 
+/// A backfill group's key, in the order the backfill reads groups: the bucket, then
+/// the five names byte by byte. PostgreSQL's "C" collation compares bytes, as Rust's
+/// `str` does, so the database and the client agree on which keys a page covered.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct GroupKey {
+    pub bucket: i64,
+    pub names: [String; 5],
+}
+
+/// What one backfill chunk has sent: ranges of group keys in key order, each with the
+/// horizon it was counted at. A range covers the keys above the previous range's
+/// upper key up to its own (inclusive; None: every key above). Keys above the last
+/// range were never sent.
+pub(crate) type SentRanges = [(Option<GroupKey>, Horizon)];
+
+/// `(tuple) op (key)` for a group key, its values as parameters.
+pub(crate) fn compare_key(tuple: &str, op: &str, key: &GroupKey, p: &mut Params) -> String {
+    let mut values = vec![format!("{}::int8", p.push(key.bucket))];
+    values.extend(
+        key.names
+            .iter()
+            .map(|n| format!("{}::text", p.push(n.clone()))),
+    );
+    format!("({tuple}) {op} ({})", values.join(", "))
+}
+
+/// The names of a group, each compared byte by byte (see `GroupKey`).
+fn bytewise(names: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| format!("({n}) COLLATE \"C\""))
+        .collect()
+}
+
 pub(crate) struct Sql {
     table: String,
     ts: String,
@@ -247,9 +281,93 @@ impl Sql {
         }
     }
 
+    /// A row's bucket (epoch seconds): its calendar hour, or its minute from
+    /// `minute_floor` on.
+    fn bucket(&self, minute_floor: &str, phase: &str) -> String {
+        let ts = &self.ts;
+        format!(
+            "(CASE WHEN {ts} >= {minute_floor}::timestamptz \
+                 THEN floor(extract(epoch FROM {ts}) / 60) * 60 \
+                 ELSE floor((extract(epoch FROM {ts}) - {phase}::int8) / 3600) * 3600 + {phase}::int8 END)::int8"
+        )
+    }
+
+    /// A row's group key as a tuple, in `GroupKey` order.
+    fn row_key(&self, minute_floor: &str, phase: &str) -> String {
+        let mut parts = vec![self.bucket(minute_floor, phase)];
+        parts.extend(bytewise(&self.names));
+        parts.join(", ")
+    }
+
+    /// The rows one backfill chunk reads now, at `current`: for each range of group
+    /// keys already sent, the rows counted since (`horizon_filter`); for the keys never
+    /// sent, every row below `current` and `unsent_also` (rollup mode: only the raw rows
+    /// the rollup has not taken in). None if the tail mode changed.
+    pub(crate) fn chunk_filter(
+        &self,
+        sent: &SentRanges,
+        current: &Horizon,
+        unsent_also: Option<&str>,
+        minute_floor: &str,
+        phase: &str,
+        p: &mut Params,
+    ) -> Option<String> {
+        let mut arms = Vec::new();
+        let mut fallback = None;
+        let key = self.row_key(minute_floor, phase);
+        for (upper, counted_at) in sent {
+            let filter = self.horizon_filter(Some(counted_at), current, p)?;
+            match upper {
+                Some(upper) => arms.push(format!(
+                    "WHEN {} THEN ({filter})",
+                    compare_key(&key, "<=", upper, p)
+                )),
+                None => fallback = Some(filter),
+            }
+        }
+        let fallback = match fallback {
+            Some(f) => f,
+            None => {
+                let all = self.horizon_filter(None, current, p)?;
+                match unsent_also {
+                    Some(also) => format!("({all}) AND ({also})"),
+                    None => all,
+                }
+            }
+        };
+        Some(if arms.is_empty() {
+            fallback
+        } else {
+            format!("CASE {} ELSE ({fallback}) END", arms.join(" "))
+        })
+    }
+
+    /// One backfill chunk's groups in key order (`GroupKey`), to be read in pages:
+    /// `backfill_groups`, merged with `rollup` (groups of the same columns from the
+    /// rollup, names compared byte by byte) when given.
+    pub(crate) fn backfill_chunk(&self, groups: &str, rollup: Option<&str>) -> String {
+        // The names are selected with the "C" collation, so this order is bytewise.
+        let order = "ORDER BY 1, 2, 3, 4, 5, 6";
+        match rollup {
+            None => format!("{groups} {order}"),
+            Some(rollup) => format!(
+                "SELECT b, n1, n2, n3, n4, n5, sum(cost)::text, sum(requests)::int8, \
+                   sum(input_tokens)::int8, sum(output_tokens)::int8, sum(computed)::int8 \
+                 FROM (SELECT b, n1, n2, n3, n4, n5, cost::numeric, requests, input_tokens, \
+                         output_tokens, computed \
+                       FROM ({groups}) g(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, \
+                         output_tokens, computed) \
+                       UNION ALL {rollup}) u(b, n1, n2, n3, n4, n5, cost, requests, \
+                         input_tokens, output_tokens, computed) \
+                 GROUP BY 1, 2, 3, 4, 5, 6 {order}"
+            ),
+        }
+    }
+
     /// Server-side groups of valid rows of one time chunk: (bucket epoch, five names,
     /// cost text, requests, input tokens, output tokens). Buckets are calendar hours,
-    /// or minutes from `minute_floor` on.
+    /// or minutes from `minute_floor` on. The names carry the "C" collation, so the
+    /// groups sort as `GroupKey` does.
     pub(crate) fn backfill_groups(
         &self,
         from: String,
@@ -262,12 +380,8 @@ impl Sql {
         let upper = to
             .map(|t| format!(" AND {ts} < {t}::timestamptz"))
             .unwrap_or_default();
-        let names = self.names.join(", ");
         format!(
-            "SELECT (CASE WHEN {ts} >= {minute_floor}::timestamptz \
-                 THEN floor(extract(epoch FROM {ts}) / 60) * 60 \
-                 ELSE floor((extract(epoch FROM {ts}) - {phase}::int8) / 3600) * 3600 + {phase}::int8 END)::int8, \
-               {names}, sum({cost})::text, count(*), {}, {}, count(*) FILTER (WHERE {computed}) \
+            "SELECT {key}, sum({cost})::text, count(*), {}, {}, count(*) FILTER (WHERE {computed}) \
              FROM {table} e \
              WHERE {ts} >= {from}::timestamptz{upper} AND {not_future} AND {finite} AND {in_range} \
                AND {tokens_ok} AND {horizon} \
@@ -280,6 +394,7 @@ impl Sql {
             in_range = self.cost_in_range,
             tokens_ok = self.tokens_ok,
             computed = self.computed,
+            key = self.row_key(&minute_floor, &phase),
         )
     }
 
@@ -499,15 +614,16 @@ impl Sql {
         )
     }
 
-    /// Keyset backfill: the keys inside the first overlap window, already counted.
-    /// $1 cutoff.
+    /// Keyset backfill: the keys inside the first overlap window, with each row's time
+    /// and group key (`GroupKey`). $1 cutoff, $2 minute floor, $3 phase.
     pub(crate) fn keyset_window(&self, map: &ResolvedMap) -> String {
         format!(
-            "SELECT {key}, {ts_sel} FROM {} e WHERE {ts} >= {cutoff}",
+            "SELECT {key}, {ts_sel}, {group} FROM {} e WHERE {ts} >= {cutoff}",
             self.table,
             key = self.key,
             ts = self.ts,
             ts_sel = self.ts_sel,
+            group = self.row_key("$2", "$3"),
             cutoff = map.ts_value("$1"),
         )
     }

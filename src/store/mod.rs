@@ -8,6 +8,7 @@
 //! Buckets whose time has passed are packed (`tally`), and names and combinations no
 //! retained bucket holds are forgotten (`forget_dead_names`).
 
+mod combos;
 mod intern;
 mod tally;
 
@@ -19,15 +20,13 @@ use chrono::{DateTime, Duration, Utc};
 // level build: FxHash instead of SipHash (no untrusted keys choose buckets here).
 use rustc_hash::FxHashMap;
 
+pub use combos::ComboKey;
+use combos::{ComboId, Combos};
 pub use intern::{Interner, NameId};
 use tally::Tally;
 
 use crate::calendar::Calendar;
 use crate::model::{Agg, Dim, FactBatch, NONE_NAME, RejectReason};
-
-/// Interned names of one combination, indexed by `Dim::index()`.
-pub type ComboKey = [NameId; 5];
-type ComboId = u32;
 
 #[derive(Debug, Default, Clone)]
 struct Bucket {
@@ -115,13 +114,7 @@ impl Intake {
 pub struct Store {
     cfg: StoreConfig,
     names: [Interner; 5],
-    combo_keys: Vec<ComboKey>,
-    combo_ids: FxHashMap<ComboKey, ComboId>,
-    /// Per dimension and name id, the combinations holding that name: a filtered
-    /// query looks up only the cells that can match instead of scanning each bucket.
-    combos_of: [Vec<Vec<ComboId>>; 5],
-    /// Per combination, how many hour buckets hold it (see `forget_dead_names`).
-    combo_refs: Vec<u32>,
+    combos: Combos,
     hours: BTreeMap<i64, Bucket>,
     minutes: BTreeMap<i64, MinuteBucket>,
     /// Buckets written since they were last sealed (see `seal_past`).
@@ -181,10 +174,7 @@ impl Store {
         let mut s = Store {
             cfg,
             names: Default::default(),
-            combo_keys: Vec::new(),
-            combo_ids: FxHashMap::default(),
-            combos_of: Default::default(),
-            combo_refs: Vec::new(),
+            combos: Combos::default(),
             hours: BTreeMap::new(),
             minutes: BTreeMap::new(),
             open_hours: BTreeSet::new(),
@@ -255,22 +245,10 @@ impl Store {
                 let name = if raw.is_empty() { NONE_NAME } else { raw };
                 key[dim.index()] = self.names[dim.index()].intern(name);
             }
-            let combo = match self.combo_ids.get(&key) {
-                Some(&c) => c,
-                None => {
-                    let c = self.combo_keys.len() as ComboId;
-                    self.combo_keys.push(key);
-                    self.combo_refs.push(0);
-                    self.combo_ids.insert(key, c);
-                    list_combo(&mut self.combos_of, &key, c);
-                    c
-                }
-            };
+            let combo = self.combos.intern(key);
             let bucket = self.hours.entry(hour).or_default();
             bucket.total.add(&fact.agg);
-            if bucket.cells.add(combo, &fact.agg) {
-                self.combo_refs[combo as usize] += 1;
-            }
+            bucket.cells.add(combo, &fact.agg);
             for dim in Dim::ALL {
                 bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
             }
@@ -311,6 +289,14 @@ impl Store {
                 b.by_dim.iter_mut().for_each(Tally::seal);
             }
         }
+        // The hours still being written (the current one, and any ahead of the
+        // clock) seal too once a burst makes their maps large.
+        for h in self.open_hours.range(cur_hour..) {
+            if let Some(b) = self.hours.get_mut(h) {
+                b.cells.seal_if_large();
+                b.by_dim.iter_mut().for_each(Tally::seal_if_large);
+            }
+        }
         let cur_minute = Calendar::minute_index(now);
         let past: Vec<i64> = self.open_minutes.range(..cur_minute).copied().collect();
         for m in past {
@@ -329,11 +315,6 @@ impl Store {
         self.floor_hour = self.floor_hour.max(floor);
         let kept = self.hours.split_off(&self.floor_hour);
         let dropped = std::mem::replace(&mut self.hours, kept);
-        for b in dropped.values() {
-            for combo in b.cells.keys() {
-                self.combo_refs[combo as usize] -= 1;
-            }
-        }
         if !dropped.is_empty() {
             self.forget_dead_names();
         }
@@ -354,19 +335,32 @@ impl Store {
     /// views keep names), so renumbering is safe between queries.
     fn forget_dead_names(&mut self) {
         const MIN_DEAD: usize = 10_000;
-        let dead = self.combo_refs.iter().filter(|r| **r == 0).count();
-        if dead < MIN_DEAD.max(self.combo_refs.len() / 4) {
+        let live = self.live_combos();
+        let dead = live.iter().filter(|l| !**l).count();
+        if dead < MIN_DEAD.max(self.combos.len() / 4) {
             return;
         }
-        self.forget_dead_names_now();
+        self.forget_dead_names_now(&live);
     }
 
-    fn forget_dead_names_now(&mut self) {
-        let live = |c: usize| self.combo_refs[c] > 0;
+    /// By combination id: whether a retained hour bucket holds it. Found by reading
+    /// every bucket's keys (a few million, once per pruned hour) rather than kept as
+    /// a count per combination (4 bytes each, all the time).
+    fn live_combos(&self) -> Vec<bool> {
+        let mut live = vec![false; self.combos.len()];
+        for b in self.hours.values() {
+            for c in b.cells.keys() {
+                live[c as usize] = true;
+            }
+        }
+        live
+    }
+
+    fn forget_dead_names_now(&mut self, live: &[bool]) {
         let mut keep_names: [Vec<bool>; 5] =
             std::array::from_fn(|d| vec![false; self.names[d].len()]);
-        for (c, key) in self.combo_keys.iter().enumerate() {
-            if live(c) {
+        for (c, key) in self.combos.iter() {
+            if live[c as usize] {
                 for d in 0..5 {
                     keep_names[d][key[d] as usize] = true;
                 }
@@ -374,25 +368,7 @@ impl Store {
         }
         let name_map: [Vec<NameId>; 5] =
             std::array::from_fn(|d| self.names[d].retain(&keep_names[d]));
-        let mut combo_map = vec![ComboId::MAX; self.combo_keys.len()];
-        let mut keys = Vec::new();
-        let mut refs = Vec::new();
-        for (c, key) in self.combo_keys.iter().enumerate() {
-            if live(c) {
-                combo_map[c] = keys.len() as ComboId;
-                keys.push(std::array::from_fn(|d| name_map[d][key[d] as usize]));
-                refs.push(self.combo_refs[c]);
-            }
-        }
-        self.combo_keys = keys;
-        self.combo_refs = refs;
-        self.combo_ids = (self.combo_keys.iter().enumerate())
-            .map(|(c, key)| (*key, c as ComboId))
-            .collect();
-        self.combos_of = Default::default();
-        for (c, key) in self.combo_keys.iter().enumerate() {
-            list_combo(&mut self.combos_of, key, c as ComboId);
-        }
+        let combo_map = self.combos.retain(live, &name_map);
         for b in self.hours.values_mut() {
             b.cells.rename(&combo_map);
             for (d, t) in b.by_dim.iter_mut().enumerate() {
@@ -463,7 +439,7 @@ impl Store {
         let combos = self.matching_combos(filter);
         for (_, b) in self.hours.range(hours) {
             self.for_matching_cells(b, filter, &combos, |combo, a| {
-                let key = &self.combo_keys[combo as usize];
+                let key = self.combos.key(combo);
                 out.entry(key[group.index()]).or_default().add(&a);
             });
         }
@@ -506,22 +482,26 @@ impl Store {
     }
 
     /// The combinations matching every constraint of `filter` (not empty), taken
-    /// from the list of its rarest name.
+    /// from the list of its rarest name, or from every key when no name of the
+    /// filter is in a dimension that keeps lists.
     fn matching_combos(&self, filter: &[(Dim, NameId)]) -> Vec<ComboId> {
         let rarest = filter
             .iter()
-            .map(|(d, id)| {
-                self.combos_of[d.index()]
-                    .get(*id as usize)
-                    .map_or(&[][..], Vec::as_slice)
-            })
-            .min_by_key(|combos| combos.len())
-            .unwrap_or(&[]);
-        rarest
-            .iter()
-            .copied()
-            .filter(|c| self.matches(*c, filter))
-            .collect()
+            .filter_map(|(d, id)| self.combos.holding(*d, *id))
+            .min_by_key(|combos| combos.len());
+        match rarest {
+            Some(list) => list
+                .iter()
+                .copied()
+                .filter(|c| self.matches(*c, filter))
+                .collect(),
+            None => self
+                .combos
+                .iter()
+                .filter(|(_, key)| key_matches(key, filter))
+                .map(|(c, _)| c)
+                .collect(),
+        }
     }
 
     /// Calls `f` with each cell of a bucket matching `filter`, whose combinations
@@ -548,8 +528,7 @@ impl Store {
     }
 
     fn matches(&self, combo: ComboId, filter: &[(Dim, NameId)]) -> bool {
-        let key = &self.combo_keys[combo as usize];
-        filter.iter().all(|(d, id)| key[d.index()] == *id)
+        key_matches(&self.combos.key(combo), filter)
     }
 
     /// One value per hour over `[from, to]` for one name (or the total with `None`).
@@ -612,7 +591,7 @@ impl Store {
                 continue;
             }
             self.for_matching_cells(b, filter, &combos, |combo, a| {
-                let key = &self.combo_keys[combo as usize];
+                let key = self.combos.key(combo);
                 out.entry(key[group.index()])
                     .or_insert_with(|| vec![Agg::default(); len])[slot]
                     .add(&a);
@@ -721,7 +700,7 @@ impl Store {
                 continue;
             }
             self.for_matching_cells(b, q.filter, &combos, |combo, a| {
-                add(self.combo_keys[combo as usize][q.group.index()], &a);
+                add(self.combos.key(combo)[q.group.index()], &a);
                 if window {
                     out.parent.add(&a);
                 }
@@ -820,7 +799,7 @@ impl Store {
     /// Approximate counts for memory accounting: (hour buckets, cells, combos).
     pub fn footprint(&self) -> (usize, usize, usize) {
         let cells = self.hours.values().map(|b| b.cells.len()).sum();
-        (self.hours.len(), cells, self.combo_keys.len())
+        (self.hours.len(), cells, self.combos.len())
     }
 
     /// What the store holds and about how many heap bytes that takes (by capacity:
@@ -831,7 +810,7 @@ impl Store {
         let mut m = StoreMemory {
             hours: self.hours.len(),
             minutes: self.minutes.len(),
-            combinations: self.combo_keys.len(),
+            combinations: self.combos.len(),
             names: self.names.iter().map(Interner::len).sum(),
             ..StoreMemory::default()
         };
@@ -846,16 +825,7 @@ impl Store {
             by_dim += size_of::<MinuteBucket>();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
         }
-        let mut combos = self.combo_keys.capacity() * size_of::<ComboKey>()
-            + self.combo_refs.capacity() * size_of::<u32>()
-            + tally::map_bytes::<ComboKey, ComboId>(self.combo_ids.capacity());
-        for lists in &self.combos_of {
-            combos += lists.capacity() * size_of::<Vec<ComboId>>();
-            combos += lists
-                .iter()
-                .map(|l| l.capacity() * size_of::<ComboId>())
-                .sum::<usize>();
-        }
+        let combos = self.combos.heap_bytes();
         let names: usize = self.names.iter().map(Interner::heap_bytes).sum();
         m.cell_bytes = cell_bytes as u64;
         m.dimension_bytes = by_dim as u64;
@@ -872,18 +842,6 @@ impl Store {
     }
 }
 
-/// Adds combination `c` to the list of each of its names (`Store::combos_of`).
-fn list_combo(combos_of: &mut [Vec<Vec<ComboId>>; 5], key: &ComboKey, c: ComboId) {
-    for dim in Dim::ALL {
-        let lists = &mut combos_of[dim.index()];
-        let id = key[dim.index()] as usize;
-        if lists.len() <= id {
-            lists.resize_with(id + 1, Vec::new);
-        }
-        lists[id].push(c);
-    }
-}
-
 /// Slots of `step` hours needed to cover `[from, to]`.
 fn slots(from: i64, to: i64, step: i64) -> usize {
     if to < from {
@@ -891,6 +849,11 @@ fn slots(from: i64, to: i64, step: i64) -> usize {
     } else {
         ((to - from) / step + 1) as usize
     }
+}
+
+/// Whether a combination's names meet every constraint of `filter`.
+fn key_matches(key: &ComboKey, filter: &[(Dim, NameId)]) -> bool {
+    filter.iter().all(|(d, id)| key[d.index()] == *id)
 }
 
 #[cfg(test)]

@@ -489,7 +489,7 @@ fn names_only_pruned_hours_held_are_forgotten_and_ids_renumbered() {
 fn memory_counts_what_is_held_and_sealing_an_hour_shrinks_it() {
     let now = utc("2026-11-28T12:59:00Z");
     let mut s = Store::new(StoreConfig::default(), now);
-    let facts: Vec<Fact> = (0..5_000)
+    let facts: Vec<Fact> = (0..3_000)
         .map(|i| {
             fact(
                 "2026-11-28T12:10:00Z",
@@ -504,18 +504,64 @@ fn memory_counts_what_is_held_and_sealing_an_hour_shrinks_it() {
     let open = s.memory();
     assert_eq!(
         (open.hours, open.cells, open.combinations),
-        (1, 5_000, 5_000)
+        (1, 3_000, 3_000)
     );
-    assert_eq!(open.names, 5_000 + 4);
+    assert_eq!(open.names, 3_000 + 4);
     // Each cell holds at least its key and a packed total, and the open hour's
-    // maps take more than that.
-    assert!(open.bytes > 5_000 * 2 * 28, "{open:?}");
+    // maps take more than that (under `seal_if_large`'s bar, they stay maps).
+    assert!(open.bytes > 3_000 * 2 * 28, "{open:?}");
     let parts = open.cell_bytes + open.dimension_bytes + open.combination_bytes + open.name_bytes;
     assert_eq!(parts, open.bytes);
-    assert!(open.cell_bytes > 5_000 * 28 && open.name_bytes > 5_000 * 2 * 2);
+    assert!(open.cell_bytes > 3_000 * 28 && open.name_bytes > 3_000 * 2 * 2);
     // An hour later the 12:00 bucket (and its minutes) are packed.
     s.apply(&batch(Vec::new()), utc("2026-11-28T13:00:30Z"));
     let sealed = s.memory();
     assert_eq!(sealed.cells, open.cells);
     assert!(sealed.bytes * 10 < open.bytes * 7, "{open:?} -> {sealed:?}");
+}
+
+#[test]
+fn a_burst_in_the_current_hour_is_sealed_as_it_comes_and_stays_exact() {
+    // 30,000 new users in the current hour, in batches as the tail sends them: the
+    // hour's maps are sealed along the way instead of holding every cell in a map.
+    let now = utc(NOW);
+    let mut s = Store::new(StoreConfig::default(), now);
+    for chunk in 0..30 {
+        let facts: Vec<Fact> = (0..1_000)
+            .map(|i| {
+                let user = format!("bot_{:05}", chunk * 1_000 + i);
+                fact(
+                    "2026-11-28T12:10:00Z",
+                    "support_qa",
+                    &user,
+                    "gpt-4o",
+                    "0.25",
+                )
+            })
+            .collect();
+        s.apply(&batch(facts), now);
+    }
+    // A second pass over the same users lands on sealed cells, in place.
+    let again: Vec<Fact> = (0..30_000)
+        .map(|i| {
+            let user = format!("bot_{i:05}");
+            fact("2026-11-28T12:20:00Z", "support_qa", &user, "gpt-4o", "0.5")
+        })
+        .collect();
+    s.apply(&batch(again), now);
+    let m = s.memory();
+    assert!(
+        m.cell_bytes < 30_000 * 40,
+        "cells sealed as they come: {} bytes for 30,000",
+        m.cell_bytes
+    );
+    let hour = s.hours_from(utc("2026-11-28T12:00:00Z"));
+    let total = s.total(hour.clone());
+    assert_eq!(total.requests, 60_000);
+    assert_eq!(total.cost, "22500".parse::<Money>().unwrap());
+    let users = s.by_dim(Dim::User, hour);
+    assert_eq!(users.len(), 30_000);
+    let one = s.lookup(Dim::User, "bot_12345").unwrap();
+    assert_eq!(users[&one].cost, "0.75".parse::<Money>().unwrap());
+    assert_eq!(users[&one].requests, 2);
 }

@@ -84,6 +84,24 @@ impl PtyApp {
         self._state.path()
     }
 
+    /// The last `lines` of the program's log, for a failure's message (the state
+    /// directory goes when the test unwinds).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let path = self.state_dir().join("burnrate/burnrate.log");
+        match std::fs::read_to_string(&path) {
+            Ok(log) => {
+                let all: Vec<&str> = log.lines().collect();
+                let tail = all[all.len().saturating_sub(lines)..].join("\n");
+                format!(
+                    "last {} lines of {}:\n{tail}",
+                    lines.min(all.len()),
+                    path.display()
+                )
+            }
+            Err(e) => format!("no log at {}: {e}", path.display()),
+        }
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.process_id().expect("child pid")
     }
@@ -128,7 +146,8 @@ impl PtyApp {
             }
             assert!(
                 start.elapsed() < timeout,
-                "{what} did not happen within {timeout:?}; screen:\n{text}"
+                "{what} did not happen within {timeout:?}; screen:\n{text}\n{}",
+                self.log_tail(40)
             );
         }
     }

@@ -33,6 +33,8 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         notify_channel: None,
         rollup: false,
         rollup_every: Duration::from_secs(60),
+        // Small pages, so every test's backfill reads chunks in several pages.
+        backfill_page_groups: 50,
     }
 }
 
