@@ -92,7 +92,9 @@ pub fn no_events(
     if quiet < p.no_events_for {
         return None;
     }
-    let oldest = store.calendar().hour_start(store.oldest_hour()?);
+    // The oldest hour is usually covered only from the backfill's start on: a span
+    // in it would read low, so samples start with the first whole hour.
+    let oldest = store.calendar().hour_start(store.oldest_hour()? + 1);
     let (start, end) = (now - p.no_events_for, now);
     let samples: Vec<f64> = (1..=7)
         .map(|k| Duration::days(k))
@@ -133,9 +135,14 @@ mod tests {
 
     /// 40 requests an hour for `days` days, up to `until`.
     fn traffic(now: DateTime<Utc>, days: i64, until: DateTime<Utc>) -> Store {
+        traffic_from(now, now - Duration::days(days), until)
+    }
+
+    /// One request every 90 s from `first` to `until`.
+    fn traffic_from(now: DateTime<Utc>, first: DateTime<Utc>, until: DateTime<Utc>) -> Store {
         let mut s = Store::new(StoreConfig::default(), now);
         let mut facts = Vec::new();
-        let mut t = now - Duration::days(days);
+        let mut t = first;
         while t < until {
             facts.push(Fact {
                 at: t,
@@ -186,6 +193,27 @@ mod tests {
         // An empty store is not an outage.
         let empty = Store::new(StoreConfig::default(), now);
         assert_eq!(no_events(&empty, "d", now, &p), None);
+    }
+
+    #[test]
+    fn the_partly_covered_first_hour_is_not_a_sample() {
+        let now = utc("2026-11-28T15:00:00Z");
+        let p = HealthParams::default();
+        let quiet_since = now - Duration::minutes(30);
+        // History from 14:40 three days ago: that day's 14:45-15:00 lies in an hour
+        // the store holds only from 14:40 on, so two days are samples, too few.
+        let first = now - Duration::days(3) - Duration::minutes(20);
+        let s = traffic_from(now, first, quiet_since);
+        assert_eq!(no_events(&s, "d", now, &p), None);
+        // From 13:59 on, the hour 14:00-15:00 is whole: three samples, an alert.
+        let first = now - Duration::days(3) - Duration::minutes(61);
+        let s = traffic_from(now, first, quiet_since);
+        let o = no_events(&s, "d", now, &p).expect("three whole samples");
+        assert!(
+            o.summary.contains("about 10 requests are usual"),
+            "{}",
+            o.summary
+        );
     }
 
     #[test]
