@@ -152,7 +152,15 @@ async fn concurrent_and_repeated_checks_send_one_message_per_alert() {
                 && a["labels"]["feature"] == "support_qa"),
         "{firing:#?}"
     );
-    let paged = firing.iter().filter(|a| a["severity"] != "info").count();
+    // Alerts any of the three paged, by fingerprint: a check that runs across
+    // midnight can see one more or one fewer "today" alert than another.
+    let paged = outs
+        .iter()
+        .flat_map(firing_of)
+        .filter(|a| a["severity"] != "info")
+        .map(|a| a["fingerprint"].as_str().unwrap().to_string())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
 
     let received = slack.wait_for(1, Duration::from_secs(5)).await;
     let sent = alerts_in(&received);

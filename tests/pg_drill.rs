@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use burnrate::app::drill::Window;
 use burnrate::app::state::App;
-use burnrate::app::view::DrillView;
+use burnrate::app::view::{Baseline, DrillView};
 use burnrate::detect::DetectParams;
 use burnrate::model::{Agg, Dim, NONE_NAME, TopQuery};
 use burnrate::money::Money;
@@ -100,8 +100,11 @@ fn prev_of(view: &DrillView) -> BTreeMap<String, Agg> {
         .collect()
 }
 
-/// Checks the open level against SQL: rows, parent total, previous window.
-async fn check_level(c: &Client, app: &App) -> DrillView {
+/// Checks the open level, built at `now`, against SQL: rows, parent total, and the
+/// baseline the view says it used (the previous equal window, the hours just before
+/// the window, or none: which one depends on how much history lies before the
+/// window, so on the day of the month for month to date).
+async fn check_level(c: &Client, app: &App, now: DateTime<Utc>) -> DrillView {
     let view = app.drill.clone().expect("a level is open");
     let from = view.window_start;
     let truth = sql_level(c, &view.path, view.dim, from, None).await;
@@ -111,20 +114,41 @@ async fn check_level(c: &Client, app: &App) -> DrillView {
         t
     });
     assert_eq!(view.parent, parent);
-    let len = app.store.hour_index(Utc::now()) - app.store.hour_index(from) + 1;
-    let prev_from = from - Duration::hours(len);
-    let prev = sql_level(c, &view.path, view.dim, prev_from, Some(from)).await;
-    let shown: BTreeMap<String, Agg> = prev_of(&view);
-    let expected: BTreeMap<String, Agg> = prev
-        .into_iter()
-        .filter(|(n, _)| view.rows.iter().any(|r| r.name == *n))
-        .collect();
-    assert_eq!(shown, expected, "previous window of {:?}", view.path);
+    let len = app.store.hour_index(now) - app.store.hour_index(from) + 1;
+    let prev_from = match view.baseline {
+        Baseline::PreviousWindow => Some(from - Duration::hours(len)),
+        Baseline::HoursBefore {
+            hours,
+            window_hours,
+        } => {
+            assert_eq!(window_hours, len);
+            Some(from - Duration::hours(hours))
+        }
+        Baseline::None => None,
+    };
+    let expected: BTreeMap<String, Agg> = match prev_from {
+        Some(prev_from) => sql_level(c, &view.path, view.dim, prev_from, Some(from))
+            .await
+            .into_iter()
+            .filter(|(n, _)| view.rows.iter().any(|r| r.name == *n))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    assert_eq!(
+        prev_of(&view),
+        expected,
+        "{:?} baseline of {:?}",
+        view.baseline,
+        view.path
+    );
     view
 }
 
-fn refresh(app: &mut App) {
-    app.rebuild_if_due(Utc::now(), Duration::zero());
+/// Rebuilds the open level now; returns the instant it was built at.
+fn refresh(app: &mut App) -> DateTime<Utc> {
+    let now = Utc::now();
+    app.rebuild_if_due(now, Duration::zero());
+    now
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,8 +185,8 @@ async fn drill_numbers_equal_sql_along_a_filtered_path() {
     // 7 days: support_qa -> its users -> u_b's models; then the NULL user.
     app.nav.set_window(Window::Week);
     app.nav.drill("support_qa");
-    refresh(&mut app);
-    let users = check_level(&c, &app).await;
+    let now = refresh(&mut app);
+    let users = check_level(&c, &app, now).await;
     assert_eq!(users.dim, Dim::User);
     assert_eq!(users.rows.len(), 7);
     assert!(
@@ -174,8 +198,8 @@ async fn drill_numbers_equal_sql_along_a_filtered_path() {
         "changes are compared"
     );
     app.nav.drill("u_b");
-    refresh(&mut app);
-    let models = check_level(&c, &app).await;
+    let now = refresh(&mut app);
+    let models = check_level(&c, &app, now).await;
     assert_eq!(models.dim, Dim::Model);
     assert_eq!(models.rows.len(), 4, "every model of u_b in 7 days");
     assert_eq!(
@@ -187,22 +211,22 @@ async fn drill_numbers_equal_sql_along_a_filtered_path() {
     );
     app.nav.back();
     app.nav.drill(NONE_NAME);
-    refresh(&mut app);
-    check_level(&c, &app).await;
+    let now = refresh(&mut app);
+    check_level(&c, &app, now).await;
 
     // Every window, and a pivot: support_qa by tenant.
     for w in Window::ALL {
         app.nav.set_window(w);
-        refresh(&mut app);
-        check_level(&c, &app).await;
+        let now = refresh(&mut app);
+        check_level(&c, &app, now).await;
     }
     app.nav.back();
     app.nav.back();
     app.nav.drill("support_qa");
     app.nav.pivot(); // model
     app.nav.pivot(); // tenant
-    refresh(&mut app);
-    let tenants = check_level(&c, &app).await;
+    let now = refresh(&mut app);
+    let tenants = check_level(&c, &app, now).await;
     assert_eq!(tenants.dim, Dim::Tenant);
 
     // The most expensive requests behind support_qa > u_b > gpt-4o, last 7 days.

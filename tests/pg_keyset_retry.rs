@@ -12,7 +12,7 @@ use burnrate::model::TailMode;
 use burnrate::source::PgSource;
 use burnrate::source::columns::{MapSpec, Preset, SourceConfig};
 use burnrate::store::StoreConfig;
-use chrono::{Duration as ChronoDuration, Utc};
+use chrono::{DateTime, Duration as ChronoDuration, DurationRound, Utc};
 use common::TestDb;
 use pg_common::*;
 use presets_common::*;
@@ -27,10 +27,22 @@ async fn litellm_db() -> (TestDb, tokio_postgres::Client, tokio_postgres::Client
     (db, c, admin)
 }
 
+/// The test's "now": the clock, or 15 minutes past the hour when the clock is earlier,
+/// so that today's rows (up to 14 minutes old) all fall in the backfill's newest chunk
+/// (the current hour) at any time of day. Up to 15 minutes in the future, well inside
+/// the tolerance for future timestamps.
+fn past_the_quarter_hour() -> DateTime<Utc> {
+    let now = Utc::now();
+    let quarter =
+        now.duration_trunc(ChronoDuration::hours(1)).unwrap() + ChronoDuration::minutes(15);
+    now.max(quarter)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_interrupted_keyset_backfill_is_finished_exactly() {
     let (db, c, admin) = litellm_db().await;
-    let now = Utc::now();
+    let now = past_the_quarter_hour();
+    let shift = now - Utc::now();
     // Rows over ten days (one backfill query per day); the newest is five minutes old,
     // so the first overlap window is [now - 7 min, now - 5 min].
     let mut next_id = 0u32;
@@ -89,7 +101,12 @@ async fn an_interrupted_keyset_backfill_is_finished_exactly() {
         "nothing twice"
     );
     // A row arriving now, inside the window, is still counted once.
-    litellm_row(&c, next_id, Utc::now() - ChronoDuration::seconds(20)).await;
+    litellm_row(
+        &c,
+        next_id,
+        Utc::now() + shift - ChronoDuration::seconds(20),
+    )
+    .await;
     assert_eq!(source.poll(&tx).await.expect("poll").rows, 1);
     assert_eq!(source.poll(&tx).await.expect("poll").rows, 0);
     seen.drain(&mut rx);
