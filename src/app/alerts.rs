@@ -67,11 +67,16 @@ pub struct AlertsSummary {
 }
 
 impl AlertsSummary {
+    /// True while [`AlertsSummary::line`] shows the answer to the last key.
+    pub fn note_shown(&self, now: DateTime<Utc>) -> bool {
+        self.note
+            .as_ref()
+            .is_some_and(|(_, at)| now - *at < Duration::seconds(8))
+    }
+
     /// One status-bar segment, and whether it is a problem.
     pub fn line(&self, now: DateTime<Utc>) -> (String, bool) {
-        if let Some((note, at)) = &self.note
-            && now - *at < Duration::seconds(8)
-        {
+        if let Some((note, _)) = self.note.as_ref().filter(|_| self.note_shown(now)) {
             return (note.clone(), false);
         }
         let mut parts = vec![format!(

@@ -392,6 +392,7 @@ impl App {
         if let (Some(note), Some(link)) = (note, &mut self.alerts) {
             link.summary.note = Some((note, now));
             self.status.alerts = Some(link.summary.line(now));
+            self.status.alerts_answer = true;
         }
     }
 
@@ -461,15 +462,18 @@ impl App {
                 .filter(|(n, at)| now - *at < Duration::seconds(8) && n.starts_with("silence "))
                 .map(|(n, _)| format!(" ({n})"))
                 .unwrap_or_default();
+            // What is typed comes first: a narrow status bar cuts the help after it.
             self.status.alerts = Some((
                 format!(
-                    "silence {subject} until (HH:MM {} or 90m; Enter sets, Esc cancels): {text}▏{error}",
+                    "silence {subject} until: {text}▏{error} (HH:MM {} or 90m; Enter sets, Esc cancels)",
                     self.store.calendar().tz()
                 ),
                 !error.is_empty(),
             ));
+            self.status.alerts_answer = true;
         } else if let Some(link) = &self.alerts {
             self.status.alerts = Some(link.summary.line(now));
+            self.status.alerts_answer = link.summary.note_shown(now);
         }
         self.sync_alerts_pane(now);
         self.dirty = true;
@@ -1700,20 +1704,21 @@ mod tests {
 
         // A time that is not one: said, and the prompt stays open to fix it.
         press(&mut a, KeyCode::Char('Z'), now);
-        assert!(status(&a).starts_with("silence database db:5432/llm until (HH:MM UTC or 90m"));
+        assert!(status(&a).starts_with("silence database db:5432/llm until: ▏ (HH:MM UTC or 90m"));
+        assert!(a.status.alerts_answer);
         typed(&mut a, "soon");
-        assert!(status(&a).ends_with("soon▏"), "{}", status(&a));
+        assert!(status(&a).contains("until: soon▏ (HH:MM"), "{}", status(&a));
         press(&mut a, KeyCode::Enter, now);
         assert!(status(&a).contains("neither a time"), "{}", status(&a));
         press(&mut a, KeyCode::Esc, now);
-        assert!(!status(&a).contains("until (HH:MM"), "{}", status(&a));
+        assert!(!status(&a).contains("(HH:MM"), "{}", status(&a));
 
         // "90x", Backspace, "m": silenced for 90 minutes.
         press(&mut a, KeyCode::Char('Z'), now);
         typed(&mut a, "90x");
         press(&mut a, KeyCode::Backspace, now);
         typed(&mut a, "m");
-        assert!(status(&a).ends_with("90m▏"), "{}", status(&a));
+        assert!(status(&a).contains("until: 90m▏ (HH:MM"), "{}", status(&a));
         press(&mut a, KeyCode::Enter, now);
         let link = a.alerts.as_mut().unwrap();
         for _ in 0..100 {

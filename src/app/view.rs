@@ -105,6 +105,10 @@ pub struct StatusView {
     /// The alert segment: its text and whether it reports a problem (a Slack
     /// configuration error...). None when alerts are not running (demo).
     pub alerts: Option<(String, bool)>,
+    /// The alert segment answers a key (a note shown for a few seconds, or the
+    /// silence prompt being typed): it takes room before anything but the
+    /// connection, cut to fit on a narrow terminal.
+    pub alerts_answer: bool,
     /// Names the watched table has no column for (they read "(none)").
     pub absent: Vec<crate::model::Dim>,
 }
@@ -123,6 +127,7 @@ impl Default for StatusView {
             watermark_lag_secs: None,
             paused: false,
             alerts: None,
+            alerts_answer: false,
             absent: Vec::new(),
         }
     }

@@ -285,6 +285,7 @@ pub fn realistic() -> Fixture {
         watermark_lag_secs: Some(1),
         paused: false,
         alerts: None,
+        alerts_answer: false,
         absent: Vec::new(),
     };
     Fixture {

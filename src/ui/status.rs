@@ -23,10 +23,15 @@ const ERROR_KEEP: usize = 48;
 
 const SEP: &str = " │ ";
 
+/// Cells an answer to a key keeps at least when it is cut to fit.
+const ANSWER_MIN: usize = 12;
+
 struct Segment {
     /// Lower is more important.
     priority: u8,
     spans: Vec<Span<'static>>,
+    /// Cut to the room left rather than dropped (one span).
+    cut_to_fit: bool,
 }
 
 pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect, buf: &mut Buffer) {
@@ -60,6 +65,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     let mut segs = Vec::new();
     if status.paused {
         segs.push(Segment {
+            cut_to_fit: false,
             priority: 1,
             spans: vec![Span::styled(" PAUSED ", theme.badge(Level::Warn))],
         });
@@ -67,6 +73,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     let endpoint = text::clean(&status.endpoint, 40);
     if !endpoint.is_empty() {
         segs.push(Segment {
+            cut_to_fit: false,
             priority: 6,
             spans: vec![Span::raw(endpoint)],
         });
@@ -86,6 +93,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         None => (String::new(), None),
     };
     segs.push(Segment {
+        cut_to_fit: false,
         priority: 2,
         spans: if age.is_empty() {
             vec![Span::styled("no data yet", theme.muted())]
@@ -98,6 +106,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     });
     if status.rejected > 0 {
         segs.push(Segment {
+            cut_to_fit: false,
             priority: 3,
             spans: vec![Span::styled(
                 format!("{} rejected", format::count(status.rejected)),
@@ -114,12 +123,14 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             .map(|(reason, n)| format!("{reason} {}", format::count(*n)))
             .collect();
         segs.push(Segment {
+            cut_to_fit: false,
             priority: 8,
             spans: vec![Span::styled(detail.join(", "), theme.warn())],
         });
     }
     if let Some(lag) = status.watermark_lag_secs.filter(|l| *l > LAG_SHOWN_SECS) {
         segs.push(Segment {
+            cut_to_fit: false,
             priority: 4,
             spans: vec![Span::styled(
                 format!("lag {}", format::secs(lag)),
@@ -127,10 +138,19 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
-    // Alerts: what fires, Slack's state; a Slack configuration error keeps its room.
+    // Alerts: what fires, Slack's state; a Slack configuration error keeps its room,
+    // and the answer to a key (or the silence prompt) comes right after the
+    // connection, cut rather than dropped.
     if let Some((alerts, problem)) = &status.alerts {
         segs.push(Segment {
-            priority: if *problem { 2 } else { 4 },
+            cut_to_fit: status.alerts_answer,
+            priority: if status.alerts_answer {
+                1
+            } else if *problem {
+                2
+            } else {
+                4
+            },
             spans: vec![Span::styled(
                 text::clean(alerts, 160),
                 if *problem {
@@ -142,6 +162,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         });
     }
     segs.push(Segment {
+        cut_to_fit: false,
         priority: 5,
         spans: vec![
             Span::raw(format::rate(status.events_per_sec)),
@@ -149,6 +170,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         ],
     });
     segs.push(Segment {
+        cut_to_fit: false,
         priority: 8,
         spans: vec![
             Span::raw(format::count(status.rows_read)),
@@ -158,10 +180,12 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     // A best-effort tail can miss rows: worth more room than the row count.
     let mode = match status.mode {
         TailMode::IdOverlap | TailMode::KeysetOverlap => Segment {
+            cut_to_fit: false,
             priority: 4,
             spans: vec![Span::styled(status.mode.label(), theme.warn())],
         },
         _ => Segment {
+            cut_to_fit: false,
             priority: 9,
             spans: vec![Span::styled(status.mode.label(), theme.muted())],
         },
@@ -218,6 +242,16 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             if i == HINT {
                 full = true;
             } else {
+                keep[i] = true;
+            }
+        } else if i != HINT && segs[i].cut_to_fit {
+            let room = w.saturating_sub(used + sep_w + reserve);
+            if room >= ANSWER_MIN.min(need - sep_w) {
+                let seg = &mut segs[i];
+                let style = seg.spans.first().map(|s| s.style).unwrap_or_default();
+                let text: String = seg.spans.iter().map(|s| s.content.as_ref()).collect();
+                seg.spans = vec![Span::styled(text::fit(&text, room), style)];
+                used += sep_w + spans_width(&seg.spans);
                 keep[i] = true;
             }
         }
@@ -283,6 +317,45 @@ mod tests {
             narrow.contains("7 rejected") && !narrow.contains("null_cost"),
             "{narrow}"
         );
+    }
+
+    #[test]
+    fn the_answer_to_a_key_shows_on_an_80_column_terminal() {
+        let summary = "alerts: 2 firing, 1 pending · Slack: 4 sent · desktop notifications \
+                       unavailable: no D-Bus session bus";
+        let mut status = StatusView {
+            endpoint: "db.internal:5432/llm".into(),
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            events_per_sec: 41.0,
+            rows_read: 123_456,
+            alerts: Some((summary.into(), false)),
+            ..StatusView::default()
+        };
+        // The standing summary is too long for 80 columns: dropped, as before.
+        assert!(
+            !line(&status, 80).contains("alerts:"),
+            "{}",
+            line(&status, 80)
+        );
+        // A key's answer takes the room of lesser segments.
+        status.alerts = Some(("silenced support_qa spike until 14:30 UTC".into(), false));
+        status.alerts_answer = true;
+        let l = line(&status, 80);
+        assert!(
+            l.contains("silenced support_qa spike until 14:30 UTC"),
+            "{l}"
+        );
+        assert!(l.contains(" Live ") && l.contains("? help"), "{l}");
+        // The silence prompt: what is typed stays, the help after it is cut.
+        status.alerts = Some((
+            "silence feature support_qa until: 14:3▏ (HH:MM UTC or 90m; Enter sets, Esc cancels)"
+                .into(),
+            false,
+        ));
+        let l = line(&status, 80);
+        assert!(l.contains("silence feature support_qa until: 14:3▏"), "{l}");
+        assert!(l.contains('…') && !l.contains("Esc cancels"), "{l}");
     }
 
     #[test]
