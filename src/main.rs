@@ -14,12 +14,13 @@ fn main() -> std::process::ExitCode {
     burnrate::commands::main(cli)
 }
 
-/// Maps large buffers (a backfill page, an hour's cells being sealed: 1-4 MB each)
-/// and unmaps them when freed. Otherwise glibc raises its mmap threshold to the
+/// Maps large buffers (a backfill message of 10,000 groups, the page of rows behind
+/// it: 1-4 MB each) and unmaps them when freed. Otherwise glibc raises its mmap threshold to the
 /// largest buffer freed so far (up to 32 MB), after which such buffers come from the
 /// heap arena of whichever thread allocated them and stay resident once freed. A
 /// fixed threshold turns that adjustment off: the dashboard's peak RSS on the
-/// benchmark's data set went from 207 to 192 MB (BENCHMARKS.md, session 8).
+/// benchmark's data set went from about 207,000 to 193,000 KiB (BENCHMARKS.md,
+/// session 8).
 /// `MALLOC_MMAP_THRESHOLD_` in the environment still wins.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn return_large_buffers() {

@@ -71,8 +71,7 @@ async fn an_interrupted_keyset_backfill_is_finished_exactly() {
     // Today's chunk is sent. Cut the connection, then write rows the first snapshot
     // did not see: into today inside the first overlap window, newer than its newest
     // row, and into days still to come.
-    assert!(kill_source_connections(&admin, &db.name).await >= 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cut_held_backfill(&admin, &db.name).await;
     let late = [
         now - ChronoDuration::minutes(6),
         now - ChronoDuration::seconds(330),
@@ -141,8 +140,7 @@ async fn a_keyset_backfill_cut_inside_a_chunk_counts_each_late_row_once() {
     assert_eq!(source.mode(), Some(TailMode::KeysetOverlap));
     let mut seen = Collector::new(cfg);
     let held = HeldBackfill::start(source, now, &mut seen).await;
-    assert!(kill_source_connections(&admin, &db.name).await >= 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cut_held_backfill(&admin, &db.name).await;
     // Late rows in the window, in groups on both sides of wherever the cut fell.
     for k in 0..16 {
         let at = now - ChronoDuration::minutes(5) - ChronoDuration::seconds(k * 2 + 1);

@@ -140,8 +140,7 @@ async fn an_interrupted_backfill_is_finished_exactly() {
     let held = HeldBackfill::start(source, now, &mut seen).await;
     // Cut the connection mid-backfill, then write rows into days already sent and
     // days still to come.
-    assert!(kill_source_connections(&admin, &db.name).await >= 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cut_held_backfill(&admin, &db.name).await;
     for day in [0, 5, 9] {
         insert_at(
             &c,
@@ -195,8 +194,7 @@ async fn a_backfill_cut_inside_a_chunk_resumes_after_the_last_page_sent() {
         .expect("connect");
     let mut seen = Collector::new(cfg);
     let held = HeldBackfill::start(source, now, &mut seen).await;
-    assert!(kill_source_connections(&admin, &db.name).await >= 1);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    cut_held_backfill(&admin, &db.name).await;
     // Late rows for groups on both sides of wherever the cut falls, and new groups.
     for i in (0..48).step_by(5) {
         let feature = mixed_case_feature(i);

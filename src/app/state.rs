@@ -458,8 +458,9 @@ impl App {
             let error = self
                 .alerts
                 .as_ref()
+                .filter(|l| l.summary.note_shown(now))
                 .and_then(|l| l.summary.note.as_ref())
-                .filter(|(n, at)| now - *at < Duration::seconds(8) && n.starts_with("silence "))
+                .filter(|(n, _)| n.starts_with("silence "))
                 .map(|(n, _)| format!(" ({n})"))
                 .unwrap_or_default();
             // What is typed comes first: a narrow status bar cuts the help after it.

@@ -225,6 +225,13 @@ pub async fn wait_for(
 }
 
 /// Ends the PostgreSQL sessions of burnrate (application_name) in this database.
+/// Cuts a held backfill's connection (asserting it had one), then gives the server
+/// a moment to end the session before the test writes on.
+pub async fn cut_held_backfill(admin: &Client, db: &str) {
+    assert!(kill_source_connections(admin, db).await >= 1);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+}
+
 pub async fn kill_source_connections(admin: &Client, db: &str) -> i64 {
     let rows = admin
         .query(
