@@ -215,6 +215,8 @@ pub struct AlertsConfig {
     #[serde(with = "humantime_serde_compat")]
     pub no_events_for: Duration,
     pub no_events_min_requests: u32,
+    /// Desktop notifications (D-Bus) from `watch`; false turns them off.
+    pub desktop: bool,
 }
 
 impl Default for AlertsConfig {
@@ -230,6 +232,7 @@ impl Default for AlertsConfig {
             database_unreachable_for: Duration::from_secs(5 * 60),
             no_events_for: Duration::from_secs(15 * 60),
             no_events_min_requests: 10,
+            desktop: true,
         }
     }
 }

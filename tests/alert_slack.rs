@@ -46,6 +46,8 @@ fn alert(feature: &str) -> Alert {
         notified_at: Some(at),
         notifications: 1,
         observation,
+        scope: None,
+        resolve_due: false,
     }
 }
 
@@ -73,7 +75,7 @@ fn job(m: &Message) -> (Job, oneshot::Receiver<Result<slack::Delivered, SlackErr
     let (tx, rx) = oneshot::channel();
     (
         Job {
-            payload: slack::payload(m, "test:1"),
+            payload: slack::payload(m, "test:1", "127.0.0.1/llm"),
             keys: m.keys(),
             done: Some(tx),
         },
@@ -173,7 +175,7 @@ async fn server_errors_are_retried_until_the_tries_run_out() {
     };
     let sender = SlackSender::new(url, opts).unwrap();
     let err = sender
-        .send(&slack::payload(&message("x"), "t"))
+        .send(&slack::payload(&message("x"), "t", "127.0.0.1/llm"))
         .await
         .unwrap_err();
     assert!(

@@ -18,10 +18,15 @@
 //!
 //! The D-Bus side is notify-rust with its zbus backend (pure Rust, no libdbus).
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use notify_rust::{Notification, Urgency};
+
+use super::{Book, Phase};
+use crate::detect::Severity;
 
 use crate::ui::text;
 
@@ -226,6 +231,17 @@ impl DesktopNotifier {
         }
     }
 
+    /// The channel's state in a few words, for the status bar: None when it works,
+    /// else "desktop: off" (turned off in the config), "desktop: off (no D-Bus)",
+    /// "desktop: off (no daemon)", "desktop: off (no answer)" or
+    /// "desktop: off (error)". The full reason is logged once, at the probe.
+    pub fn short_status(&self) -> Option<String> {
+        match &self.availability {
+            Availability::Available { .. } => None,
+            Availability::Unavailable { reason } => Some(short_reason(reason).to_string()),
+        }
+    }
+
     /// Shows `notices` as ONE notification (see [`group`]). Returns the id the
     /// daemon gave it, or `Ok(None)` when there was nothing to send or the probe
     /// found notifications unavailable. Gives up after the notify timeout.
@@ -262,6 +278,88 @@ impl DesktopNotifier {
     ) -> tokio::task::JoinHandle<Result<Option<u32>, DesktopError>> {
         let notifier = self.clone();
         tokio::spawn(async move { notifier.notify(&notices).await })
+    }
+}
+
+/// The reason [`DesktopNotifier::disabled`] is given for `alerts.desktop = false`.
+pub const OFF_IN_CONFIG: &str = "turned off in the config (alerts.desktop = false)";
+
+fn short_reason(reason: &str) -> &'static str {
+    if reason == OFF_IN_CONFIG {
+        "desktop: off"
+    } else if reason.starts_with("no D-Bus session bus") {
+        "desktop: off (no D-Bus)"
+    } else if reason.starts_with("no notification daemon") {
+        "desktop: off (no daemon)"
+    } else if reason.contains("did not answer") {
+        "desktop: off (no answer)"
+    } else {
+        "desktop: off (error)"
+    }
+}
+
+/// Desktop notifications are per person: whatever this monitor sees start firing
+/// (a new episode) or resolve, whoever sent the Slack message. This remembers what
+/// was shown on this desktop, so a resolution is shown only for an alert whose
+/// firing was.
+#[derive(Debug, Clone, Default)]
+pub struct DesktopTracker {
+    /// Firing alerts (fingerprint -> episode) at the last round; None before it.
+    seen: Option<BTreeMap<String, Option<DateTime<Utc>>>>,
+    /// Alerts whose firing was shown on this desktop: fingerprint -> episode.
+    shown: BTreeMap<String, Option<DateTime<Utc>>>,
+}
+
+impl DesktopTracker {
+    /// What to show after a round whose book is `book`. The first round only
+    /// learns what is already firing (a dashboard opened during an incident does
+    /// not pop up everything at once). Every notice names `database` ("host/dbname").
+    pub fn notices(&mut self, book: &Book, database: &str) -> Vec<DesktopNotice> {
+        let now: BTreeMap<String, Option<DateTime<Utc>>> = book
+            .firing()
+            .into_iter()
+            .filter(|a| a.severity() >= Severity::Warning)
+            .map(|a| (a.fingerprint.clone(), a.episode))
+            .collect();
+        let Some(before) = self.seen.replace(now.clone()) else {
+            return Vec::new();
+        };
+        let mut notices = Vec::new();
+        for (fp, episode) in &now {
+            if before.get(fp) != Some(episode) {
+                let a = &book.alerts[fp];
+                notices.push(DesktopNotice {
+                    summary: format!("{}: {} ({database})", a.rule(), a.observation.subject()),
+                    body: a.observation.summary.clone(),
+                    urgency: NoticeUrgency::Firing,
+                });
+                self.shown.insert(fp.clone(), *episode);
+            }
+        }
+        let gone: Vec<String> = self
+            .shown
+            .keys()
+            .filter(|fp| !now.contains_key(*fp))
+            .cloned()
+            .collect();
+        for fp in gone {
+            let episode = self.shown.remove(&fp).flatten();
+            if let Some(a) = book.alerts.get(&fp)
+                && a.phase == Phase::Resolved
+                && a.episode == episode
+            {
+                notices.push(DesktopNotice {
+                    summary: format!(
+                        "resolved: {}: {} ({database})",
+                        a.rule(),
+                        a.observation.subject()
+                    ),
+                    body: a.observation.summary.clone(),
+                    urgency: NoticeUrgency::Resolved,
+                });
+            }
+        }
+        notices
     }
 }
 
@@ -555,6 +653,93 @@ mod tests {
 
         let r = describe_dbus_error("org.freedesktop.DBus.Error.AccessDenied: nope\u{1b}[2J");
         assert_eq!(r, "org.freedesktop.DBus.Error.AccessDenied: nope");
+    }
+
+    #[test]
+    fn the_short_status_says_the_channel_state_in_a_few_words() {
+        let off = DesktopNotifier::disabled(OFF_IN_CONFIG);
+        assert_eq!(off.short_status().as_deref(), Some("desktop: off"));
+        let no_bus = DesktopNotifier::disabled(describe_dbus_error(
+            "I/O error: No such file or directory (os error 2)",
+        ));
+        assert_eq!(
+            no_bus.short_status().as_deref(),
+            Some("desktop: off (no D-Bus)")
+        );
+        assert!(no_bus.status().unwrap().len() > 40, "the long form stays");
+        let no_daemon = DesktopNotifier::disabled(describe_dbus_error(
+            "org.freedesktop.DBus.Error.ServiceUnknown: nobody",
+        ));
+        assert_eq!(
+            no_daemon.short_status().as_deref(),
+            Some("desktop: off (no daemon)")
+        );
+        let silent = DesktopNotifier::disabled(no_answer(Duration::from_secs(2)));
+        assert_eq!(
+            silent.short_status().as_deref(),
+            Some("desktop: off (no answer)")
+        );
+        let on = DesktopNotifier {
+            availability: Availability::Available {
+                server: "dunst 1".into(),
+            },
+            markup: false,
+            notify_timeout: DEFAULT_NOTIFY_TIMEOUT,
+        };
+        assert_eq!(on.short_status(), None);
+    }
+
+    #[test]
+    fn desktop_notices_name_the_database_and_resolve_only_what_they_showed() {
+        use crate::alert::{Evaluation, Hold, Labels, Observation, Policy};
+        let t = |m: i64| {
+            "2026-11-28T12:00:00Z".parse::<DateTime<Utc>>().unwrap() + chrono::Duration::minutes(m)
+        };
+        let spike = |f: &str| {
+            let mut labels = Labels::new();
+            labels.insert("feature".into(), f.into());
+            Observation {
+                rule: "spike_5m".into(),
+                labels,
+                severity: Severity::Critical,
+                summary: format!("{f} is up"),
+                window: "5m".into(),
+                observed: None,
+                expected: None,
+                ratio: None,
+                baseline: String::new(),
+                contributors: vec![],
+                hint: String::new(),
+                since: None,
+            }
+        };
+        let eval = |m: i64, seen: &[&Observation]| Evaluation {
+            now: t(m),
+            observations: seen
+                .iter()
+                .map(|o| ((*o).clone(), Hold::Confirmed))
+                .collect(),
+        };
+        let p = Policy::default();
+        let mut book = Book::default();
+        let mut d = DesktopTracker::default();
+        let (old, new) = (spike("old"), spike("new"));
+        // Already firing when the dashboard opens: learnt, not shown.
+        book.step(&eval(0, &[&old]), &p);
+        assert!(d.notices(&book, "db/llm").is_empty());
+        // A new one is shown, naming the database.
+        book.step(&eval(1, &[&old, &new]), &p);
+        let n = d.notices(&book, "db/llm");
+        assert_eq!(n.len(), 1);
+        assert_eq!(n[0].summary, "spike_5m: feature new (db/llm)");
+        assert_eq!(n[0].urgency, NoticeUrgency::Firing);
+        // Both resolve: only the one whose firing was shown says so.
+        book.step(&eval(20, &[]), &p);
+        let n = d.notices(&book, "db/llm");
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(n[0].summary, "resolved: spike_5m: feature new (db/llm)");
+        assert_eq!(n[0].urgency, NoticeUrgency::Resolved);
+        assert!(d.notices(&book, "db/llm").is_empty());
     }
 
     #[test]

@@ -6,7 +6,8 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::oneshot;
 
 use super::health::HealthParams;
-use super::lifecycle::{Book, Evaluation, Hold, Message, Policy};
+use super::lifecycle::{Book, Evaluation, Evaluator, Hold, Message, Policy};
+use super::scope::Scopes;
 use super::slack::{
     self, Delivered, Job, SlackError, SlackOptions, SlackQueue, SlackSender, WebhookUrl,
 };
@@ -25,6 +26,8 @@ pub struct AlertSettings {
     pub health: HealthParams,
     pub slack: SlackOptions,
     pub webhook: Option<WebhookUrl>,
+    /// What this copy evaluates (see [`Scopes`]): it resolves only those alerts.
+    pub scopes: Scopes,
 }
 
 fn dur(d: std::time::Duration) -> chrono::Duration {
@@ -53,7 +56,16 @@ impl AlertSettings {
                 ..SlackOptions::default()
             },
             webhook: WebhookUrl::from_env_or_file(c.slack_webhook_file.as_deref())?,
+            // Resolves anything until the command says what it evaluates.
+            scopes: Scopes::any(),
         })
+    }
+
+    /// What this copy evaluates: its thresholds and limits, its tenant, and the
+    /// monitor-health rules it checks.
+    pub fn with_scopes(mut self, scopes: Scopes) -> AlertSettings {
+        self.scopes = scopes;
+        self
     }
 }
 
@@ -128,46 +140,46 @@ impl AlertEngine {
     }
 
     /// Steps the lifecycle in the store and queues the messages this instance
-    /// claimed. With `dry_run`, nothing is stored, claimed or sent: the messages
-    /// are what would have gone out.
+    /// claimed. Without a Slack webhook nothing is claimed: what is due stays due for
+    /// a copy that can send it. With `dry_run`, nothing is stored, claimed or sent:
+    /// the messages are what would have gone out.
     pub async fn round(&mut self, eval: Evaluation, dry_run: bool) -> Result<Round, StateError> {
         let policy = self.settings.policy.clone();
+        let who = Evaluator {
+            scopes: self.settings.scopes.clone(),
+            deliver: self.slack.is_some() || dry_run,
+        };
         let now = eval.now;
         let (_, messages, book) = self
             .store
             .transact(SLACK, !dry_run, move |b| {
-                let out = b.step(&eval, &policy);
+                let out = b.step_by(&eval, &policy, &who);
                 ((), out.messages(now))
             })
             .await?;
         let mut deliveries = Vec::new();
-        if !dry_run {
+        let mut refused = Vec::new();
+        if let (false, Some(q)) = (dry_run, &self.slack) {
             for m in &messages {
                 let keys = m.keys();
-                match &self.slack {
-                    Some(q) => {
-                        let (tx, rx) = oneshot::channel();
-                        let job = Job {
-                            payload: slack::payload(m, self.store.instance()),
-                            keys: keys.clone(),
-                            done: Some(tx),
-                        };
-                        match q.enqueue(job) {
-                            Ok(()) => deliveries.push((m.clone(), rx)),
-                            Err(e) => {
-                                // A full queue is transient: sent on a later round.
-                                tracing::warn!(error = %e, "alerts: Slack queue refused a message; released for the next round");
-                                self.release(&keys).await
-                            }
-                        }
-                    }
-                    None => {
-                        self.store
-                            .record(&keys, SLACK, "not_sent", "no Slack webhook configured")
-                            .await
+                let (tx, rx) = oneshot::channel();
+                let job = Job {
+                    payload: slack::payload(m, self.store.instance(), self.store.database()),
+                    keys: keys.clone(),
+                    done: Some(tx),
+                };
+                match q.enqueue(job) {
+                    Ok(()) => deliveries.push((m.clone(), rx)),
+                    Err(e) => {
+                        // A full queue is transient: sent on a later round.
+                        tracing::warn!(error = %e, "alerts: Slack queue refused a message; released for the next round");
+                        refused.extend(keys);
                     }
                 }
             }
+        }
+        if !refused.is_empty() {
+            self.release(&refused).await
         }
         Ok(Round {
             book,

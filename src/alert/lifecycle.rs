@@ -7,9 +7,17 @@
 //!   episode starts (its start time is the episode's id); the first message is due.
 //! - Firing -> Firing: still seen. A repeat is due every `repeat_interval` unless
 //!   the alert is acknowledged or silenced.
-//! - Firing -> Resolved: not seen for `keep_firing_for` (against flapping). A
-//!   resolved message is due if `send_resolved` and the firing was announced.
+//! - Firing -> Resolved: not seen for `keep_firing_for` (against flapping) by an
+//!   evaluator that evaluates the rule under the config that raised it (its
+//!   [`Scopes`]). A resolved message is due if `send_resolved` and the firing was
+//!   announced. An alert nobody evaluates any more is forgotten after a day,
+//!   quietly: nobody saw it clear.
 //! - Pending -> Inactive: no longer held. Resolved alerts are forgotten after a day.
+//!
+//! Only an evaluator that can deliver messages ([`Evaluator::deliver`]) takes what
+//! is due: one that cannot leaves it due, and the next one that can sends it, with
+//! the alert's latest details, unless nobody has seen the alert for
+//! `keep_firing_for` (a stale alert is not announced).
 //!
 //! Everything that becomes due in one evaluation is grouped: at most one "firing",
 //! one "repeat" and one "resolved" message per evaluation.
@@ -19,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::scope::Scopes;
 use super::{Labels, Observation};
 use crate::detect::{Severity, rule_family};
 
@@ -93,6 +102,14 @@ pub struct Alert {
     pub notifications: u32,
     /// The latest details.
     pub observation: Observation,
+    /// The scope it was last seen under (see [`Scopes`]); None when stored by a
+    /// version without scopes.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Resolved, and its resolution is still to be announced by an evaluator that
+    /// can deliver it.
+    #[serde(default)]
+    pub resolve_due: bool,
 }
 
 impl Alert {
@@ -158,6 +175,25 @@ pub enum Hold {
     Confirmed,
     /// Held for `streak` of `needed` evaluations so far.
     Pending { streak: u32, needed: u32 },
+}
+
+/// Who evaluates: what it evaluates, and whether it can deliver what is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluator {
+    pub scopes: Scopes,
+    /// False for a copy without a Slack webhook: it takes no message, and leaves
+    /// what is due to a copy that can send it.
+    pub deliver: bool,
+}
+
+impl Evaluator {
+    /// Resolves anything, delivers everything (tests, tools).
+    pub fn any() -> Evaluator {
+        Evaluator {
+            scopes: Scopes::any(),
+            deliver: true,
+        }
+    }
 }
 
 /// What one evaluation saw.
@@ -277,20 +313,29 @@ pub struct Book {
 }
 
 impl Book {
-    /// Advances every alert by one evaluation and returns the messages due.
+    /// Advances every alert by one evaluation and returns the messages due, as
+    /// seen by an evaluator that evaluates everything and delivers.
     pub fn step(&mut self, eval: &Evaluation, policy: &Policy) -> Outbox {
+        self.step_by(eval, policy, &Evaluator::any())
+    }
+
+    /// Advances every alert by one evaluation of `who` and returns the messages due
+    /// that `who` takes (none when it cannot deliver).
+    pub fn step_by(&mut self, eval: &Evaluation, policy: &Policy, who: &Evaluator) -> Outbox {
         let now = eval.now;
         self.silences.retain(|s| s.ends_at > now);
         let mut seen = BTreeSet::new();
         for (obs, hold) in &eval.observations {
             let fp = obs.fingerprint();
             seen.insert(fp.clone());
+            let scope = who.scopes.scope_of(&obs.rule, &obs.labels);
             match (self.alerts.get_mut(&fp), *hold) {
                 (Some(a), _) if a.phase == Phase::Firing => {
                     // Still holding (even if the detector's streak restarted).
                     a.last_seen = now;
                     if *hold == Hold::Confirmed {
                         a.observation = obs.clone();
+                        a.scope = scope;
                     }
                 }
                 (Some(a), Hold::Pending { streak, needed }) if a.phase == Phase::Pending => {
@@ -298,6 +343,7 @@ impl Book {
                     a.needed = needed;
                     a.last_seen = now;
                     a.observation = obs.clone();
+                    a.scope = scope;
                 }
                 (_, Hold::Pending { streak, needed }) => {
                     self.alerts.insert(
@@ -314,6 +360,8 @@ impl Book {
                             notified_at: None,
                             notifications: 0,
                             observation: obs.clone(),
+                            scope,
+                            resolve_due: false,
                         },
                     );
                 }
@@ -332,32 +380,43 @@ impl Book {
                             notified_at: None,
                             notifications: 0,
                             observation: obs.clone(),
+                            scope,
+                            resolve_due: false,
                         },
                     );
                 }
             }
         }
 
-        let mut out = Outbox::default();
         let mut forget = Vec::new();
         for (fp, a) in self.alerts.iter_mut() {
             if seen.contains(fp) {
                 continue;
             }
+            let unseen_for = now - a.last_seen;
+            // Only an evaluator of the rule under the config that raised it says the
+            // condition cleared; another copy's silence about it means nothing.
+            let judge = who
+                .scopes
+                .may_resolve(a.rule(), a.labels(), a.scope.as_deref());
             match a.phase {
-                Phase::Pending => forget.push(fp.clone()),
-                Phase::Firing if now - a.last_seen >= policy.keep_firing_for => {
+                Phase::Pending if judge || unseen_for >= policy.keep_firing_for => {
+                    forget.push(fp.clone())
+                }
+                Phase::Pending => {}
+                Phase::Firing if judge && unseen_for >= policy.keep_firing_for => {
                     a.phase = Phase::Resolved;
                     a.resolved_at = Some(now);
                     let silenced = self
                         .silences
                         .iter()
                         .any(|s| s.active_at(now) && s.matches(a));
-                    if policy.send_resolved && a.notifications > 0 && !silenced {
-                        out.resolved.push(a.clone());
-                    }
+                    a.resolve_due = policy.send_resolved && a.notifications > 0 && !silenced;
                     a.acked = None;
                 }
+                // Nobody who evaluates it has seen it for a day: its copy is gone.
+                // Forgotten without a message: nobody saw it clear.
+                Phase::Firing if unseen_for >= policy.keep_resolved_for => forget.push(fp.clone()),
                 Phase::Firing => {}
                 Phase::Resolved => {
                     if a.resolved_at
@@ -372,7 +431,17 @@ impl Book {
             self.alerts.remove(&fp);
         }
 
+        let mut out = Outbox::default();
+        if !who.deliver {
+            // What is due stays due for a copy that can send it.
+            return out;
+        }
         for a in self.alerts.values_mut() {
+            if a.phase == Phase::Resolved && a.resolve_due {
+                a.resolve_due = false;
+                out.resolved.push(a.clone());
+                continue;
+            }
             if a.phase != Phase::Firing || a.severity() < policy.min_severity {
                 continue;
             }
@@ -383,8 +452,14 @@ impl Book {
             {
                 continue;
             }
+            // Not announced (nor repeated) when nobody has seen it lately: its copy
+            // may be gone, and a late message would page for what may be over.
+            if now - a.last_seen > policy.keep_firing_for {
+                continue;
+            }
             let due = match a.notified_at {
-                // Never announced in this episode (new, or silenced until now).
+                // Never announced in this episode (new, silenced until now, or seen
+                // first by a copy that cannot deliver).
                 None => Some(MessageKind::Firing),
                 Some(_) if a.acked.is_some() => None,
                 Some(t) if now - t >= policy.repeat_interval => Some(MessageKind::Repeat),
@@ -498,16 +573,24 @@ impl Book {
     /// A claimed message could not be delivered (network, 5xx after every retry, a
     /// full queue): undoes its notification so the next evaluation sends it again.
     /// Only the alert still at that message (same episode and number) is touched;
-    /// a resolved message is not re-sent. Returns how many alerts were released.
+    /// a resolution is due again while its alert stays resolved. Returns how many
+    /// alerts were released.
     pub fn release(&mut self, keys: &[LogKey]) -> usize {
         let mut n = 0;
         for k in keys {
             let Some(a) = self.alerts.get_mut(&k.fingerprint) else {
                 continue;
             };
+            if k.kind == MessageKind::Resolved {
+                // Still the resolution of that episode: due again.
+                if a.phase == Phase::Resolved && a.episode == Some(k.episode) && !a.resolve_due {
+                    a.resolve_due = true;
+                    n += 1;
+                }
+                continue;
+            }
             if a.phase != Phase::Firing
                 || a.episode != Some(k.episode)
-                || k.kind == MessageKind::Resolved
                 || a.notifications as i32 != k.seq
             {
                 continue;
@@ -1029,6 +1112,200 @@ mod tests {
         let rep2 = b.step(&eval(246, &[confirmed(&o)]), &p).messages(t(246));
         assert_eq!(rep2[0].kind, MessageKind::Repeat);
         assert_eq!(rep2[0].keys(), rep[0].keys());
+    }
+
+    fn budget_params() -> crate::detect::DetectParams {
+        let mut p = crate::detect::DetectParams::default();
+        p.limits.monthly = Some(crate::money::Money::from_dollars(100));
+        p
+    }
+
+    fn copy(budget: bool, deliver: bool) -> Evaluator {
+        let params = if budget {
+            budget_params()
+        } else {
+            crate::detect::DetectParams::default()
+        };
+        Evaluator {
+            scopes: Scopes::new(&params, None, &["no_events"]),
+            deliver,
+        }
+    }
+
+    #[test]
+    fn a_copy_that_cannot_deliver_leaves_the_firing_due_for_one_that_can() {
+        let p = Policy::default();
+        let mut b = Book::default();
+        let o = spike("chat");
+        let fp = o.fingerprint();
+        let (mute, sender) = (copy(false, false), copy(false, true));
+        // The copy without a webhook confirms it first: firing, nothing taken.
+        let out = b.step_by(&eval(0, &[confirmed(&o)]), &p, &mute);
+        assert!(out.is_empty());
+        assert_eq!(b.alerts[&fp].phase, Phase::Firing);
+        assert_eq!(
+            (b.alerts[&fp].notifications, b.alerts[&fp].notified_at),
+            (0, None)
+        );
+        let out = b.step_by(&eval(1, &[confirmed(&o)]), &p, &mute);
+        assert!(out.is_empty(), "still nothing: {out:?}");
+        // The copy with a webhook, whose detector has not confirmed it yet, takes
+        // the firing message: the episode's first, with the latest details.
+        let mut later = o.clone();
+        later.summary = "chat is up more".into();
+        b.step_by(&eval(2, &[confirmed(&later)]), &p, &mute);
+        let msgs = b
+            .step_by(
+                &eval(
+                    3,
+                    &[(
+                        o.clone(),
+                        Hold::Pending {
+                            streak: 1,
+                            needed: 2,
+                        },
+                    )],
+                ),
+                &p,
+                &sender,
+            )
+            .messages(t(3));
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].kind, MessageKind::Firing);
+        assert_eq!(msgs[0].alerts[0].observation.summary, "chat is up more");
+        assert_eq!(
+            msgs[0].keys(),
+            [LogKey {
+                fingerprint: fp.clone(),
+                episode: t(0),
+                kind: MessageKind::Firing,
+                seq: 1
+            }]
+        );
+        // Once.
+        for m in 4..60 {
+            assert!(
+                b.step_by(&eval(m, &[confirmed(&o)]), &p, &sender)
+                    .is_empty()
+            );
+            assert!(b.step_by(&eval(m, &[confirmed(&o)]), &p, &mute).is_empty());
+        }
+    }
+
+    #[test]
+    fn an_alert_nobody_has_seen_lately_is_not_announced_late() {
+        let p = Policy::default();
+        let mut b = Book::default();
+        let forecast = obs("forecast_over_budget", "all", Severity::Warning);
+        // A copy with a budget and no webhook fires it, then quits.
+        b.step_by(&eval(0, &[confirmed(&forecast)]), &p, &copy(true, false));
+        // A copy with a webhook and no budget, ten minutes later: it cannot judge the
+        // alert (so it stays firing) and nobody has seen it for longer than
+        // keep_firing_for (so it is not announced now).
+        let out = b.step_by(&eval(10, &[]), &p, &copy(false, true));
+        assert!(out.is_empty(), "{out:?}");
+        let a = &b.alerts[&forecast.fingerprint()];
+        assert_eq!((a.phase, a.notifications), (Phase::Firing, 0));
+        // Within keep_firing_for it would have been.
+        let mut fresh = Book::default();
+        fresh.step_by(&eval(0, &[confirmed(&forecast)]), &p, &copy(true, false));
+        let out = fresh.step_by(&eval(4, &[]), &p, &copy(false, true));
+        assert_eq!(fps(&out.firing), ["feature all"]);
+    }
+
+    #[test]
+    fn a_copy_that_does_not_evaluate_a_rule_never_resolves_its_alerts() {
+        let p = Policy::default();
+        let mut b = Book::default();
+        let forecast = obs("forecast_over_budget", "all", Severity::Warning);
+        let spike_ = spike("chat");
+        let (budget, plain) = (copy(true, true), copy(false, true));
+        let out = b.step_by(
+            &eval(0, &[confirmed(&forecast), confirmed(&spike_)]),
+            &p,
+            &budget,
+        );
+        assert_eq!(out.firing.len(), 2);
+        // The budget copy quits; a copy without a budget goes on for hours.
+        let mut resolved = Vec::new();
+        for m in 1..(20 * 60) {
+            let out = b.step_by(&eval(m, &[]), &p, &plain);
+            resolved.extend(fps(&out.resolved));
+            assert!(out.firing.is_empty() && out.repeat.is_empty(), "minute {m}");
+        }
+        // It judges the spike (same thresholds) but not the budget rule.
+        assert_eq!(resolved, ["feature chat"]);
+        assert_eq!(b.alerts[&forecast.fingerprint()].phase, Phase::Firing);
+        // Under the config that raised it, it resolves, announced once.
+        let mut again = b.clone();
+        let out = again.step_by(&eval(20 * 60, &[]), &p, &budget);
+        assert_eq!(fps(&out.resolved), ["feature all"]);
+        // A copy with another budget does not judge it either.
+        let mut other = budget_params();
+        other.limits.monthly = Some(crate::money::Money::from_dollars(5000));
+        let other = Evaluator {
+            scopes: Scopes::new(&other, None, &[]),
+            deliver: true,
+        };
+        let mut third = b.clone();
+        assert!(third.step_by(&eval(20 * 60, &[]), &p, &other).is_empty());
+        assert_eq!(third.alerts[&forecast.fingerprint()].phase, Phase::Firing);
+        // Nobody who evaluates it for a day: forgotten, without a message.
+        let out = b.step_by(&eval(25 * 60, &[]), &p, &plain);
+        assert!(out.is_empty(), "{out:?}");
+        assert!(!b.alerts.contains_key(&forecast.fingerprint()));
+    }
+
+    #[test]
+    fn a_resolution_is_announced_by_a_copy_that_can_and_only_after_a_sent_firing() {
+        let p = Policy::default();
+        let (mute, sender) = (copy(false, false), copy(false, true));
+        let o = spike("chat");
+        let fp = o.fingerprint();
+        // Announced by the sender, resolved by the mute copy: due, not lost.
+        let mut b = Book::default();
+        b.step_by(&eval(0, &[confirmed(&o)]), &p, &sender);
+        assert!(b.step_by(&eval(10, &[]), &p, &mute).is_empty());
+        assert_eq!(b.alerts[&fp].phase, Phase::Resolved);
+        assert!(b.alerts[&fp].resolve_due);
+        let msgs = b.step_by(&eval(11, &[]), &p, &sender).messages(t(11));
+        assert_eq!(msgs.len(), 1);
+        assert_eq!(msgs[0].kind, MessageKind::Resolved);
+        assert_eq!(msgs[0].alerts[0].resolved_at, Some(t(10)));
+        assert!(b.step_by(&eval(12, &[]), &p, &sender).is_empty(), "once");
+        // A failed delivery makes it due again.
+        assert_eq!(b.release(&msgs[0].keys()), 1);
+        let again = b.step_by(&eval(13, &[]), &p, &sender).messages(t(13));
+        assert_eq!(again[0].keys(), msgs[0].keys());
+
+        // Fired and resolved while only mute copies ran: never announced, so its
+        // resolution is not either.
+        let mut b = Book::default();
+        b.step_by(&eval(0, &[confirmed(&o)]), &p, &mute);
+        b.step_by(&eval(10, &[]), &p, &mute);
+        assert_eq!(b.alerts[&fp].phase, Phase::Resolved);
+        assert!(b.step_by(&eval(11, &[]), &p, &sender).is_empty());
+    }
+
+    #[test]
+    fn pending_alerts_of_another_config_are_not_dropped_by_a_copy_that_cannot_judge_them() {
+        let p = Policy::default();
+        let mut b = Book::default();
+        let forecast = obs("forecast_over_budget", "all", Severity::Warning);
+        let pending = Hold::Pending {
+            streak: 1,
+            needed: 2,
+        };
+        b.step_by(
+            &eval(0, &[(forecast.clone(), pending)]),
+            &p,
+            &copy(true, true),
+        );
+        b.step_by(&eval(1, &[]), &p, &copy(false, true));
+        assert_eq!(b.alerts[&forecast.fingerprint()].phase, Phase::Pending);
+        // Gone stale: dropped.
+        b.step_by(&eval(10, &[]), &p, &copy(false, true));
+        assert!(b.alerts.is_empty());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod desktop;
 pub mod engine;
 pub mod health;
 pub mod lifecycle;
+pub mod scope;
 pub mod slack;
 pub mod state;
 
@@ -30,9 +31,10 @@ use crate::model::Dim;
 use crate::money::Money;
 
 pub use lifecycle::{
-    Ack, Alert, Book, Evaluation, Hold, LogKey, Message, MessageKind, Outbox, Phase, Policy,
-    Silence,
+    Ack, Alert, Book, Evaluation, Evaluator, Hold, LogKey, Message, MessageKind, Outbox, Phase,
+    Policy, Silence,
 };
+pub use scope::Scopes;
 
 /// Label name -> value, sorted: "feature" -> "support_qa".
 pub type Labels = BTreeMap<String, String>;
@@ -159,6 +161,64 @@ impl Observation {
     }
 }
 
+/// What the anomaly pane lists for a firing alert of the shared state that this
+/// monitor's detector has not confirmed (yet): the alert as an anomaly, its line
+/// marked as coming from the shared state. None for alerts that are not about one
+/// name of one dimension (monitor health).
+pub fn shared_anomaly(a: &Alert) -> Option<Anomaly> {
+    let o = &a.observation;
+    let [(key, name)] = o.labels.iter().collect::<Vec<_>>()[..] else {
+        return None;
+    };
+    let dim = Dim::ALL.into_iter().find(|d| d.name() == key)?;
+    let contributors = o
+        .contributors
+        .iter()
+        .filter_map(|c| {
+            Some(crate::detect::Contributor {
+                dim: Dim::ALL.into_iter().find(|d| d.name() == c.dim)?,
+                name: c.name.clone(),
+                cost: c.cost,
+                share: c.share,
+            })
+        })
+        .collect();
+    Some(Anomaly {
+        rule: o.rule.clone(),
+        dim,
+        name: name.clone(),
+        window: o.window.clone(),
+        observed: o.observed.unwrap_or_default(),
+        expected: o.expected.unwrap_or_default(),
+        expected_low: None,
+        expected_high: None,
+        ratio: o.ratio.unwrap_or_default(),
+        z: None,
+        severity: o.severity,
+        baseline: o.baseline.clone(),
+        since: a.episode.or(o.since),
+        contributors,
+        message: format!("{SHARED_MARK}{}", o.summary),
+    })
+}
+
+/// How the anomaly pane marks an alert it knows only from the shared state.
+pub const SHARED_MARK: &str = "[shared state] ";
+
+/// The shared state's firing alerts (as from [`shared_anomaly`]) that `local`
+/// anomalies do not confirm: those the pane lists after its own, marked.
+pub fn unconfirmed(shared: &[Anomaly], local: &[Anomaly]) -> Vec<Anomaly> {
+    let confirmed: std::collections::BTreeSet<String> = local
+        .iter()
+        .map(|a| fingerprint(&a.rule, &labels_of(a.dim, &a.name)))
+        .collect();
+    shared
+        .iter()
+        .filter(|a| !confirmed.contains(&fingerprint(&a.rule, &labels_of(a.dim, &a.name))))
+        .cloned()
+        .collect()
+}
+
 fn labels_of(dim: Dim, name: &str) -> Labels {
     let mut l = Labels::new();
     l.insert(dim.name().to_string(), name.to_string());
@@ -201,6 +261,66 @@ pub fn hint_for(rule: &str, dim: Dim, name: &str, window: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shared_alerts_are_listed_until_the_local_detector_confirms_them() {
+        let mut labels = Labels::new();
+        labels.insert("feature".into(), "support_qa".into());
+        let at: DateTime<Utc> = "2026-11-28T12:00:00Z".parse().unwrap();
+        let o = Observation {
+            rule: "spike_15m".into(),
+            labels,
+            severity: Severity::Critical,
+            summary: "support_qa $65.00 in the last 15m vs typical $5.00, 13.0x".into(),
+            window: "15m".into(),
+            observed: Some(Money::from_dollars(65)),
+            expected: Some(Money::from_dollars(5)),
+            ratio: Some(13.0),
+            baseline: "same hour".into(),
+            contributors: vec![ContributorLine {
+                dim: "user".into(),
+                name: "user_runaway".into(),
+                cost: Money::from_dollars(60),
+                share: 0.9,
+            }],
+            hint: String::new(),
+            since: None,
+        };
+        let mut book = Book::default();
+        book.step(
+            &Evaluation {
+                now: at,
+                observations: vec![(o, Hold::Confirmed)],
+            },
+            &Policy::default(),
+        );
+        let a = shared_anomaly(book.firing()[0]).unwrap();
+        assert_eq!((a.dim, a.name.as_str()), (Dim::Feature, "support_qa"));
+        assert!(
+            a.message.starts_with("[shared state] support_qa $65.00"),
+            "{}",
+            a.message
+        );
+        assert_eq!(a.since, Some(at));
+        assert_eq!(a.contributors[0].dim, Dim::User);
+        assert_eq!(a.observed, Money::from_dollars(65));
+
+        // Not confirmed here yet: listed. Confirmed (whatever its window): not twice.
+        assert_eq!(unconfirmed(std::slice::from_ref(&a), &[]).len(), 1);
+        let local = Anomaly {
+            rule: "spike_5m".into(),
+            message: "support_qa local".into(),
+            ..a.clone()
+        };
+        assert!(unconfirmed(std::slice::from_ref(&a), &[local]).is_empty());
+
+        // Monitor health is not about one name of one dimension.
+        let mut db = Labels::new();
+        db.insert("database".into(), "h:5432/x".into());
+        let mut h = book.firing()[0].clone();
+        h.observation.labels = db;
+        assert_eq!(shared_anomaly(&h), None);
+    }
 
     #[test]
     fn fingerprints_are_stable_and_depend_on_rule_and_every_label() {

@@ -447,8 +447,10 @@ fn headline(m: &Message) -> String {
     }
 }
 
-/// One alert as Slack mrkdwn, escaped and within the section limit.
-fn alert_text(a: &Alert, kind: MessageKind) -> String {
+/// One alert as Slack mrkdwn, escaped and within the section limit. `at` is when
+/// the message goes out: an alert that began firing earlier (seen first by a copy
+/// that cannot send, or announced again) says since when.
+fn alert_text(a: &Alert, kind: MessageKind, at: chrono::DateTime<chrono::Utc>) -> String {
     let o = &a.observation;
     let mut s = format!(
         "*[{}] {}: {}*\n{}",
@@ -477,6 +479,20 @@ fn alert_text(a: &Alert, kind: MessageKind) -> String {
             s.push_str(&format!("; baseline: {}", escape(&o.baseline)));
         }
     }
+    match (kind, a.episode, a.resolved_at) {
+        (MessageKind::Resolved, _, Some(r)) => {
+            s.push_str(&format!("\nResolved at {} UTC", r.format("%H:%M")))
+        }
+        (MessageKind::Firing | MessageKind::Repeat, Some(e), _) if e < at => s.push_str(&format!(
+            "\nFiring since {} UTC",
+            e.format(if at - e >= chrono::Duration::hours(20) {
+                "%Y-%m-%d %H:%M"
+            } else {
+                "%H:%M"
+            })
+        )),
+        _ => {}
+    }
     if !o.contributors.is_empty() {
         let top: Vec<String> = o
             .contributors
@@ -503,21 +519,25 @@ fn alert_text(a: &Alert, kind: MessageKind) -> String {
     cut(&s, SECTION_LIMIT)
 }
 
-/// The webhook payload of one message: a header, a section per alert (as many as
-/// the 50-block limit allows, then a count of the rest), a context line, and the
-/// plain `text` fallback.
-pub fn payload(m: &Message, sender: &str) -> Value {
+/// Slack's limit on a header's text.
+const HEADER_LIMIT: usize = 150;
+
+/// The webhook payload of one message: a header naming the database
+/// ("host/dbname"), a section per alert (as many as the 50-block limit allows, then
+/// a count of the rest), a context line, and the plain `text` fallback.
+pub fn payload(m: &Message, sender: &str, database: &str) -> Value {
     let head = headline(m);
+    let database = crate::ui::text::clean(database, 100);
     let mut blocks = vec![json!({
         "type": "header",
-        "text": {"type": "plain_text", "text": format!("burnrate: {head}")}
+        "text": {"type": "plain_text", "text": cut(&format!("burnrate {database}: {head}"), HEADER_LIMIT)}
     })];
     // Header, context and a "more" section leave 47 for alerts.
     let room = BLOCK_LIMIT - 3;
     for a in m.alerts.iter().take(room) {
         blocks.push(json!({
             "type": "section",
-            "text": {"type": "mrkdwn", "text": alert_text(a, m.kind)}
+            "text": {"type": "mrkdwn", "text": alert_text(a, m.kind, m.at)}
         }));
     }
     if m.alerts.len() > room {
@@ -529,8 +549,9 @@ pub fn payload(m: &Message, sender: &str) -> Value {
     blocks.push(json!({
         "type": "context",
         "elements": [{"type": "mrkdwn", "text": cut(&format!(
-            "{} · {} UTC · sent once by {}",
+            "{} · {} · {} UTC · sent once by {}",
             m.kind.name(),
+            escape(&database),
             m.at.format("%Y-%m-%d %H:%M"),
             escape(sender)
         ), 300)}]
@@ -548,7 +569,10 @@ pub fn payload(m: &Message, sender: &str) -> Value {
         })
         .collect();
     let text = cut(
-        &escape(&format!("burnrate: {head}: {}", names.join("; "))),
+        &escape(&format!(
+            "burnrate {database}: {head}: {}",
+            names.join("; ")
+        )),
         SECTION_LIMIT,
     );
     json!({"text": text, "blocks": blocks})
@@ -596,6 +620,8 @@ mod tests {
             notified_at: Some(at),
             notifications: 1,
             observation: o,
+            scope: None,
+            resolve_due: false,
         }
     }
 
@@ -617,7 +643,7 @@ mod tests {
             at: a.last_seen,
             alerts: vec![a],
         };
-        let p = payload(&m, "host:1");
+        let p = payload(&m, "host:1", "db/llm");
         let text = p["blocks"][1]["text"]["text"].as_str().unwrap();
         assert!(text.contains("a&amp;b&lt;script&gt;"), "{text}");
         assert!(text.chars().count() <= SECTION_LIMIT);
@@ -627,7 +653,7 @@ mod tests {
             at: m.at,
             alerts: vec![alert("chat", "up")],
         };
-        let p2 = payload(&short, "h");
+        let p2 = payload(&short, "h", "db/llm");
         let text = p2["blocks"][1]["text"]["text"].as_str().unwrap();
         assert!(text.contains("user u&lt;1&gt; $50.00 (77%)"), "{text}");
         assert!(
@@ -647,7 +673,7 @@ mod tests {
             at: alerts[0].last_seen,
             alerts,
         };
-        let p = payload(&m, "h");
+        let p = payload(&m, "h", "db.example.com/llm");
         let blocks = p["blocks"].as_array().unwrap();
         assert_eq!(blocks.len(), BLOCK_LIMIT);
         assert!(
@@ -658,7 +684,58 @@ mod tests {
         );
         assert_eq!(
             blocks[0]["text"]["text"].as_str().unwrap(),
-            "burnrate: 80 alerts firing"
+            "burnrate db.example.com/llm: 80 alerts firing"
+        );
+    }
+
+    #[test]
+    fn every_message_names_the_database_and_a_late_one_says_since_when() {
+        let a = alert("chat", "up");
+        let episode = a.episode.unwrap();
+        // Claimed three minutes after the episode began (first seen by a copy
+        // without a webhook).
+        let m = Message {
+            kind: MessageKind::Firing,
+            at: episode + chrono::Duration::minutes(3),
+            alerts: vec![a.clone()],
+        };
+        let p = payload(&m, "h:1", "db.example.com/llm<x>");
+        assert!(
+            p["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("burnrate db.example.com/llm&lt;x&gt;: 1 alert firing"),
+            "{p}"
+        );
+        let section = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("Firing since 12:00 UTC"), "{section}");
+        let context = p["blocks"][2]["elements"][0]["text"].as_str().unwrap();
+        assert!(context.contains("db.example.com/llm&lt;x&gt;"), "{context}");
+        // On time: no "since".
+        let on_time = Message {
+            at: episode,
+            ..m.clone()
+        };
+        let p = payload(&on_time, "h:1", "db/llm");
+        let section = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(!section.contains("Firing since"), "{section}");
+        // A resolution says when.
+        let mut r = a;
+        r.phase = Phase::Resolved;
+        r.resolved_at = Some(episode + chrono::Duration::minutes(42));
+        let resolved = Message {
+            kind: MessageKind::Resolved,
+            at: episode + chrono::Duration::minutes(50),
+            alerts: vec![r],
+        };
+        let p = payload(&resolved, "h:1", "db/llm");
+        let section = p["blocks"][1]["text"]["text"].as_str().unwrap();
+        assert!(section.contains("Resolved at 12:42 UTC"), "{section}");
+        assert!(
+            p["blocks"][0]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with("burnrate db/llm: 1 alert resolved")
         );
     }
 

@@ -1,7 +1,8 @@
 //! Where the alert book lives: shared in PostgreSQL (every monitor and cron check
 //! of the database agrees, and exactly one sends each message), or, when the role
 //! is read-only or the tables are missing, a local file under the XDG state
-//! directory (`alerts.json`, with `alerts.lock` serialising local processes).
+//! directory, one per database, table and tenant (`alerts-<hash>.json`, with
+//! `alerts-<hash>.lock` serialising local processes).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,8 @@ pub struct AlertStore {
     /// Why the local file is used, when it is.
     fallback: Option<String>,
     instance: String,
+    /// "host/dbname": what every message names.
+    database: String,
     local_path: PathBuf,
     /// The shared state is configured but unreachable: rounds use the local file
     /// (dedupe per machine) until it answers again, then what was sent meanwhile is
@@ -92,10 +95,50 @@ impl Drop for LocalLock {
     }
 }
 
-/// `$XDG_STATE_HOME/burnrate/alerts.json` (next to the log).
-pub fn default_state_file() -> PathBuf {
+/// `$XDG_STATE_HOME/burnrate/alerts-<hash>.json` (next to the log): one file per
+/// database (`endpoint`, "host:port/dbname"), table and tenant, so a check against
+/// another database never sees, nor resolves, this one's alerts. The name is a
+/// hash of those, never of a password.
+pub fn local_state_file(endpoint: &str, table: &str, tenant: Option<&str>) -> PathBuf {
     let log = crate::config::default_log_file();
-    log.with_file_name("alerts.json")
+    log.with_file_name(local_state_name(endpoint, table, tenant))
+}
+
+fn local_state_name(endpoint: &str, table: &str, tenant: Option<&str>) -> String {
+    let mut key = super::Labels::new();
+    key.insert("endpoint".into(), endpoint.to_string());
+    key.insert("table".into(), table.to_string());
+    if let Some(t) = tenant {
+        key.insert("tenant".into(), t.to_string());
+    }
+    format!("alerts-{}.json", super::fingerprint("local state", &key))
+}
+
+/// How messages name the database: "host/dbname" (several hosts joined with
+/// commas). Never a user or a password.
+pub fn database_label(target: &ConnectTarget) -> String {
+    use tokio_postgres::config::Host;
+    let hosts: Vec<String> = target
+        .config
+        .get_hosts()
+        .iter()
+        .map(|h| match h {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        })
+        .collect();
+    let hosts = if hosts.is_empty() {
+        target
+            .config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    } else {
+        hosts.join(",")
+    };
+    format!("{hosts}/{}", target.database())
 }
 
 /// "host:pid", to tell instances apart in the log.
@@ -125,12 +168,14 @@ impl AlertStore {
             return AlertStore {
                 backend: Backend::Local(local.clone()),
                 fallback: Some("no database".into()),
+                database: "(no database)".into(),
                 instance,
                 local_path: local,
                 degraded: None,
                 last_shared: None,
             };
         };
+        let database = database_label(&target);
         let mut db = match AlertStateDb::new(target, cost_table) {
             Ok(db) => db,
             Err(e) => {
@@ -138,6 +183,7 @@ impl AlertStore {
                     backend: Backend::Local(local.clone()),
                     fallback: Some(e.to_string()),
                     instance,
+                    database: database.clone(),
                     local_path: local,
                     degraded: None,
                     last_shared: None,
@@ -149,6 +195,7 @@ impl AlertStore {
                 backend: Backend::Shared(Box::new(db)),
                 fallback: None,
                 instance,
+                database: database.clone(),
                 local_path: local,
                 degraded: None,
                 last_shared: None,
@@ -162,6 +209,7 @@ impl AlertStore {
                     backend: Backend::Shared(Box::new(db)),
                     fallback: None,
                     instance,
+                    database: database.clone(),
                     local_path: local,
                     degraded: Some(Degraded {
                         since: chrono::Utc::now(),
@@ -177,6 +225,7 @@ impl AlertStore {
                     backend: Backend::Local(local.clone()),
                     fallback: Some(reason),
                     instance,
+                    database: database.clone(),
                     local_path: local,
                     degraded: None,
                     last_shared: None,
@@ -190,6 +239,7 @@ impl AlertStore {
             backend: Backend::Local(path.clone()),
             fallback: Some(reason.to_string()),
             instance: instance_name(),
+            database: "(no database)".into(),
             local_path: path,
             degraded: None,
             last_shared: None,
@@ -198,6 +248,17 @@ impl AlertStore {
 
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// "host/dbname", for messages.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Names the database messages from this store are about ("host/dbname").
+    pub fn with_database(mut self, label: impl Into<String>) -> AlertStore {
+        self.database = label.into();
+        self
     }
 
     /// Whether this round's state is the shared one (not the local file, neither
@@ -423,4 +484,36 @@ fn local_transact<T>(
     }
     drop(lock);
     Ok((value, messages, book))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_file_is_per_database_table_and_tenant() {
+        let a = local_state_name("db:5432/llm", "cost_events", None);
+        assert!(a.starts_with("alerts-") && a.ends_with(".json"), "{a}");
+        assert_eq!(a, local_state_name("db:5432/llm", "cost_events", None));
+        for other in [
+            local_state_name("db:5432/other", "cost_events", None),
+            local_state_name("db:5433/llm", "cost_events", None),
+            local_state_name("db2:5432/llm", "cost_events", None),
+            local_state_name("db:5432/llm", "public.cost_events2", None),
+            local_state_name("db:5432/llm", "cost_events", Some("acme")),
+        ] {
+            assert_ne!(a, other);
+        }
+    }
+
+    #[test]
+    fn messages_name_the_database_as_host_and_dbname_without_secrets() {
+        let t = ConnectTarget::from_url("postgres://ana:s3cret@db.example.com:6543/llm").unwrap();
+        assert_eq!(database_label(&t), "db.example.com/llm");
+        let store = AlertStore::local(PathBuf::from("/nonexistent/x.json"), "test")
+            .with_database(database_label(&t));
+        assert_eq!(store.database(), "db.example.com/llm");
+        let name = local_state_name(&t.endpoint, "cost_events", None);
+        assert!(!name.contains("s3cret") && !name.contains("ana"), "{name}");
+    }
 }

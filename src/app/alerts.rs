@@ -9,7 +9,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::mpsc;
 
-use crate::alert::desktop::{DesktopNotice, DesktopNotifier, NoticeUrgency};
+use crate::alert::desktop::{DesktopNotifier, DesktopTracker};
 use crate::alert::engine::{AlertEngine, eval_now};
 use crate::alert::slack::Outcome;
 use crate::alert::{Alert, Book, Evaluation, Labels, Phase, Silence};
@@ -54,6 +54,9 @@ pub struct AlertsSummary {
     pub silences: Vec<Silence>,
     /// Firing and pending alerts, most severe first (for the alerts pane).
     pub alerts: Vec<PaneAlert>,
+    /// The firing alerts as anomalies, marked as from the shared state: the
+    /// anomaly pane lists those its own detector has not confirmed (yet).
+    pub firing_shared: Vec<crate::detect::Anomaly>,
     /// "shared in PostgreSQL ..." or "local file ... (why)".
     pub state: String,
     pub shared: bool,
@@ -287,6 +290,10 @@ fn summarise(book: &Book, now: DateTime<Utc>, s: &mut AlertsSummary) {
         .filter(|a| a.phase == Phase::Pending)
         .count();
     s.silences = book.active_silences(now).into_iter().cloned().collect();
+    s.firing_shared = firing
+        .iter()
+        .filter_map(|a| crate::alert::shared_anomaly(a))
+        .collect();
     let mut alerts: Vec<&Alert> = book
         .alerts
         .values()
@@ -325,8 +332,8 @@ async fn alert_task(
     shared: Arc<Mutex<AlertsSummary>>,
 ) {
     let mut status_tick = tokio::time::interval(StdDuration::from_secs(2));
-    // Per person: what this monitor saw firing, for desktop notifications.
-    let mut seen_firing: Option<std::collections::BTreeMap<String, Option<DateTime<Utc>>>> = None;
+    // Per person: what this desktop was shown.
+    let mut desktop_shown = DesktopTracker::default();
     let set = |f: &dyn Fn(&mut AlertsSummary)| {
         if let Ok(mut s) = shared.lock() {
             f(&mut s);
@@ -341,8 +348,13 @@ async fn alert_task(
         tracing::info!(%note, "alerts: answered a key");
         set(&|s| s.note = Some((note.clone(), Utc::now())));
     };
-    if let Some(text) = desktop.as_ref().and_then(|d| d.status()) {
+    if let Some(text) = desktop.as_ref().and_then(|d| d.short_status()) {
         set(&|s| s.desktop = Some(text.clone()));
+    }
+    // What is already firing shows at once, not after the history is loaded and
+    // this monitor's detector confirms it.
+    if let Ok(book) = engine.store.load().await {
+        set(&|s| summarise(&book, after(), s));
     }
     loop {
         tokio::select! {
@@ -361,8 +373,9 @@ async fn alert_task(
                                     s.problem = None;
                                 }
                             });
-                            if let Some(d) = &desktop {
-                                notify_desktop(d, &round.book, &mut seen_firing);
+                            let notices = desktop_shown.notices(&round.book, engine.store.database());
+                            if let Some(d) = desktop.as_ref().filter(|_| !notices.is_empty()) {
+                                d.notify_in_background(notices);
                             }
                         }
                         Err(e) => {
@@ -476,51 +489,6 @@ async fn alert_task(
                 });
             }
         }
-    }
-}
-
-/// Desktop notifications stay per person: whatever this monitor sees start firing
-/// (a new episode) or resolve, whoever sent the Slack message.
-fn notify_desktop(
-    d: &DesktopNotifier,
-    book: &Book,
-    seen: &mut Option<std::collections::BTreeMap<String, Option<DateTime<Utc>>>>,
-) {
-    let now: std::collections::BTreeMap<String, Option<DateTime<Utc>>> = book
-        .firing()
-        .into_iter()
-        .filter(|a| a.severity() >= crate::detect::Severity::Warning)
-        .map(|a| (a.fingerprint.clone(), a.episode))
-        .collect();
-    // The first round only learns what is already firing.
-    let Some(before) = seen.replace(now.clone()) else {
-        return;
-    };
-    let mut notices = Vec::new();
-    for (fp, episode) in &now {
-        if before.get(fp) != Some(episode) {
-            let a = &book.alerts[fp];
-            notices.push(DesktopNotice {
-                summary: format!("{}: {}", a.rule(), a.observation.subject()),
-                body: a.observation.summary.clone(),
-                urgency: NoticeUrgency::Firing,
-            });
-        }
-    }
-    for fp in before.keys() {
-        if !now.contains_key(fp)
-            && let Some(a) = book.alerts.get(fp)
-            && a.phase == Phase::Resolved
-        {
-            notices.push(DesktopNotice {
-                summary: format!("resolved: {}: {}", a.rule(), a.observation.subject()),
-                body: a.observation.summary.clone(),
-                urgency: NoticeUrgency::Resolved,
-            });
-        }
-    }
-    if !notices.is_empty() {
-        d.notify_in_background(notices);
     }
 }
 

@@ -476,6 +476,10 @@ impl App {
             self.status.alerts = Some(link.summary.line(now));
             self.status.alerts_answer = link.summary.note_shown(now);
         }
+        if let Some(link) = &self.alerts {
+            self.status.shared_alerts =
+                crate::alert::unconfirmed(&link.summary.firing_shared, &self.overview.anomalies);
+        }
         self.sync_alerts_pane(now);
         self.dirty = true;
     }
@@ -1676,6 +1680,7 @@ mod tests {
             health: HealthParams::default(),
             slack: SlackOptions::default(),
             webhook: None,
+            scopes: crate::alert::Scopes::any(),
         };
         let engine = AlertEngine::new(store, settings, None).unwrap();
         let (_outcomes, rx) = tokio::sync::mpsc::channel(1);

@@ -111,6 +111,9 @@ pub struct StatusView {
     pub alerts_answer: bool,
     /// Names the watched table has no column for (they read "(none)").
     pub absent: Vec<crate::model::Dim>,
+    /// Firing in the shared alert state but not (yet) found by this monitor's
+    /// detector: the anomaly pane lists them after its own, marked.
+    pub shared_alerts: Vec<Anomaly>,
 }
 
 impl Default for StatusView {
@@ -129,6 +132,7 @@ impl Default for StatusView {
             alerts: None,
             alerts_answer: false,
             absent: Vec::new(),
+            shared_alerts: Vec::new(),
         }
     }
 }

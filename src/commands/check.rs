@@ -17,8 +17,8 @@ use super::context::Context;
 use super::snapshot::{backfill, poll};
 use crate::alert::engine::{AlertEngine, AlertSettings, eval_now, observations};
 use crate::alert::health;
-use crate::alert::state::{AlertStore, default_state_file};
-use crate::alert::{Alert, Book, Evaluation, Message, Phase};
+use crate::alert::state::{AlertStore, local_state_file};
+use crate::alert::{Alert, Book, Evaluation, Message, Phase, Policy, Scopes};
 use crate::cli::CheckArgs;
 use crate::detect::detect_with_state;
 use crate::source::pg::{PgSource, SourceOptions};
@@ -28,8 +28,15 @@ const DELIVERY_WAIT: Duration = Duration::from_secs(120);
 
 /// Runs one check; `Ok(true)` when alerts are firing.
 pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
-    let settings = AlertSettings::from_config(&ctx.cfg.alerts)?;
     let target = ctx.connect_target()?;
+    let tenant = ctx.tenant();
+    // What a check evaluates: the detector's rules under this config, and no new
+    // events (an unreachable database is an error of the check, exit 2).
+    let settings = AlertSettings::from_config(&ctx.cfg.alerts)?.with_scopes(Scopes::new(
+        &ctx.detect_params(),
+        tenant.as_deref(),
+        &["no_events"],
+    ));
     let opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
     let mut source = PgSource::connect(target.clone(), opts).await?;
     let mut store = ctx.new_store();
@@ -47,10 +54,11 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
     let state = AlertStore::open(
         Some(target.clone()),
         &ctx.cfg.database.table,
-        default_state_file(),
+        local_state_file(&target.endpoint, &ctx.cfg.database.table, tenant.as_deref()),
     )
     .await;
     let min = settings.policy.min_severity;
+    let policy = settings.policy.clone();
     let slack_on = settings.webhook.is_some();
     let mut engine = AlertEngine::new(state, settings, None)?;
     let round = engine
@@ -84,12 +92,20 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
     }
 
     let book = &round.book;
+    let database = engine.store.database().to_string();
     let firing: Vec<&Alert> = book.firing();
+    // Without a webhook nothing is claimed: a copy with one announces them.
+    let waiting = if slack_on || args.dry_run {
+        0
+    } else {
+        unannounced(book, &policy, now)
+    };
     let paging = firing.iter().any(|a| a.severity() >= min);
     let mut out = std::io::stdout().lock();
     if args.json {
         let v = json!({
             "generated_at": now,
+            "database": database,
             "dry_run": args.dry_run,
             "state": state_text,
             "shared_state": shared,
@@ -97,7 +113,8 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
             "pending": book.alerts.values().filter(|a| a.phase == Phase::Pending)
                 .map(|a| alert_json(a, book, now)).collect::<Vec<_>>(),
             "silences": book.active_silences(now),
-            "messages": round.messages.iter().map(|m| message_json(m, &delivered, args.dry_run, slack_on)).collect::<Vec<_>>(),
+            "messages": round.messages.iter().map(|m| message_json(m, &delivered, args.dry_run)).collect::<Vec<_>>(),
+            "unannounced": waiting,
         });
         serde_json::to_writer_pretty(&mut out, &v)?;
         writeln!(out)?;
@@ -132,11 +149,16 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
                 crate::ui::text::sanitize(&o.summary)
             )?;
         }
+        if waiting > 0 {
+            writeln!(
+                out,
+                "not announced here: {waiting} alert(s) (no Slack webhook: set \
+                 BURNRATE_SLACK_WEBHOOK_URL); a monitor or check with one sends them"
+            )?;
+        }
         for m in &round.messages {
             let what = if args.dry_run {
                 "would send".to_string()
-            } else if !slack_on {
-                "not sent (no Slack webhook: set BURNRATE_SLACK_WEBHOOK_URL)".to_string()
             } else {
                 match delivered.iter().find(|(d, _)| d.keys() == m.keys()) {
                     Some((_, Ok(_))) => "sent to Slack".to_string(),
@@ -166,6 +188,20 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
     Ok(paging)
 }
 
+/// Firing alerts that would page but have not been announced in their episode:
+/// left for a copy with a webhook.
+fn unannounced(book: &Book, policy: &Policy, now: chrono::DateTime<Utc>) -> usize {
+    book.firing()
+        .into_iter()
+        .filter(|a| {
+            a.notifications == 0
+                && a.severity() >= policy.min_severity
+                && !book.is_silenced(a, now)
+                && now - a.last_seen <= policy.keep_firing_for
+        })
+        .count()
+}
+
 fn alert_json(a: &Alert, book: &Book, now: chrono::DateTime<Utc>) -> serde_json::Value {
     let o = &a.observation;
     json!({
@@ -193,12 +229,9 @@ fn message_json(
         Result<crate::alert::slack::Delivered, crate::alert::slack::SlackError>,
     )],
     dry_run: bool,
-    slack_on: bool,
 ) -> serde_json::Value {
     let status = if dry_run {
         "dry_run".to_string()
-    } else if !slack_on {
-        "not_sent".to_string()
     } else {
         match delivered.iter().find(|(d, _)| d.keys() == m.keys()) {
             Some((_, Ok(_))) => "sent".to_string(),

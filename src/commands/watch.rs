@@ -51,21 +51,33 @@ async fn start_alerts(
     ctx: &Context,
     target: &crate::source::ConnectTarget,
 ) -> Result<crate::app::alerts::AlertLink> {
-    use crate::alert::desktop::{DEFAULT_PROBE_TIMEOUT, DesktopNotifier};
+    use crate::alert::Scopes;
+    use crate::alert::desktop::{DEFAULT_PROBE_TIMEOUT, DesktopNotifier, OFF_IN_CONFIG};
     use crate::alert::engine::{AlertEngine, AlertSettings};
-    use crate::alert::state::{AlertStore, default_state_file};
+    use crate::alert::state::{AlertStore, local_state_file};
 
-    let settings = AlertSettings::from_config(&ctx.cfg.alerts)?;
+    let tenant = ctx.tenant();
+    // What a dashboard evaluates: the detector's rules under this config, and both
+    // monitor-health rules.
+    let settings = AlertSettings::from_config(&ctx.cfg.alerts)?.with_scopes(Scopes::new(
+        &ctx.detect_params(),
+        tenant.as_deref(),
+        &["database_unreachable", "no_events"],
+    ));
     let store = AlertStore::open(
         Some(target.clone()),
         &ctx.cfg.database.table,
-        default_state_file(),
+        local_state_file(&target.endpoint, &ctx.cfg.database.table, tenant.as_deref()),
     )
     .await;
     tracing::info!(state = %store.describe(), slack = settings.webhook.is_some(), "alerts ready");
     let (outcomes_tx, outcomes_rx) = mpsc::channel(64);
     let engine = AlertEngine::new(store, settings, Some(outcomes_tx))?;
-    let desktop = DesktopNotifier::probe(DEFAULT_PROBE_TIMEOUT).await;
+    let desktop = if ctx.cfg.alerts.desktop {
+        DesktopNotifier::probe(DEFAULT_PROBE_TIMEOUT).await
+    } else {
+        DesktopNotifier::disabled(OFF_IN_CONFIG)
+    };
     Ok(crate::app::alerts::AlertLink::start(
         engine,
         outcomes_rx,

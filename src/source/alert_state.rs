@@ -14,7 +14,7 @@ use tokio_postgres::{Client, GenericClient};
 use super::connect::ConnectTarget;
 use super::error::SourceError;
 use super::schema::{TableName, quote_ident};
-use crate::alert::{Alert, Book, LogKey, Message, Silence};
+use crate::alert::{Alert, Book, LogKey, Message, MessageKind, Silence};
 
 pub const ALERTS_TABLE: &str = "burnrate_alerts";
 pub const SILENCES_TABLE: &str = "burnrate_alert_silences";
@@ -403,12 +403,34 @@ async fn transact_with<T>(
             tables.log
         ))
         .await?;
+    // A resolution is announced on a channel only where its firing was: not when
+    // the log holds the episode's firing only as failed or never sent (an older
+    // version's `not_sent`). No row at all is a firing sent from the local file
+    // during an outage: the book's count stands then.
+    let claim_resolved = txn
+        .prepare(&format!(
+            "INSERT INTO {l} (fingerprint, episode, kind, seq, channel, instance)
+             SELECT $1::text, $2::timestamptz, $3::text, $4::int, $5::text, $6::text
+             WHERE EXISTS (SELECT 1 FROM {l} WHERE fingerprint = $1 AND episode = $2
+                             AND channel = $5 AND kind IN ('firing', 'repeat')
+                             AND status = 'sent')
+                OR NOT EXISTS (SELECT 1 FROM {l} WHERE fingerprint = $1 AND episode = $2
+                             AND channel = $5 AND kind IN ('firing', 'repeat'))
+             ON CONFLICT DO NOTHING",
+            l = tables.log
+        ))
+        .await?;
     for m in &mut messages {
         let mut claimed = Vec::new();
+        let claim = if m.kind == MessageKind::Resolved {
+            &claim_resolved
+        } else {
+            &claim
+        };
         for k in m.keys() {
             let n = txn
                 .execute(
-                    &claim,
+                    claim,
                     &[
                         &k.fingerprint,
                         &k.episode,

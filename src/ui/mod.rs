@@ -130,11 +130,23 @@ struct Panes {
     trend: Rect,
 }
 
+/// The anomaly pane's list: this monitor's anomalies, then the alerts firing in the
+/// shared state that its detector has not confirmed (yet).
+fn listed_anomalies<'a>(screen: &Screen<'a>) -> std::borrow::Cow<'a, [crate::detect::Anomaly]> {
+    let (own, shared) = (&screen.overview.anomalies, &screen.status.shared_alerts);
+    if shared.is_empty() {
+        std::borrow::Cow::Borrowed(own)
+    } else {
+        std::borrow::Cow::Owned(own.iter().chain(shared).cloned().collect())
+    }
+}
+
 fn layout(screen: &Screen, body: Rect) -> Panes {
     let o = screen.overview;
-    let has_anomalies = !o.anomalies.is_empty();
+    let listed = listed_anomalies(screen);
+    let has_anomalies = !listed.is_empty();
     let feat_want = features::desired_height(&o.features);
-    let anom_want = anomalies::desired_height(&o.anomalies, body.width);
+    let anom_want = anomalies::desired_height(&listed, body.width);
     let bottom_want = drivers::desired_height(&o.top_drivers).max(3);
 
     // Each pane's least and wanted heights; the least are handed out first, in order
@@ -222,7 +234,7 @@ fn overview(screen: &Screen, theme: Theme, body: Rect, buf: &mut Buffer) {
         features::render(&o.features, screen.selected, theme, panes.features, buf);
     }
     if !panes.anomalies.is_empty() {
-        anomalies::render(&o.anomalies, theme, panes.anomalies, buf);
+        anomalies::render(&listed_anomalies(screen), theme, panes.anomalies, buf);
     }
     if !panes.drivers.is_empty() {
         drivers::render(&o.top_drivers, o.week_total, theme, panes.drivers, buf);
