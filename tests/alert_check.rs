@@ -324,7 +324,13 @@ async fn a_revoked_webhook_is_an_error_and_a_read_only_role_uses_a_local_file() 
     assert_eq!(out.status.code(), Some(1), "{err}{}", text(&out.stdout));
     assert!(err.contains("alert state: local file"), "{err}");
     assert!(err.contains("may not write the alert tables"), "{err}");
-    assert!(state.join("burnrate").join("alerts.json").is_file());
+    // One local file per database, table and tenant.
+    let files: Vec<String> = std::fs::read_dir(state.join("burnrate"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("alerts-") && n.ends_with(".json"))
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
     let first = slack.wait_for(1, Duration::from_secs(5)).await.len();
     assert!(first >= 1);
     // The local file dedupes too: a second run sends nothing more.

@@ -69,6 +69,7 @@ async fn engine(db: &TestDb, slack: &SlackStandIn, tag: &str) -> AlertEngine {
             ..SlackOptions::default()
         },
         webhook: Some(WebhookUrl::parse(&slack.url, "test").unwrap()),
+        scopes: burnrate::alert::Scopes::any(),
     };
     AlertEngine::new(store, settings, None).unwrap()
 }
