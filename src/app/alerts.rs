@@ -542,6 +542,42 @@ mod tests {
     }
 
     #[test]
+    fn the_summary_carries_the_firing_alerts_for_the_anomaly_pane() {
+        use crate::alert::{Hold, Observation, Policy};
+        let now = at("2026-11-28T09:45:00Z");
+        let mut labels = Labels::new();
+        labels.insert("feature".into(), "support_qa".into());
+        let o = Observation {
+            rule: "spike_5m".into(),
+            labels,
+            severity: crate::detect::Severity::Critical,
+            summary: "support_qa is up".into(),
+            window: "5m".into(),
+            observed: None,
+            expected: None,
+            ratio: None,
+            baseline: String::new(),
+            contributors: vec![],
+            hint: String::new(),
+            since: None,
+        };
+        let mut book = Book::default();
+        book.step(
+            &Evaluation {
+                now,
+                observations: vec![(o, Hold::Confirmed)],
+            },
+            &Policy::default(),
+        );
+        let mut s = AlertsSummary::default();
+        summarise(&book, now, &mut s);
+        assert_eq!(s.firing, 1);
+        assert_eq!(s.firing_shared.len(), 1);
+        assert_eq!(s.firing_shared[0].name, "support_qa");
+        assert!(s.firing_shared[0].message.starts_with("[shared state] "));
+    }
+
+    #[test]
     fn the_status_segment_says_when_the_state_is_local_because_the_database_is_down() {
         let now = at("2026-11-28T09:45:00Z");
         let mut s = AlertsSummary {

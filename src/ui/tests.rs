@@ -842,3 +842,38 @@ fn a_level_of_a_name_the_table_lacks_says_so() {
     let plain = screen_text(&buffer(&fixtures::drill_users(), 160, 30));
     assert!(!plain.contains("column in this table"), "{plain}");
 }
+
+#[test]
+fn alerts_firing_in_the_shared_state_are_listed_at_once_and_marked() {
+    use crate::alert::{Book, Evaluation, Hold, Observation, Policy};
+    // A dashboard just opened: its own detector has found nothing yet, while the
+    // shared state holds a firing spike (another copy's).
+    let mut f = fixtures::realistic();
+    let spike = f.overview.anomalies.remove(0);
+    f.overview.anomalies.clear();
+    let mut book = Book::default();
+    book.step(
+        &Evaluation {
+            now: fixtures::now(),
+            observations: vec![(Observation::from_anomaly(&spike), Hold::Confirmed)],
+        },
+        &Policy::default(),
+    );
+    let shared: Vec<_> = book
+        .firing()
+        .into_iter()
+        .filter_map(crate::alert::shared_anomaly)
+        .collect();
+    f.status.shared_alerts = crate::alert::unconfirmed(&shared, &f.overview.anomalies);
+    let text = screen_text(&buffer(&f, 120, 40));
+    assert!(!text.contains("No anomalies"), "{text}");
+    assert!(text.contains("! 1 ANOMALY"), "{text}");
+    assert!(text.contains("[shared state] support_qa"), "{text}");
+
+    // Once its own detector confirms it, it is listed once, unmarked.
+    f.overview.anomalies = vec![spike];
+    f.status.shared_alerts = crate::alert::unconfirmed(&shared, &f.overview.anomalies);
+    let text = screen_text(&buffer(&f, 120, 40));
+    assert!(!text.contains("[shared state]"), "{text}");
+    assert!(text.contains("! 1 ANOMALY"), "{text}");
+}
