@@ -13,17 +13,9 @@ use super::Labels;
 use crate::detect::{DetectParams, rule_family};
 use crate::money::Money;
 
-/// The rules of the detector that do not depend on a budget or a quota.
-const STATISTICAL: [&str; 8] = [
-    "spike",
-    "runaway_user",
-    "runaway_requests",
-    "user_share",
-    "unpriced",
-    "today_vs_7d",
-    "daily_average",
-    "drift",
-];
+/// The monitor-health rules: evaluated by the copies that check them (`check` does
+/// not check that the database is reachable: it fails instead).
+const HEALTH: [&str; 2] = ["database_unreachable", "no_events"];
 
 /// What one evaluator evaluates. [`Scopes::any`] (tests, tools) resolves anything.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -113,28 +105,31 @@ impl Scopes {
             return None;
         }
         let family = rule_family(rule);
-        let what = if STATISTICAL.contains(&family) {
-            format!("detect={}", self.detect)
-        } else if self.health.contains(family) {
-            format!("health={family}")
-        } else {
-            match family {
-                "forecast_over_budget" => self.monthly.clone()?,
-                "day_over_budget_pace" if self.daily_pace => self.monthly.clone()?,
-                "feature_budget" => {
-                    let f = labels.get("feature")?;
-                    format!("feature={:?};warn={}", self.features.get(f)?, self.warn_at)
+        let what = match family {
+            h if HEALTH.contains(&h) => {
+                if !self.health.contains(h) {
+                    return None;
                 }
-                "quota" => {
-                    let limit = match (labels.get("tenant"), labels.get("user")) {
-                        (Some(t), _) => self.tenants.get(t)?,
-                        (None, Some(u)) => self.users.get(u)?,
-                        _ => return None,
-                    };
-                    format!("quota={limit:?};warn={}", self.warn_at)
-                }
-                _ => return None,
+                format!("health={h}")
             }
+            "forecast_over_budget" => self.monthly.clone()?,
+            "day_over_budget_pace" if self.daily_pace => self.monthly.clone()?,
+            "day_over_budget_pace" => return None,
+            "feature_budget" => {
+                let f = labels.get("feature")?;
+                format!("feature={:?};warn={}", self.features.get(f)?, self.warn_at)
+            }
+            "quota" => {
+                let limit = match (labels.get("tenant"), labels.get("user")) {
+                    (Some(t), _) => self.tenants.get(t)?,
+                    (None, Some(u)) => self.users.get(u)?,
+                    _ => return None,
+                };
+                format!("quota={limit:?};warn={}", self.warn_at)
+            }
+            // Every other rule of the detector (spikes, runaways, drift...) holds
+            // under the statistical thresholds alone.
+            _ => format!("detect={}", self.detect),
         };
         Some(hash(&format!("{family}\u{0}{}\u{0}{what}", self.tenant)))
     }
@@ -207,8 +202,12 @@ mod tests {
         let db = labels("database", "h:5432/x");
         assert!(plain.scope_of("no_events", &db).is_some());
         assert_eq!(plain.scope_of("database_unreachable", &db), None);
-        // Unknown rules are left alone.
-        assert_eq!(plain.scope_of("from_the_future", &chat), None);
+        // A detector rule this code does not name holds under the thresholds.
+        assert_eq!(
+            plain.scope_of("recurring_job", &chat),
+            budget.scope_of("recurring_job", &chat)
+        );
+        assert!(plain.scope_of("recurring_job", &chat).is_some());
     }
 
     #[test]

@@ -353,7 +353,9 @@ async fn alert_task(
     }
     // What is already firing shows at once, not after the history is loaded and
     // this monitor's detector confirms it.
-    if let Ok(book) = engine.store.load().await {
+    // Bounded: a database that does not answer must not hold the task's loop.
+    if let Ok(Ok(book)) = tokio::time::timeout(StdDuration::from_secs(5), engine.store.load()).await
+    {
         set(&|s| summarise(&book, after(), s));
     }
     loop {
