@@ -111,6 +111,8 @@ pub struct StatusView {
     pub alerts_answer: bool,
     /// Names the watched table has no column for (they read "(none)").
     pub absent: Vec<crate::model::Dim>,
+    /// The source's own words (`SourceStatus::note`).
+    pub source_note: Option<String>,
 }
 
 impl Default for StatusView {
@@ -129,6 +131,7 @@ impl Default for StatusView {
             alerts: None,
             alerts_answer: false,
             absent: Vec::new(),
+            source_note: None,
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod run;
 pub mod schema;
 mod sql;
 mod tail;
+pub mod txcursor;
+pub mod window;
 pub mod tenancy;
 pub mod tls;
 pub mod top;

@@ -287,6 +287,7 @@ pub fn realistic() -> Fixture {
         alerts: None,
         alerts_answer: false,
         absent: Vec::new(),
+        source_note: None,
     };
     Fixture {
         overview,
