@@ -164,7 +164,9 @@ async fn snapshot_follow_is_woken_by_notify_and_rolls_the_rollup() {
         }
     });
     let requests = |v: &serde_json::Value| v["totals"]["requests"].as_i64().unwrap_or(-1);
-    let first = lines.recv_timeout(Duration::from_secs(60)).expect("first line");
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("first line");
     assert_eq!(requests(&first), 1, "{first}");
 
     // Each commit: a line counting it, long before the 30 s interval.

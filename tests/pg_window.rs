@@ -90,7 +90,11 @@ async fn the_seed_table_as_written_equals_sql_with_late_rows_in_the_overlap() {
     source.backfill(&tx, Utc::now()).await.expect("backfill");
     source.poll(&tx).await.expect("first poll");
     seen.drain(&mut rx);
-    assert_eq!(store_by_feature(&seen.store), truth(&c).await, "after the backfill");
+    assert_eq!(
+        store_by_feature(&seen.store),
+        truth(&c).await,
+        "after the backfill"
+    );
     let note = source.last_status().and_then(|s| s.note.clone());
     assert_eq!(
         note.as_deref(),
@@ -101,19 +105,43 @@ async fn the_seed_table_as_written_equals_sql_with_late_rows_in_the_overlap() {
     // counted: each poll sends only the difference.
     let now = Utc::now();
     add(&c, now, Some("chat"), "1.000001").await;
-    add(&c, now - ChronoDuration::minutes(3), Some("chat"), "0.250000").await;
+    add(
+        &c,
+        now - ChronoDuration::minutes(3),
+        Some("chat"),
+        "0.250000",
+    )
+    .await;
     add(&c, now - ChronoDuration::minutes(9), None, "0.000007").await;
     assert_eq!(source.poll(&tx).await.expect("poll").rows, 3);
     seen.drain(&mut rx);
-    assert_eq!(store_by_feature(&seen.store), truth(&c).await, "new and late rows");
+    assert_eq!(
+        store_by_feature(&seen.store),
+        truth(&c).await,
+        "new and late rows"
+    );
 
-    assert_eq!(source.poll(&tx).await.expect("poll").rows, 0, "nothing twice");
+    assert_eq!(
+        source.poll(&tx).await.expect("poll").rows,
+        0,
+        "nothing twice"
+    );
     add(&c, now, Some("chat"), "2.500000").await;
-    add(&c, now - ChronoDuration::minutes(3), Some("support_qa"), "0.123456").await;
+    add(
+        &c,
+        now - ChronoDuration::minutes(3),
+        Some("support_qa"),
+        "0.123456",
+    )
+    .await;
     assert_eq!(source.poll(&tx).await.expect("poll").rows, 2);
     seen.drain(&mut rx);
     let expected = truth(&c).await;
-    assert_eq!(store_by_feature(&seen.store), expected, "rows in counted minutes");
+    assert_eq!(
+        store_by_feature(&seen.store),
+        expected,
+        "rows in counted minutes"
+    );
     assert_eq!(
         seen.store.total(i64::MIN..=i64::MAX).cost.to_string_6(),
         c.query_one("SELECT sum(cost_usd)::text FROM cost_events", &[])
@@ -125,7 +153,13 @@ async fn the_seed_table_as_written_equals_sql_with_late_rows_in_the_overlap() {
 
     // Committed 30 minutes behind its timestamp, with a 10-minute overlap: missed,
     // as promised.
-    add(&c, Utc::now() - ChronoDuration::minutes(30), Some("too_late"), "5.000000").await;
+    add(
+        &c,
+        Utc::now() - ChronoDuration::minutes(30),
+        Some("too_late"),
+        "5.000000",
+    )
+    .await;
     source.poll(&tx).await.expect("poll");
     seen.drain(&mut rx);
     assert!(!store_by_feature(&seen.store).contains_key("too_late"));

@@ -534,7 +534,10 @@ fn group_key(row: &Row, at: usize, ctx: &ErrorContext<'_>) -> Result<GroupKey, S
 }
 
 /// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
-pub(super) fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, SourceError> {
+pub(super) fn groups_to_batch(
+    rows: &[Row],
+    ctx: &ErrorContext<'_>,
+) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()

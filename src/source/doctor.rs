@@ -134,8 +134,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         &ctx,
         limit,
         "reading the oldest open transaction",
-        live.client
-            .query_opt(super::txcursor::OLDEST_OPEN_TX, &[]),
+        live.client.query_opt(super::txcursor::OLDEST_OPEN_TX, &[]),
     )
     .await
     {

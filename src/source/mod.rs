@@ -22,11 +22,11 @@ pub mod run;
 pub mod schema;
 mod sql;
 mod tail;
-pub mod txcursor;
-pub mod window;
 pub mod tenancy;
 pub mod tls;
 pub mod top;
+pub mod txcursor;
+pub mod window;
 pub mod writer;
 
 pub use connect::ConnectTarget;

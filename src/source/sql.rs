@@ -42,7 +42,9 @@ pub(crate) enum Horizon {
     Snapshot,
     /// Window mode: the rows dated before the tail's first window, in the
     /// backfill's snapshot (the tail aggregates the window itself).
-    Before { start: chrono::DateTime<chrono::Utc> },
+    Before {
+        start: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// A backfill group's key, in the order the backfill reads groups: the bucket, then
@@ -527,13 +529,14 @@ impl Sql {
     /// The gap-free tail (see `txcursor.rs`): rows whose transaction is visible in
     /// snapshot $2 and was not in snapshot $1, past (tx, id) ($3, $4), in (tx, id)
     /// order, at most $5. Two index scans, never the rows $1 already saw: the
-    /// transactions $1 listed as running, and those from its xmax to $2's.
+    /// transactions $1 listed as running, and those from ($6, $7) (its xmax, or
+    /// past the last row read: `TxCursor::range_start`) to $2's xmax.
     pub(crate) fn tail_tx(&self) -> String {
         let (tx, id) = (&self.tx, &self.id);
         let part = |which: &str| {
             format!(
                 "(SELECT {tx}::text, {list}, {tx} AS burnrate_tx, {id}::int8 AS burnrate_id \
-                  FROM {table} e WHERE {which} AND ({tx}, {id}) > ($3::text::xid8, $4::int8) \
+                  FROM {table} e WHERE {which} \
                   AND pg_visible_in_snapshot({tx}, $2::text::pg_snapshot) \
                   ORDER BY {tx}, {id} LIMIT $5::int8)",
                 list = self.row_list(),
@@ -541,10 +544,11 @@ impl Sql {
             )
         };
         let listed = part(&format!(
-            "{tx} = ANY(ARRAY(SELECT pg_snapshot_xip($1::text::pg_snapshot)))"
+            "{tx} = ANY(ARRAY(SELECT pg_snapshot_xip($1::text::pg_snapshot))) \
+             AND ({tx}, {id}) > ($3::text::xid8, $4::int8)"
         ));
         let after = part(&format!(
-            "{tx} >= pg_snapshot_xmax($1::text::pg_snapshot) \
+            "({tx}, {id}) >= ($6::text::xid8, $7::int8) \
              AND {tx} < pg_snapshot_xmax($2::text::pg_snapshot)"
         ));
         format!(

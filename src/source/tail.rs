@@ -209,6 +209,10 @@ impl PgSource {
                         break;
                     };
                     let after_tx = pending.after.0.to_string();
+                    let (from_tx, from_id) = cursor
+                        .range_start()
+                        .ok_or_else(|| ctx.unexpected(format!("snapshot {prev:?} has no xmax")))?;
+                    let from_tx = from_tx.to_string();
                     let rows = timed(
                         &ctx,
                         limit,
@@ -221,6 +225,8 @@ impl PgSource {
                                 &after_tx,
                                 &pending.after.1,
                                 &batch_rows,
+                                &from_tx,
+                                &from_id,
                             ],
                         ),
                     )

@@ -56,6 +56,22 @@ impl TxCursor {
         }
     }
 
+    /// Where the index range of transactions past the previous snapshot starts,
+    /// inclusive: its xmax, or just past the last row handed over if beyond it.
+    /// One bound for the index, not two: PostgreSQL starts a scan with both
+    /// `tx >= a` and `(tx, id) > b` from the row comparison, however loose.
+    pub fn range_start(&self) -> Option<(u64, i64)> {
+        let xmax: u64 = self.prev.split(':').nth(1)?.parse().ok()?;
+        let from = (xmax, i64::MIN);
+        Some(match &self.pending {
+            Some(p) if p.after >= from => match p.after {
+                (tx, i64::MAX) => (tx + 1, i64::MIN),
+                (tx, id) => (tx, id + 1),
+            },
+            _ => from,
+        })
+    }
+
     /// The snapshot was read to the end: it is the previous one from now on.
     pub fn finish(&mut self) {
         if let Some(p) = self.pending.take() {
@@ -137,6 +153,22 @@ mod tests {
         c.finish();
         assert_eq!(c.prev, "100:120:105");
         assert!(c.needs_snapshot());
+    }
+
+    #[test]
+    fn the_range_starts_at_the_previous_xmax_or_past_the_last_row() {
+        let mut c = TxCursor::below(100);
+        c.prev = "90:100:95".into();
+        c.start("90:130:95".into());
+        assert_eq!(c.range_start(), Some((100, i64::MIN)));
+        c.advance((95, 3));
+        assert_eq!(c.range_start(), Some((100, i64::MIN)), "a listed one");
+        c.advance((104, 7));
+        assert_eq!(c.range_start(), Some((104, 8)));
+        c.advance((104, i64::MAX));
+        assert_eq!(c.range_start(), Some((105, i64::MIN)));
+        c.prev = "garbage".into();
+        assert_eq!(c.range_start(), None);
     }
 
     #[test]
