@@ -411,6 +411,18 @@ async fn a_transaction_held_in_another_database_does_not_stall_the_tail() {
             "{holder:?}"
         );
     }
+    // `doctor` names it too.
+    let out = common::burnrate_ok(&db.url, &["doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("doctor JSON");
+    let named = &report["open_transaction"];
+    assert!(
+        named["age_secs"].as_i64().is_some_and(|a| a >= 5),
+        "{report}"
+    );
+    if holder.pid == Some(held_pid) {
+        assert_eq!(named["pid"], held_pid, "{report}");
+        assert_eq!(named["database"], other.name.as_str(), "{report}");
+    }
     seen.drain(&mut rx);
     assert!(
         !store_by_feature(&seen.store).contains_key("late_writer"),
