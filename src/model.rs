@@ -206,6 +206,10 @@ pub enum TailMode {
     /// No id or tx column: re-read a time window by (timestamp, key) and deduplicate
     /// by key; loses a row committed later than the overlap behind the newest row.
     KeysetOverlap,
+    /// No id, tx or key column: each poll re-aggregates the rows of a time window
+    /// on the server and replaces its previous count; loses a row committed later
+    /// than the overlap behind its timestamp.
+    WindowOverlap,
     /// The built-in synthetic stream of `burnrate demo`.
     Demo,
 }
@@ -216,6 +220,7 @@ impl TailMode {
             TailMode::TxWatermark => "tx watermark (gap-free)",
             TailMode::IdOverlap => "id overlap (best effort)",
             TailMode::KeysetOverlap => "time overlap (best effort)",
+            TailMode::WindowOverlap => "window re-aggregated (best effort)",
             TailMode::Demo => "demo stream",
         }
     }
@@ -224,6 +229,7 @@ impl TailMode {
             TailMode::TxWatermark => "tx_watermark",
             TailMode::IdOverlap => "id_overlap",
             TailMode::KeysetOverlap => "keyset_overlap",
+            TailMode::WindowOverlap => "window_overlap",
             TailMode::Demo => "demo",
         }
     }
@@ -250,6 +256,9 @@ pub struct SourceStatus {
     /// Names the watched table has no column for (a column map that leaves them
     /// out): every row reads "(none)" there, and the views say why.
     pub absent: Vec<Dim>,
+    /// What the status bar says besides the mode: the transaction held open on
+    /// the server (tx mode), or what an overlap mode can miss.
+    pub note: Option<String>,
 }
 
 /// Messages from a source task to whoever owns the store.

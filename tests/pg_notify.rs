@@ -114,3 +114,97 @@ async fn without_the_channel_a_row_waits_for_the_interval() {
     collector.abort();
     db.drop_db().await;
 }
+
+/// `snapshot --json --follow` as `watch`: a commit wakes it long before its 30 s
+/// interval, and in rollup mode it keeps the rollup up to date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_follow_is_woken_by_notify_and_rolls_the_rollup() {
+    use std::io::BufRead;
+
+    let (db, c) = notifying_table().await;
+    insert(&c, "before", 1_000_000_000_000, 1, 1).await;
+    common::burnrate_ok(&db.url, &["db", "init", "--rollup"]);
+    assert_eq!(rolled(&c, "before").await, 1);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("burnrate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[database]\nrefresh_interval = \"30s\"\nnotify_channel = {CHANNEL:?}\n\
+             rollup = true\nrollup_every = \"1s\"\n"
+        ),
+    )
+    .unwrap();
+    let mut child = common::Reaped(
+        std::process::Command::new(env!("CARGO_BIN_EXE_burnrate"))
+            .args(["snapshot", "--json", "--follow"])
+            .args(["--database-url", &db.url, "--config"])
+            .arg(&config)
+            .env("XDG_STATE_HOME", dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("BURNRATE_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(v) = serde_json::from_str(&line) else {
+                break;
+            };
+            if lines_tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    let requests = |v: &serde_json::Value| v["totals"]["requests"].as_i64().unwrap_or(-1);
+    let first = lines
+        .recv_timeout(Duration::from_secs(60))
+        .expect("first line");
+    assert_eq!(requests(&first), 1, "{first}");
+
+    // Each commit: a line counting it, long before the 30 s interval.
+    for i in 1..=3i64 {
+        let started = Instant::now();
+        insert(&c, "live", 1_000_000_000_000, 1, 1).await;
+        loop {
+            let v = lines
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("no line for commit {i} after {:?}", started.elapsed()));
+            if requests(&v) == 1 + i {
+                break;
+            }
+        }
+        let took = started.elapsed();
+        eprintln!("snapshot --follow: commit {i} to its line in {took:?}");
+        assert!(took < Duration::from_secs(5), "commit {i} took {took:?}");
+    }
+    // The woken polls rolled what committed (rollup_every is 1 s; only a poll rolls,
+    // so one more commit after it comes due).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rolled(&c, "live").await < 3 {
+        assert!(Instant::now() < deadline, "snapshot --follow never rolled");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        insert(&c, "nudge", 1, 1, 1).await;
+    }
+    assert_eq!(rolled(&c, "live").await, 3, "each row rolled once");
+    drop(child);
+    db.drop_db().await;
+}
+
+/// Requests of `feature` in the rollup.
+async fn rolled(c: &tokio_postgres::Client, feature: &str) -> i64 {
+    c.query_one(
+        "SELECT coalesce(sum(requests), 0)::int8 FROM cost_events_rollup WHERE feature_name = $1",
+        &[&feature],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}

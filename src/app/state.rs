@@ -619,6 +619,7 @@ impl App {
         self.status.mode = s.mode;
         self.status.watermark_lag_secs = s.watermark_lag_secs;
         self.status.absent = s.absent;
+        self.status.source_note = s.note;
         self.dirty = true;
     }
 
@@ -1316,6 +1317,7 @@ mod tests {
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
                 absent: Vec::new(),
+                note: None,
             }),
             now,
         );
@@ -1824,6 +1826,7 @@ mod tests {
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
                 absent: Vec::new(),
+                note: None,
             }),
             now,
         );

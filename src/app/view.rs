@@ -114,6 +114,8 @@ pub struct StatusView {
     /// Firing in the shared alert state but not (yet) found by this monitor's
     /// detector: the anomaly pane lists them after its own, marked.
     pub shared_alerts: Vec<Anomaly>,
+    /// The source's own words (`SourceStatus::note`).
+    pub source_note: Option<String>,
 }
 
 impl Default for StatusView {
@@ -133,6 +135,7 @@ impl Default for StatusView {
             alerts_answer: false,
             absent: Vec::new(),
             shared_alerts: Vec::new(),
+            source_note: None,
         }
     }
 }

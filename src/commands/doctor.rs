@@ -75,6 +75,14 @@ pub fn render(r: &DoctorReport) -> String {
     if let Some(mode) = r.mode {
         let _ = writeln!(out, "tail mode  {}: {}", mode.label(), promise(r, mode));
     }
+    if let Some(h) = &r.open_transaction {
+        let _ = writeln!(
+            out,
+            "open tx    {}: holds the server's xmin (the rollup waits for it; the tail \
+             reads past it and counts its rows when it commits)",
+            crate::ui::text::clean(&h.describe(), 200)
+        );
+    }
     if let Some(rows) = r.rows {
         let range = match (r.first, r.last) {
             (Some(a), Some(b)) => format!(
@@ -138,6 +146,7 @@ fn promise(r: &DoctorReport, mode: TailMode) -> String {
              deduplicates by key; a row written later than that is missed",
             humantime::format_duration(r.overlap)
         ),
+        TailMode::WindowOverlap => crate::source::window::guarantee(r.overlap),
         TailMode::Demo => String::new(),
     }
 }
@@ -160,7 +169,8 @@ pub fn to_json(r: &DoctorReport) -> Value {
             "mode": mode.json_name(),
             "label": mode.label(),
             "promise": promise(r, mode),
-            "overlap_secs": (mode == TailMode::KeysetOverlap).then_some(r.overlap.as_secs()),
+            "overlap_secs": matches!(mode, TailMode::KeysetOverlap | TailMode::WindowOverlap)
+                .then_some(r.overlap.as_secs()),
         })),
         "rows": r.rows,
         "first": r.first,
@@ -178,5 +188,11 @@ pub fn to_json(r: &DoctorReport) -> Value {
             "table": table,
         })).collect::<Vec<_>>(),
         "problems": r.problems,
+        "open_transaction": r.open_transaction.as_ref().map(|h| json!({
+            "pid": h.pid,
+            "database": h.database,
+            "age_secs": h.age_secs,
+            "prepared": h.prepared,
+        })),
     })
 }

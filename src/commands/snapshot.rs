@@ -2,7 +2,8 @@
 //!
 //! Same source, store and detection code as the TUI: one backfill, one tail poll,
 //! one JSON object. With `--follow`, a poll every refresh interval and one JSON
-//! object per line after each (JSON Lines).
+//! object per line after each (JSON Lines), woken early by `database.notify_channel`
+//! and rolling the rollup as `watch` does (see `source::run`).
 
 use std::io::Write;
 
@@ -17,7 +18,7 @@ use crate::model::{SourceMsg, TailMode};
 use crate::report::{self, SnapshotSpec};
 use crate::source::error::SourceError;
 use crate::source::pg::PgSource;
-use crate::source::run::backoff_delay;
+use crate::source::run::{MIN_POLL_GAP, backoff_delay};
 use crate::store::Store;
 
 pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
@@ -38,11 +39,19 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
     let target = ctx.connect_target()?;
     let opts = ctx.source_options()?;
     let refresh = opts.refresh_interval;
-    let mut source = PgSource::connect(target, opts).await?;
+    let mut source = PgSource::new(target, opts)?;
+    // As in `watch`: a NOTIFY on database.notify_channel polls at once.
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    if args.follow {
+        source.wake_on_notify(wake.clone());
+    }
     let mut store = ctx.new_store();
 
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
+    if args.follow {
+        source.maintain_rollup().await;
+    }
     let mut cache = RequestCache::default();
     print(&store, &spec, &mut source, !args.follow, &mut cache).await?;
     if !args.follow {
@@ -60,6 +69,13 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
+            // Woken polls start at least MIN_POLL_GAP apart, as in `watch`.
+            _ = wake.notified(), if failures == 0 => {
+                tokio::select! {
+                    _ = tokio::time::sleep((started + MIN_POLL_GAP).saturating_duration_since(std::time::Instant::now())) => {}
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                }
+            }
             _ = tokio::signal::ctrl_c() => return Ok(()),
         }
         started = std::time::Instant::now();
@@ -69,6 +85,8 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         match poll(&mut store, &mut source).await {
             Ok(()) => {
                 failures = 0;
+                // Rollup mode: the elected instance rolls what committed, as `watch`.
+                source.maintain_rollup().await;
                 print(&store, &spec, &mut source, false, &mut cache).await?;
             }
             Err(e) => {

@@ -49,6 +49,8 @@ pub(super) struct BackfillPlan {
     rejects_sent: Option<Horizon>,
     /// Keyset mode: the window keys counted so far, kept across attempts.
     keyset: Option<KeysetTracker>,
+    /// Window mode: where the tail's window starts (fixed by the first attempt).
+    window_start: Option<DateTime<Utc>>,
 }
 
 /// The span of one backfill query. Its groups are read in pages, so memory does not
@@ -121,6 +123,7 @@ impl BackfillPlan {
             sent,
             rejects_sent: None,
             keyset: None,
+            window_start: None,
         }
     }
 
@@ -248,6 +251,18 @@ impl PgSource {
                 plan.keyset = Some(tracker.clone());
                 (Horizon::Snapshot, Cursor::Keyset(tracker))
             }
+            TailMode::WindowOverlap => {
+                // The backfill counts the rows before the window, the tail the
+                // window itself: one place for each row.
+                let overlap = self.opts.map.overlap;
+                let start = *plan.window_start.get_or_insert_with(|| {
+                    super::window::WindowTracker::start_for(overlap, now).max(plan.minute_floor)
+                });
+                (
+                    Horizon::Before { start },
+                    Cursor::Window(super::window::WindowTracker::new(overlap, start)),
+                )
+            }
             TailMode::IdOverlap => {
                 let row = timed(
                     &ctx,
@@ -297,13 +312,10 @@ impl PgSource {
                 let xmin: u64 = text
                     .parse()
                     .map_err(|_| ctx.unexpected(format!("snapshot xmin {text:?}")))?;
-                // Tail from (xmin, -inf): every row with tx >= xmin, none below.
+                // The tail reads what becomes visible past the snapshot of tx < xmin.
                 (
                     Horizon::Tx { xmin },
-                    Cursor::Tx {
-                        tx: xmin,
-                        id: i64::MIN,
-                    },
+                    Cursor::Tx(super::txcursor::TxCursor::below(xmin)),
                 )
             }
         };
@@ -522,7 +534,10 @@ fn group_key(row: &Row, at: usize, ctx: &ErrorContext<'_>) -> Result<GroupKey, S
 }
 
 /// Rows of `Sql::backfill_groups` as facts, one per (bucket, names).
-fn groups_to_batch(rows: &[Row], ctx: &ErrorContext<'_>) -> Result<FactBatch, SourceError> {
+pub(super) fn groups_to_batch(
+    rows: &[Row],
+    ctx: &ErrorContext<'_>,
+) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()

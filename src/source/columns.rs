@@ -588,6 +588,8 @@ pub enum RowOrder {
     Id { id: String },
     /// No id: keyset on (timestamp, key), re-reading an overlap window.
     Keyset { key: String },
+    /// No id and no key: the overlap window re-aggregated each poll.
+    Window,
 }
 
 /// One mapped field as found in the table.
@@ -629,6 +631,7 @@ impl ResolvedMap {
             RowOrder::Tx { .. } => TailMode::TxWatermark,
             RowOrder::Id { .. } => TailMode::IdOverlap,
             RowOrder::Keyset { .. } => TailMode::KeysetOverlap,
+            RowOrder::Window => TailMode::WindowOverlap,
         }
     }
 
@@ -834,17 +837,8 @@ pub fn resolve(spec: &MapSpec, columns: &[ColumnInfo]) -> Result<ResolvedMap, St
                 .entry(Field::RequestId)
                 .filter(|e| e.spec.path.is_empty() && request_id.is_some())
                 .map(|e| e.spec.sql());
-            match key {
-                Some(key) => RowOrder::Keyset { key },
-                None => {
-                    return Err(format!(
-                        "no way to find new rows: map source.columns.order to an integer id \
-                         column (a serial), or source.columns.request_id to a column with a \
-                         unique value per row. {}",
-                        listing()
-                    ));
-                }
-            }
+            // Without one, rows cannot be told apart: re-aggregate the window.
+            key.map_or(RowOrder::Window, |key| RowOrder::Keyset { key })
         }
     };
     unmapped.sort();
@@ -1052,12 +1046,13 @@ mod tests {
         assert!(err.contains("only for"), "{err}");
         src.columns.cost = None;
         src.columns.request_id = Some(String::new());
-        let err = resolve(
+        // No key left: the window is re-aggregated (issue 16, item 17).
+        let r = resolve(
             &MapSpec::build(&src, None, "x").unwrap(),
             &litellm_columns(),
         )
-        .unwrap_err();
-        assert!(err.contains("no way to find new rows"), "{err}");
+        .unwrap();
+        assert_eq!(r.order, RowOrder::Window);
     }
 
     #[test]
@@ -1080,7 +1075,9 @@ mod tests {
         );
         assert_eq!(r.names[1], None);
         assert!(r.unmapped.contains(&Field::User) && r.unmapped.contains(&Field::Tx));
-        let err = resolve(&m, &cols[1..]).unwrap_err();
-        assert!(err.contains("no way to find new rows"), "{err}");
+        // The article's table as written (no id): watched in place.
+        let r = resolve(&m, &cols[1..]).unwrap();
+        assert_eq!(r.order, RowOrder::Window);
+        assert_eq!(r.mode(), TailMode::WindowOverlap);
     }
 }

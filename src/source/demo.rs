@@ -277,6 +277,7 @@ fn status(connection: Connection) -> SourceMsg {
         mode: TailMode::Demo,
         watermark_lag_secs: None,
         absent: Vec::new(),
+        note: None,
     })
 }
 

@@ -48,6 +48,9 @@ pub struct DoctorReport {
     pub other_presets: Vec<(Preset, String)>,
     /// What must be fixed; empty when all is well.
     pub problems: Vec<String>,
+    /// The oldest transaction open on the server (any database), when open more
+    /// than a few seconds: it holds the xmin (and the rollup) back.
+    pub open_transaction: Option<super::txcursor::TxHolder>,
 }
 
 impl DoctorReport {
@@ -74,6 +77,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         priced_models: opts.map.prices.keys().cloned().collect(),
         other_presets: Vec::new(),
         problems: Vec::new(),
+        open_transaction: None,
     };
     let mut source = match PgSource::connect(target.clone(), opts.clone()).await {
         Ok(s) => s,
@@ -126,6 +130,17 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         Err(e) => report.problems.push(e.to_string()),
     }
 
+    if let Ok(Some(row)) = timed(
+        &ctx,
+        limit,
+        "reading the oldest open transaction",
+        live.client.query_opt(super::txcursor::OLDEST_OPEN_TX, &[]),
+    )
+    .await
+    {
+        report.open_transaction = super::tail::open_long_enough(&row);
+    }
+
     let column = |f: Field| opts.map.entry(f).map(|e| e.spec.column.clone());
     let mut needs: Vec<(&'static str, Vec<String>)> = Vec::new();
     let ts = column(Field::Timestamp).unwrap_or_default();
@@ -144,6 +159,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             needs.push(("the tail", vec![column(Field::Order).unwrap_or_default()]));
             needs.push(("the backfill", vec![ts]));
         }
+        RowOrder::Window => needs.push(("the tail's window and the backfill", vec![ts])),
         RowOrder::Keyset { .. } => needs.push((
             "the tail and the backfill",
             vec![ts, column(Field::RequestId).unwrap_or_default()],

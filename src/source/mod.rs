@@ -25,6 +25,8 @@ mod tail;
 pub mod tenancy;
 pub mod tls;
 pub mod top;
+pub mod txcursor;
+pub mod window;
 pub mod writer;
 
 pub use connect::ConnectTarget;

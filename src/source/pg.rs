@@ -95,13 +95,11 @@ pub struct PollStats {
 /// Where the tail resumes.
 #[derive(Debug, Clone)]
 pub(super) enum Cursor {
-    /// The last (tx, id) read; everything at or below it is final.
-    Tx {
-        tx: u64,
-        id: i64,
-    },
+    /// The previous poll's snapshot (see `txcursor.rs`).
+    Tx(super::txcursor::TxCursor),
     Id(GapTracker),
     Keyset(KeysetTracker),
+    Window(super::window::WindowTracker),
 }
 
 /// A live connection and what was learnt about the table on it.
@@ -116,6 +114,8 @@ pub(super) struct StatusSender {
     pub(super) endpoint: String,
     /// The names the column map leaves out (known once connected).
     pub(super) absent: Vec<crate::model::Dim>,
+    /// What the status bar should say besides the mode (`SourceStatus::note`).
+    pub(super) note: Option<String>,
     last: Option<SourceStatus>,
 }
 
@@ -133,6 +133,7 @@ impl StatusSender {
             mode,
             watermark_lag_secs,
             absent: self.absent.clone(),
+            note: self.note.clone(),
         };
         if self.last.as_ref() == Some(&status) {
             return Ok(());
@@ -161,9 +162,9 @@ pub struct PgSource {
     pub(super) plan: Option<BackfillPlan>,
     /// Set once the backfill completed; the tail's position from then on.
     pub(super) cursor: Option<Cursor>,
-    /// tx mode: the snapshot xmin last seen and since when, to measure how long a
-    /// running transaction has held the watermark back.
-    pub(super) watermark_stuck: Option<(u64, std::time::Instant)>,
+    /// tx mode: the oldest transaction open on the server, when open long enough
+    /// to name (it holds the xmin, and the rollup, back; the tail reads past it).
+    pub(super) holder: Option<super::txcursor::TxHolder>,
     /// When the table's columns were last checked (on connecting): see
     /// `schema_recheck_due`.
     pub(super) checked_at: Option<std::time::Instant>,
@@ -188,6 +189,7 @@ impl PgSource {
             status: StatusSender {
                 endpoint: target.endpoint.clone(),
                 absent: Vec::new(),
+                note: None,
                 last: None,
             },
             target,
@@ -197,7 +199,7 @@ impl PgSource {
             mode: None,
             plan: None,
             cursor: None,
-            watermark_stuck: None,
+            holder: None,
             checked_at: None,
             computed_rows: 0,
             wake: None,
@@ -267,6 +269,12 @@ impl PgSource {
     /// The status the source last reported, if any.
     pub fn last_status(&self) -> Option<&SourceStatus> {
         self.status.last()
+    }
+
+    /// tx mode: the oldest transaction open on the server for more than a few
+    /// seconds, as of the last poll.
+    pub fn open_transaction(&self) -> Option<&super::txcursor::TxHolder> {
+        self.holder.as_ref()
     }
 
     /// Reports a status (used by `run` for Connecting / Disconnected).

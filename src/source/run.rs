@@ -123,6 +123,7 @@ pub async fn run(
                 mode: crate::model::TailMode::TxWatermark,
                 watermark_lag_secs: None,
                 absent: Vec::new(),
+                note: None,
             };
             let _ = tx.send(SourceMsg::Status(status)).await;
             return Err(e);

@@ -40,6 +40,11 @@ pub(crate) enum Horizon {
     /// Keyset mode: everything in the backfill's snapshot (a retry reads no chunk
     /// twice; the tail's overlap window catches up).
     Snapshot,
+    /// Window mode: the rows dated before the tail's first window, in the
+    /// backfill's snapshot (the tail aggregates the window itself).
+    Before {
+        start: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// A backfill group's key, in the order the backfill reads groups: the bucket, then
@@ -174,6 +179,7 @@ impl Sql {
         let (id, tx, key) = match &map.order {
             RowOrder::Tx { tx, id } => (id.clone(), tx.clone(), "NULL::text".to_string()),
             RowOrder::Id { id } => (id.clone(), "NULL::xid8".into(), "NULL::text".into()),
+            RowOrder::Window => ("0::int8".into(), "NULL::xid8".into(), "NULL::text".into()),
             RowOrder::Keyset { key } => (
                 "0::int8".into(),
                 "NULL::xid8".into(),
@@ -245,6 +251,12 @@ impl Sql {
         match (previous, current) {
             (None, Horizon::Snapshot) => Some("true".into()),
             (Some(Horizon::Snapshot), Horizon::Snapshot) => Some("false".into()),
+            (None, Horizon::Before { start }) => Some(format!(
+                "({ts} IS NULL OR {ts} < {}::timestamptz)",
+                p.push(*start),
+                ts = self.ts
+            )),
+            (Some(Horizon::Before { .. }), Horizon::Before { .. }) => Some("false".into()),
             (None, Horizon::Tx { xmin }) => {
                 Some(format!("{tx} < {}::text::xid8", p.push(xmin.to_string())))
             }
@@ -514,17 +526,34 @@ impl Sql {
         )
     }
 
-    /// The gap-free tail: one statement, so rows and horizon share one snapshot.
-    /// $1 last tx (text), $2 last id, $3 limit.
+    /// The gap-free tail (see `txcursor.rs`): rows whose transaction is visible in
+    /// snapshot $2 and was not in snapshot $1, past (tx, id) ($3, $4), in (tx, id)
+    /// order, at most $5. Two index scans, never the rows $1 already saw: the
+    /// transactions $1 listed as running, and those from ($6, $7) (its xmax, or
+    /// past the last row read: `TxCursor::range_start`) to $2's xmax.
     pub(crate) fn tail_tx(&self) -> String {
-        let tx = &self.tx;
+        let (tx, id) = (&self.tx, &self.id);
+        let part = |which: &str| {
+            format!(
+                "(SELECT {tx}::text, {list}, {tx} AS burnrate_tx, {id}::int8 AS burnrate_id \
+                  FROM {table} e WHERE {which} \
+                  AND pg_visible_in_snapshot({tx}, $2::text::pg_snapshot) \
+                  ORDER BY {tx}, {id} LIMIT $5::int8)",
+                list = self.row_list(),
+                table = self.table,
+            )
+        };
+        let listed = part(&format!(
+            "{tx} = ANY(ARRAY(SELECT pg_snapshot_xip($1::text::pg_snapshot))) \
+             AND ({tx}, {id}) > ($3::text::xid8, $4::int8)"
+        ));
+        let after = part(&format!(
+            "({tx}, {id}) >= ($6::text::xid8, $7::int8) \
+             AND {tx} < pg_snapshot_xmax($2::text::pg_snapshot)"
+        ));
         format!(
-            "SELECT {tx}::text, {} FROM {} e \
-             WHERE ({tx}, {id}) > ($1::text::xid8, $2::int8) AND {tx} < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY {tx}, {id} LIMIT $3::int8",
-            self.row_list(),
-            self.table,
-            id = self.id,
+            "SELECT * FROM ({listed} UNION ALL {after}) u \
+             ORDER BY burnrate_tx, burnrate_id LIMIT $5::int8"
         )
     }
 
@@ -594,6 +623,12 @@ impl Sql {
             cutoff = map.ts_value("$1"),
             after = map.ts_value("$2"),
         )
+    }
+
+    /// Window mode: the window's groups by minute from $1 (`backfill_groups`'
+    /// columns), every valid row at or after it.
+    pub(crate) fn window_groups(&self) -> String {
+        self.backfill_groups("$1".into(), None, "$1".into(), "0".into(), "true")
     }
 
     /// `doctor`: rows, first and last timestamp.
@@ -673,15 +708,8 @@ impl Sql {
     }
 }
 
-/// The watermark's state: snapshot xmin and xmax (equal when no transaction with
-/// an xid is running), and the age of the oldest such transaction where visible
-/// (pg_stat_activity hides other users' sessions without pg_read_all_stats; it may
-/// be in any database of the cluster, or a prepared transaction).
-pub(crate) const WATERMARK_STATE: &str = "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text, \
-       floor(extract(epoch FROM now() - least(\
-         (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), \
-         (SELECT min(prepared) FROM pg_prepared_xacts))))::int8 \
-     FROM pg_current_snapshot() AS s";
+/// The tx tail's snapshot for one poll.
+pub(crate) const CURRENT_SNAPSHOT: &str = "SELECT pg_current_snapshot()::text";
 
 /// The backfill's watermark: every transaction below it has ended.
 pub(crate) const SNAPSHOT_XMIN: &str = "SELECT pg_snapshot_xmin(pg_current_snapshot())::text";

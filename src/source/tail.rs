@@ -1,8 +1,8 @@
 //! The tail: only rows that are new since the last poll, each exactly once.
 //!
-//! tx mode reads past a (tx, id) cursor below the snapshot's xmin in one statement
-//! (see the notes on tailing): every transaction below xmin has ended, so what the
-//! cursor passes is final. Id-overlap mode reads above the highest id seen plus the
+//! tx mode reads the rows whose transaction became visible since the previous
+//! poll's snapshot (see `txcursor.rs`): exactly once, without waiting for
+//! transactions still running anywhere on the server. Id-overlap mode reads above the highest id seen plus the
 //! gaps still awaited, and gives a gap up after the settle time.
 
 use std::time::Instant;
@@ -13,7 +13,8 @@ use tokio_postgres::Row;
 
 use super::error::{ErrorContext, SourceError};
 use super::pg::{Cursor, Live, PgSource, PollStats, client_deadline, timed};
-use super::sql::WATERMARK_STATE;
+use super::sql::CURRENT_SNAPSHOT;
+use super::txcursor::{OLDEST_OPEN_TX, TxHolder};
 use crate::model::{
     Agg, Connection, FUTURE_TOLERANCE_SECS, Fact, FactBatch, MAX_ROW_COST_USD, RejectReason,
     SourceMsg, TailMode,
@@ -137,32 +138,31 @@ async fn send_tail(
     .map_err(|_| SourceError::ChannelClosed)
 }
 
-/// Seconds the watermark trails: zero when no transaction holds it, else the longer
-/// of how long this xmin has been seen unchanged and the holder's age (if visible).
-fn watermark_lag(row: &Row, stuck: &mut Option<(u64, Instant)>) -> Option<i64> {
-    let xmin: u64 = row.try_get::<_, String>(0).ok()?.parse().ok()?;
-    let xmax: u64 = row.try_get::<_, String>(1).ok()?.parse().ok()?;
-    let holder_age: Option<i64> = row.try_get(2).ok()?;
-    if xmin >= xmax {
-        *stuck = None;
-        return Some(0);
-    }
-    let since = match *stuck {
-        Some((seen, since)) if seen == xmin => since,
-        _ => {
-            let now = Instant::now();
-            *stuck = Some((xmin, now));
-            now
-        }
-    };
-    Some(
-        (since.elapsed().as_secs() as i64)
-            .max(holder_age.unwrap_or(0))
-            .max(0),
-    )
+/// A transaction held open longer than this is named in the status.
+pub const HOLDER_SHOWN_SECS: i64 = 5;
+
+/// The oldest open transaction from `OLDEST_OPEN_TX`, if open long enough to name.
+pub(super) fn open_long_enough(row: &Row) -> Option<TxHolder> {
+    let age: Option<i64> = row.try_get(2).ok()?;
+    let age = age?;
+    (age > HOLDER_SHOWN_SECS).then(|| TxHolder {
+        pid: row.try_get(0).ok().flatten(),
+        database: row.try_get(1).ok().flatten(),
+        age_secs: age,
+        prepared: row.try_get(3).ok().flatten(),
+    })
 }
 
 impl PgSource {
+    /// What the status bar should say besides the mode.
+    fn status_note(&self) -> Option<String> {
+        match self.cursor.as_ref()? {
+            Cursor::Tx(_) => self.holder.as_ref().map(TxHolder::short),
+            Cursor::Window(w) => Some(super::window::guarantee(w.overlap())),
+            _ => None,
+        }
+    }
+
     /// One tail step: reads every row committed since the last poll (several queries
     /// if there is a backlog), sends them as `Tail` messages (at least one, possibly
     /// empty, so the receiver knows the poll happened), and reports the watermark lag.
@@ -188,18 +188,47 @@ impl PgSource {
 
         match self.cursor.as_mut() {
             None => return Err(SourceError::NotBackfilled),
-            Some(Cursor::Tx {
-                tx: last_tx,
-                id: last_id,
-            }) => {
+            Some(Cursor::Tx(cursor)) => {
+                if cursor.needs_snapshot() {
+                    let row = timed(
+                        &ctx,
+                        limit,
+                        "reading the snapshot",
+                        client.query_one(CURRENT_SNAPSHOT, &[]),
+                    )
+                    .await?;
+                    let current: String = row
+                        .try_get(0)
+                        .map_err(|e| ctx.unexpected(format!("snapshot: {e}")))?;
+                    cursor.start(current);
+                }
                 let text = sql.tail_tx();
                 loop {
-                    let after_tx = last_tx.to_string();
+                    let prev = cursor.prev.clone();
+                    let Some(pending) = cursor.pending.clone() else {
+                        break;
+                    };
+                    let after_tx = pending.after.0.to_string();
+                    let (from_tx, from_id) = cursor
+                        .range_start()
+                        .ok_or_else(|| ctx.unexpected(format!("snapshot {prev:?} has no xmax")))?;
+                    let from_tx = from_tx.to_string();
                     let rows = timed(
                         &ctx,
                         limit,
                         "reading new rows",
-                        client.query(&text, &[&after_tx, &*last_id, &batch_rows]),
+                        client.query(
+                            &text,
+                            &[
+                                &prev,
+                                &pending.snapshot,
+                                &after_tx,
+                                &pending.after.1,
+                                &batch_rows,
+                                &from_tx,
+                                &from_id,
+                            ],
+                        ),
                     )
                     .await?;
                     let mut batch = FactBatch {
@@ -222,32 +251,55 @@ impl PgSource {
                     }
                     send_tail(tx, batch, &mut stats).await?;
                     // Move only once the rows are handed over.
-                    if let Some((t, i)) = position {
-                        (*last_tx, *last_id) = (t, i);
+                    if let Some(p) = position {
+                        cursor.advance(p);
                     }
                     stats.batches += 1;
                     if (rows.len() as i64) < batch_rows {
+                        cursor.finish();
                         break;
                     }
                 }
-                stats.watermark_lag_secs = match timed(
+                // The tail waits for no transaction; one held open long is named
+                // (its own rows count when it commits).
+                stats.watermark_lag_secs = Some(0);
+                self.holder = match timed(
                     &ctx,
                     limit,
-                    "reading the watermark",
-                    client.query_one(WATERMARK_STATE, &[]),
+                    "reading the oldest open transaction",
+                    client.query_opt(OLDEST_OPEN_TX, &[]),
                 )
                 .await
                 {
-                    Ok(row) => watermark_lag(&row, &mut self.watermark_stuck),
+                    Ok(row) => row.and_then(|r| open_long_enough(&r)),
                     // Informational only, but a connection failure still counts.
                     Err(
                         e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
                     ) => return Err(e),
                     Err(e) => {
-                        tracing::debug!(error = %e, "watermark lag unavailable");
+                        tracing::debug!(error = %e, "oldest open transaction unavailable");
                         None
                     }
                 };
+            }
+            Some(Cursor::Window(tracker)) => {
+                // The server re-aggregates the window; only the change is sent.
+                let start = tracker.start();
+                let rows = timed(
+                    &ctx,
+                    limit,
+                    "aggregating the overlap window",
+                    client.query(&sql.window_groups(), &[&start]),
+                )
+                .await?;
+                let groups = super::backfill::groups_to_batch(&rows, &ctx)?;
+                let mut work = tracker.clone();
+                let batch = work.replace(groups.facts, Utc::now());
+                self.computed_rows += batch.facts.iter().map(|f| f.agg.computed).sum::<u64>();
+                send_tail(tx, batch, &mut stats).await?;
+                *tracker = work;
+                stats.batches += 1;
+                stats.watermark_lag_secs = None;
             }
             Some(Cursor::Keyset(tracker)) => {
                 // Re-read the overlap window behind the newest row, in (timestamp,
@@ -379,6 +431,7 @@ impl PgSource {
             }
         }
         let mode = self.mode.unwrap_or(TailMode::TxWatermark);
+        self.status.note = self.status_note();
         self.status
             .send(tx, Connection::Live, mode, stats.watermark_lag_secs)
             .await?;

@@ -288,6 +288,7 @@ pub fn realistic() -> Fixture {
         alerts_answer: false,
         absent: Vec::new(),
         shared_alerts: Vec::new(),
+        source_note: None,
     };
     Fixture {
         overview,

@@ -138,6 +138,14 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
+    // The source's own words: a transaction held open, an overlap mode's limit.
+    if let Some(note) = &status.source_note {
+        segs.push(Segment {
+            cut_to_fit: true,
+            priority: 4,
+            spans: vec![Span::styled(text::clean(note, 80), theme.warn())],
+        });
+    }
     // Alerts: what fires, Slack's state; a Slack configuration error keeps its room,
     // and the answer to a key (or the silence prompt) comes right after the
     // connection, cut rather than dropped.
@@ -179,7 +187,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     });
     // A best-effort tail can miss rows: worth more room than the row count.
     let mode = match status.mode {
-        TailMode::IdOverlap | TailMode::KeysetOverlap => Segment {
+        TailMode::IdOverlap | TailMode::KeysetOverlap | TailMode::WindowOverlap => Segment {
             cut_to_fit: false,
             priority: 4,
             spans: vec![Span::styled(status.mode.label(), theme.warn())],
