@@ -114,6 +114,9 @@ pub fn render(r: &DoctorReport) -> String {
             "hint       --preset {preset} fits this database (table {table})"
         );
     }
+    for h in &r.hints {
+        let _ = writeln!(out, "hint       {h}");
+    }
     if r.ok() {
         let _ = writeln!(out, "result     ok");
     } else {
@@ -177,6 +180,7 @@ pub fn to_json(r: &DoctorReport) -> Value {
             "preset": preset.name(),
             "table": table,
         })).collect::<Vec<_>>(),
+        "hints": r.hints,
         "problems": r.problems,
     })
 }
