@@ -64,19 +64,30 @@ impl Calendar {
         DateTime::from_timestamp(idx * MINUTE_SECS, 0).unwrap_or_default()
     }
 
+    /// The local date whose span (`date_start` to the next one) holds `t`: the
+    /// wall-clock date, except in the hour before a midnight that happens twice.
     pub fn local_date(&self, t: DateTime<Utc>) -> NaiveDate {
-        t.with_timezone(&self.tz).date_naive()
+        let d = t.with_timezone(&self.tz).date_naive();
+        match d.pred_opt() {
+            Some(before) if self.date_start(d) > t => before,
+            _ => d,
+        }
     }
 
-    /// The UTC instant at which a local date starts (the first valid local time on
-    /// days whose midnight is skipped by DST).
+    /// The UTC instant at which a local date starts, as PostgreSQL reads
+    /// `'YYYY-MM-DD 00:00'::timestamp AT TIME ZONE zone`: where DST skips midnight,
+    /// the first valid local time; where clocks go back over midnight (Havana), the
+    /// second 00:00.
     pub fn date_start(&self, d: NaiveDate) -> DateTime<Utc> {
+        use chrono::LocalResult;
         let mut time = NaiveTime::MIN;
         for _ in 0..4 {
-            if let Some(t) = self.tz.from_local_datetime(&d.and_time(time)).earliest() {
-                return t.with_timezone(&Utc);
+            match self.tz.from_local_datetime(&d.and_time(time)) {
+                LocalResult::Single(t) | LocalResult::Ambiguous(_, t) => {
+                    return t.with_timezone(&Utc);
+                }
+                LocalResult::None => time += Duration::minutes(30),
             }
-            time += Duration::minutes(30);
         }
         Utc.from_utc_datetime(&d.and_time(NaiveTime::MIN))
     }
@@ -339,6 +350,22 @@ mod tests {
             }
         }
         assert!(checked > 80_000, "{checked} instants");
+    }
+
+    #[test]
+    fn a_midnight_that_happens_twice_starts_the_day_at_the_second_as_sql_does() {
+        // Havana, 2026-11-01: 01:00 CDT goes back to 00:00 CST (05:00 UTC).
+        let c = Calendar::new("America/Havana".parse().unwrap());
+        let first = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap();
+        assert_eq!(c.date_start(first), utc("2026-11-01T05:00:00Z"));
+        let t = utc("2026-11-01T04:30:00Z"); // the first 00:30
+        assert_eq!(c.local_date(t), first.pred_opt().unwrap());
+        assert_eq!(c.month_label(t), "2026-10");
+        assert_eq!(c.next_month_start(t), utc("2026-11-01T05:00:00Z"));
+        assert_eq!(
+            c.month_start(utc("2026-11-01T05:00:00Z")),
+            utc("2026-11-01T05:00:00Z")
+        );
     }
 
     #[test]

@@ -240,7 +240,11 @@ fn connection_errors_name_the_setting_that_was_used() {
     // Nothing given: libpq's variables were used, and setting a URL is the advice.
     let t = text(&burnrate(
         &["snapshot", "--json"],
-        &[("PGHOST", "127.0.0.1"), ("PGPORT", &port.to_string())],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", &port.to_string()),
+            ("PGUSER", "alice"),
+        ],
     ));
     assert!(t.contains("set --database-url or DATABASE_URL"), "{t}");
 }
