@@ -135,7 +135,7 @@ impl ConnectTarget {
             database: self.database().to_string(),
             user: self.user().to_string(),
             cause: self.scrub(&cause),
-            advice: self.connect_advice(),
+            origin: self.origin,
         }
     }
 
@@ -145,26 +145,6 @@ impl ConnectTarget {
             .rsplit_once('/')
             .map_or(self.endpoint.as_str(), |(hp, _)| hp)
             .to_string()
-    }
-
-    /// What to fix after a failed connection, by where the settings came from: the
-    /// setting that was used, not one that was not.
-    fn connect_advice(&self) -> String {
-        let advice: String = match self.origin {
-            Some("--database-url") => {
-                "Check the URL given with --database-url (it wins over DATABASE_URL and \
-                 database.url)"
-                    .into()
-            }
-            Some("DATABASE_URL") => {
-                "Check DATABASE_URL in the environment, or give --database-url".into()
-            }
-            Some(origin) => format!("Check {origin}, or give --database-url"),
-            None => "No connection string was given, so the PG* variables and defaults were \
-                     used: set --database-url or DATABASE_URL"
-                .into(),
-        };
-        format!("{advice}, or try `burnrate demo` for a dashboard without a database.")
     }
 
     /// Belt and braces: no message may ever echo the password, whatever a driver or

@@ -17,15 +17,17 @@ pub enum SourceError {
     },
 
     #[error(
-        "cannot connect to PostgreSQL at {endpoint} (database {database}, user {user}): {cause}. {advice}"
+        "cannot connect to PostgreSQL at {endpoint} (database {database}, user {user}): {cause}. {}",
+        connect_advice(*origin)
     )]
     Connect {
         endpoint: String,
         database: String,
         user: String,
         cause: String,
-        /// What to check, given where the connection settings came from.
-        advice: String,
+        /// Where the connection settings came from (`ConnectTarget::origin`), for
+        /// the advice: the setting that was used, not one that was not.
+        origin: Option<&'static str>,
     },
 
     #[error(
@@ -263,6 +265,25 @@ impl ErrorContext<'_> {
             detail: detail.into(),
         }
     }
+}
+
+/// What to fix after a failed connection, by where the settings came from.
+fn connect_advice(origin: Option<&'static str>) -> String {
+    let advice = match origin {
+        Some("--database-url") => {
+            "Check the URL given with --database-url (it wins over DATABASE_URL and \
+             database.url)"
+                .to_string()
+        }
+        Some("DATABASE_URL") => {
+            "Check DATABASE_URL in the environment, or give --database-url".to_string()
+        }
+        Some(origin) => format!("Check {origin}, or give --database-url"),
+        None => "No connection string was given, so the PG* variables and defaults were used: \
+                 set --database-url or DATABASE_URL"
+            .to_string(),
+    };
+    format!("{advice}, or try `burnrate demo` for a dashboard without a database.")
 }
 
 /// The grant that fixes a denial, from PostgreSQL's message: CREATE on a schema
