@@ -265,6 +265,7 @@ async fn export_counts_what_the_dashboard_counts_and_groups_names_alike() {
     let by_tenant = export("tenant")();
     let snap: Value =
         serde_json::from_str(&burnrate(&url, &["snapshot", "--json", "--window", "24h"])).unwrap();
+    assert_eq!(snap["window"], "24h", "the window as asked");
     assert_eq!(snap["source"]["rejected"], 3, "{:#}", snap["source"]);
     assert_eq!(by_tenant["totals"]["cost_usd"], "3.875000", "{by_tenant:#}");
     assert_eq!(by_tenant["totals"]["cost_usd"], snap["totals"]["cost_usd"]);
