@@ -315,9 +315,28 @@ async fn doctor_checks_select_on_each_mapped_column() {
     let url = format!("postgres://{role}@{rest}");
     let (code, out, err) = burnrate(&url, "", &["doctor"]);
     let (snap_code, _, snap_err) = burnrate(&url, "", &["snapshot", "--json"]);
+    // Every mapped column granted, one other column not: fine, except with a
+    // tenant, whose queries read the table through `SELECT e.*`.
+    c.batch_execute(&format!(
+        "ALTER TABLE cost_events ADD COLUMN notes text; \
+         GRANT SELECT (cost_usd, user_id, model, region, tenant_id, input_tokens, \
+           output_tokens, request_id) ON cost_events TO {role}"
+    ))
+    .await
+    .unwrap();
+    let (all_code, all_out, _) = burnrate(&url, "", &["doctor"]);
+    let (tenant_code, tenant_out, _) = burnrate(&url, "", &["doctor", "--tenant", "acme"]);
+    let (tenant_snap, _, _) = burnrate(&url, "", &["snapshot", "--json", "--tenant", "acme"]);
     c.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
         .await
         .unwrap();
+    assert_eq!(all_code, 0, "{all_out}");
+    assert_eq!(tenant_code, 1, "{tenant_out}");
+    assert!(
+        tenant_out.contains("may not SELECT column notes"),
+        "{tenant_out}"
+    );
+    assert_ne!(tenant_snap, 0, "snapshot --tenant fails as doctor said");
     assert_eq!(code, 1, "{out}{err}");
     assert!(
         out.contains(&format!("role {role} may not SELECT columns cost_usd")),

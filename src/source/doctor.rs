@@ -134,14 +134,20 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
     let column = |f: Field| opts.map.entry(f).map(|e| e.spec.column.clone());
     let table_arg = info.table.quoted();
 
-    // Column-level privileges: every statement reads each mapped column, so a role
-    // that may read only some fails later with "permission denied".
-    let mut read_cols: Vec<String> = report
-        .mapped
-        .iter()
-        .filter_map(|m| column(m.field))
-        .collect();
-    read_cols.dedup();
+    // Column-level privileges: every statement reads each mapped column (with a
+    // tenant, through `SELECT e.*`: every column), so a role that may read only
+    // some fails later with "permission denied".
+    let mut read_cols: Vec<String> = if opts.tenant.is_some() {
+        info.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        report
+            .mapped
+            .iter()
+            .filter_map(|m| column(m.field))
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    read_cols.retain(|c| seen.insert(c.clone()));
     match timed(
         &ctx,
         limit,
