@@ -292,6 +292,22 @@ async fn doctor_on_a_view_checks_the_base_tables_indexes() {
         out.contains("CREATE INDEX CONCURRENTLY ON cost_events (timestamp);"),
         "{out}"
     );
+
+    // A view that renames a column: that index is not guessed at.
+    c.batch_execute(
+        "CREATE VIEW spend_at AS SELECT \"timestamp\" AS at, feature_name, cost_usd, id, tx \
+         FROM cost_events",
+    )
+    .await
+    .unwrap();
+    let renamed = "[database]\ntable = \"spend_at\"\n[source.columns]\ntimestamp = \"at\"\n";
+    let (code, out, err) = burnrate(&db.url, renamed, &["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("the index for the backfill is not checked: cost_events has no column at"),
+        "{out}"
+    );
+    assert!(out.contains("(tx, id) for the tail: ok"), "{out}");
     drop(c);
     db.drop_db().await;
 }

@@ -291,7 +291,34 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             Vec::new()
         }
     };
+    // A view may rename columns: what its base table lacks by name is not checked.
+    let base_columns: Vec<String> = match timed(
+        &ctx,
+        limit,
+        "reading the base table's columns",
+        live.client.query(
+            "SELECT attname::text FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[&indexed],
+        ),
+    )
+    .await
+    {
+        Ok(rows) => rows.iter().filter_map(|r| r.try_get(0).ok()).collect(),
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
+    };
     for (purpose, cols) in needs {
+        if let Some(renamed) = cols.iter().find(|c| !base_columns.contains(c)) {
+            report.hints.push(format!(
+                "the index for {purpose} is not checked: {indexed_shown} has no column {} \
+                 (the view renames it); check the plans with EXPLAIN",
+                ColumnSpec::column(renamed)
+            ));
+            continue;
+        }
         let found = existing
             .iter()
             .find(|(_, keys)| keys.starts_with(&cols))
