@@ -1191,4 +1191,40 @@ mod tests {
         let err = resolve(&m, &cols[1..]).unwrap_err();
         assert!(err.contains("no way to find new rows"), "{err}");
     }
+
+    #[test]
+    fn misspelt_and_missing_columns_get_the_likely_fix() {
+        let cols = vec![
+            col("timestamp", "timestamptz", "timestamp with time zone"),
+            col("user_id", "text", "text"),
+            col("cost", "numeric", "numeric"),
+            col("prompt_tokens", "int4", "integer"),
+            col("id", "int8", "bigint"),
+        ];
+        assert_eq!(edit_distance("user_idd", "user_id"), 1);
+        assert_eq!(closest_column("user_idd", &cols).unwrap().name, "user_id");
+        assert_eq!(closest_column("USER_ID", &cols).unwrap().name, "user_id");
+        assert!(closest_column("tenant", &cols).is_none(), "nothing near");
+        let likely: Vec<&str> = likely_columns(Field::Cost, &cols)
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            likely,
+            ["cost"],
+            "numeric and named like a cost; tokens are not"
+        );
+        let advice = missing_column_advice("cost_usd", &cols);
+        assert!(
+            advice.contains("[source.columns] cost = \"cost\""),
+            "{advice}"
+        );
+        assert!(!advice.contains("db init"), "{advice}");
+        let none = missing_column_advice("cost_usd", &cols[..2]);
+        assert!(
+            none.contains("Only if whatever writes the rows will fill"),
+            "{none}"
+        );
+        assert!(missing_column_advice("tx", &[]).contains("filled by the database"));
+    }
 }

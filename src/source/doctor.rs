@@ -183,11 +183,12 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
 
     // burnrate's layout without `tx`: `db init` adds it, and the tail is gap-free.
     if info.mode == TailMode::IdOverlap && opts.map.preset == Preset::Burnrate {
-        report.hints.push(format!(
+        report.hints.push(
             "run `burnrate db init` to add the tx column (xid8, filled by the database): the \
-             tail then reads every committed row exactly once instead of {}",
-            "waiting database.id_gap_settle for missing ids"
-        ));
+             tail then reads every committed row exactly once instead of waiting \
+             database.id_gap_settle for missing ids"
+                .to_string(),
+        );
     }
 
     let mut needs: Vec<(&'static str, Vec<String>)> = Vec::new();
