@@ -162,8 +162,8 @@ pub struct SnapshotArgs {
     #[arg(long)]
     pub json: bool,
     /// The time window of the breakdowns ("1h", "24h", "7d", "30d").
-    #[arg(long, value_parser = parse_duration_arg)]
-    pub window: Option<Duration>,
+    #[arg(long, value_parser = parse_window)]
+    pub window: Option<AskedWindow>,
     /// How many users to list.
     #[arg(long)]
     pub top: Option<usize>,
@@ -238,6 +238,27 @@ pub struct Spike {
 
 fn parse_duration_arg(s: &str) -> Result<Duration, String> {
     crate::config::parse_duration(s)
+}
+
+/// A window as given on the command line: its length, and its text as asked, which
+/// the snapshot reports ("24h" stays "24h").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AskedWindow {
+    pub duration: Duration,
+    pub text: String,
+}
+
+fn parse_window(s: &str) -> Result<AskedWindow, String> {
+    let duration = crate::config::parse_duration(s)?;
+    if duration < Duration::from_secs(60) {
+        return Err(format!(
+            "the window {s:?} is empty or shorter than a minute: give a length such as 1h, 24h, 7d or 30d"
+        ));
+    }
+    Ok(AskedWindow {
+        duration,
+        text: s.trim().to_string(),
+    })
 }
 
 fn parse_spike(s: &str) -> Result<Spike, String> {

@@ -335,6 +335,68 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?} ({e}); write e.g. \"2s\", \"15m\", \"30d\""))
 }
 
+/// A TOML line's key as a dotted path (`[detect]` then `spike_ratio = 3`:
+/// "detect.spike_ratio"), or the table header's path; None for comments and blanks.
+fn line_key(table: &mut String, line: &str) -> Option<String> {
+    let unquote = |k: &str| {
+        k.split('.')
+            .map(|part| part.trim().trim_matches(|c| c == '"' || c == '\''))
+            .collect::<Vec<_>>()
+            .join(".")
+    };
+    let t = line.trim();
+    if t.starts_with('[') {
+        let inner = t.trim_start_matches('[');
+        let inner = inner.split(']').next().unwrap_or("");
+        *table = unquote(inner);
+        return Some(table.clone());
+    }
+    if t.is_empty() || t.starts_with('#') {
+        return None;
+    }
+    let (key, _) = t.split_once('=')?;
+    let key = unquote(key);
+    Some(if table.is_empty() {
+        key
+    } else {
+        format!("{table}.{key}")
+    })
+}
+
+/// The dotted key whose value holds byte `offset` of a TOML text (the last key
+/// started at or before it, so a multi-line array names its key).
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let mut table = String::new();
+    let mut key = None;
+    let mut start = 0;
+    for line in text.split_inclusive('\n') {
+        if start > offset {
+            break;
+        }
+        if let Some(k) = line_key(&mut table, line) {
+            key = Some(k);
+        }
+        start += line.len();
+    }
+    key
+}
+
+/// The 1-based line that sets a dotted key (or opens its table), if any.
+fn line_of_key(text: &str, dotted: &str) -> Option<usize> {
+    let mut table = String::new();
+    let mut table_line = None;
+    for (i, line) in text.lines().enumerate() {
+        match line_key(&mut table, line) {
+            Some(k) if k == dotted => return Some(i + 1),
+            Some(k) if line.trim().starts_with('[') && dotted.starts_with(&format!("{k}.")) => {
+                table_line = Some(i + 1)
+            }
+            _ => {}
+        }
+    }
+    table_line
+}
+
 /// Where the config came from, for messages and `--help`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigOrigin {
@@ -360,11 +422,35 @@ impl Config {
 
     /// Parses TOML text; `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &Path) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: origin.to_path_buf(),
-            message: e.to_string(),
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            // A type error's text has the line but not the key: name it.
+            let key = e.span().and_then(|span| key_at(text, span.start));
+            ConfigError::Parse {
+                path: origin.to_path_buf(),
+                message: match key {
+                    Some(key) => format!("key `{key}`: {e}"),
+                    None => e.to_string(),
+                },
+            }
         })?;
-        cfg.validate(&origin.display().to_string())?;
+        cfg.validate(&origin.display().to_string())
+            .map_err(|e| match e {
+                // A value that parses but makes no sense: say on which line it is.
+                ConfigError::Invalid { path, message } => {
+                    let line = message
+                        .split_once("key `")
+                        .and_then(|(_, rest)| rest.split_once('`'))
+                        .and_then(|(key, _)| line_of_key(text, key));
+                    ConfigError::Invalid {
+                        path: match line {
+                            Some(n) => format!("{path}, line {n}"),
+                            None => path,
+                        },
+                        message,
+                    }
+                }
+                other => other,
+            })?;
         Ok(cfg)
     }
 
@@ -641,5 +727,35 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("database.refresh_interval"), "{err}");
+        assert!(
+            err.contains("b.toml, line 2"),
+            "a semantic error names the line: {err}"
+        );
+    }
+
+    #[test]
+    fn type_errors_name_the_dotted_key_and_semantic_ones_the_line() {
+        let text =
+            "# header\n[database]\ntable = \"cost_events\"\n\n[detect]\nspike_ratio = \"high\"\n";
+        let err = Config::from_toml(text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key `detect.spike_ratio`"), "{err}");
+        assert!(err.contains("line 6"), "{err}");
+
+        let text = "[alerts]\nrepeat_interval = \"1h\"\n\n[detect]\n# why\nspike_ratio = 0.5\n";
+        let err = Config::from_toml(text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("b.toml, line 6") && err.contains("detect.spike_ratio"),
+            "{err}"
+        );
+        // Keys of the source's map are found too.
+        let text = "[source]\npreset = \"seed\"\n[source.columns]\ntimestamp = \"\"\n";
+        let err = Config::from_toml(text, Path::new("b.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 4"), "{err}");
     }
 }

@@ -144,6 +144,9 @@ impl ReportedAnomaly {
 #[derive(Debug, Clone)]
 pub struct SnapshotSpec {
     pub window: Duration,
+    /// The window as the user wrote it (`--window 24h`), reported as is; None: the
+    /// configured window, in its shortest form.
+    pub window_label: Option<String>,
     pub top: usize,
     pub budget: Option<Money>,
     pub detect: DetectParams,
@@ -210,7 +213,10 @@ pub fn build(
     let intake = store.intake();
     Snapshot {
         generated_at: now,
-        window: format_window(spec.window),
+        window: spec
+            .window_label
+            .clone()
+            .unwrap_or_else(|| format_window(spec.window)),
         window_start: from,
         totals: store.total(store.hours_from(from)).into(),
         by_feature: breakdown(store, Dim::Feature, from, None),
@@ -286,6 +292,7 @@ mod tests {
         );
         let spec = SnapshotSpec {
             window: Duration::from_secs(86_400),
+            window_label: None,
             top: 1,
             budget: Some(Money::from_dollars(100)),
             detect: DetectParams {
@@ -299,6 +306,12 @@ mod tests {
         let snap = build(&s, now, &spec, TailMode::TxWatermark, "127.0.0.1:5432/x");
         let v: serde_json::Value = serde_json::to_value(&snap).unwrap();
         assert_eq!(v["window"], "1d");
+        let asked = SnapshotSpec {
+            window_label: Some("24h".into()),
+            ..spec.clone()
+        };
+        let v24 = serde_json::to_value(build(&s, now, &asked, TailMode::TxWatermark, "x")).unwrap();
+        assert_eq!(v24["window"], "24h", "the window as asked");
         assert_eq!(v["totals"]["cost_usd"], "1.500013");
         assert_eq!(v["totals"]["requests"], 2);
         assert_eq!(v["totals"]["input_tokens"], 2000);

@@ -169,3 +169,123 @@ fn help_lists_the_commands() {
         assert!(t.contains(cmd), "--help lacks {cmd}: {t}");
     }
 }
+
+/// A port where something that is not PostgreSQL answers (an HTTP server that
+/// replies and hangs up); served until the test process ends.
+fn http_port() -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in l.incoming().flatten() {
+            let mut buf = [0u8; 512];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nBad Request",
+            );
+            // Read what else the client sends before hanging up, so the close is a
+            // clean end of stream and not a reset.
+            let _ = conn.set_read_timeout(Some(std::time::Duration::from_millis(300)));
+            while matches!(conn.read(&mut buf), Ok(n) if n > 0) {}
+        }
+    });
+    port
+}
+
+#[test]
+fn a_service_that_is_not_postgresql_is_named_as_such() {
+    let port = http_port();
+    for sslmode in ["disable", "prefer"] {
+        let url = format!("postgres://alice@127.0.0.1:{port}/spend?sslmode={sslmode}");
+        let out = burnrate(&["snapshot", "--json", "--database-url", &url], &[]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains(&format!(
+                "the server at 127.0.0.1:{port} did not answer as PostgreSQL"
+            )),
+            "sslmode={sslmode}: {t}"
+        );
+        assert!(!t.contains("bytes remaining"), "{t}");
+    }
+}
+
+/// The advice after a failed connection names the setting that was used.
+#[test]
+fn connection_errors_name_the_setting_that_was_used() {
+    let port = closed_port();
+    let url = format!("postgres://alice@127.0.0.1:{port}/spend");
+    let t = text(&burnrate(
+        &["snapshot", "--json", "--database-url", &url],
+        &[],
+    ));
+    assert!(t.contains("Check the URL given with --database-url"), "{t}");
+    assert!(!t.contains("Set --database-url or DATABASE_URL"), "{t}");
+
+    let t = text(&burnrate(
+        &["snapshot", "--json"],
+        &[("DATABASE_URL", &url)],
+    ));
+    assert!(t.contains("Check DATABASE_URL"), "{t}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burnrate.toml");
+    std::fs::write(&path, format!("[database]\nurl = \"{url}\"\n")).unwrap();
+    let t = text(&burnrate(
+        &["snapshot", "--json", "--config", path.to_str().unwrap()],
+        &[],
+    ));
+    assert!(t.contains("Check the config key database.url"), "{t}");
+
+    // Nothing given: libpq's variables were used, and setting a URL is the advice.
+    let t = text(&burnrate(
+        &["snapshot", "--json"],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", &port.to_string()),
+            ("PGUSER", "alice"),
+        ],
+    ));
+    assert!(t.contains("set --database-url or DATABASE_URL"), "{t}");
+}
+
+#[test]
+fn an_empty_snapshot_window_is_refused() {
+    for window in ["0d", "0s", "30s"] {
+        let out = burnrate(&["snapshot", "--json", "--window", window], &[]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{t}");
+        assert!(
+            t.contains("--window") && t.contains("shorter than a minute") && t.contains("24h"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("cannot connect"),
+            "refused before connecting: {t}"
+        );
+    }
+}
+
+#[test]
+fn config_type_errors_name_the_dotted_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("burnrate.toml");
+    std::fs::write(&path, "[detect]\n\nspike_ratio = \"high\"\n").unwrap();
+    let t = text(&burnrate(
+        &["snapshot", "--json", "--config", path.to_str().unwrap()],
+        &[],
+    ));
+    assert!(
+        t.contains("detect.spike_ratio") && t.contains("line 3"),
+        "{t}"
+    );
+    std::fs::write(&path, "[detect]\n\nspike_ratio = 0.5\n").unwrap();
+    let t = text(&burnrate(
+        &["snapshot", "--json", "--config", path.to_str().unwrap()],
+        &[],
+    ));
+    assert!(
+        t.contains("detect.spike_ratio") && t.contains("line 3"),
+        "{t}"
+    );
+}

@@ -257,3 +257,140 @@ async fn doctor_json_has_the_same_findings_and_exit_codes() {
     drop(c);
     db.drop_db().await;
 }
+
+/// A view over burnrate's table: doctor checks the base table's indexes (a view has
+/// none, and CREATE INDEX on it fails) and says so.
+#[tokio::test]
+async fn doctor_on_a_view_checks_the_base_tables_indexes() {
+    let db = TestDb::create().await;
+    let (code, out, err) = burnrate(&db.url, "", &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let c = db.client().await;
+    c.batch_execute("CREATE VIEW spend AS SELECT * FROM cost_events")
+        .await
+        .unwrap();
+    let config = "[database]\ntable = \"spend\"\n";
+    let (code, out, err) = burnrate(&db.url, config, &["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("spend is a view: PostgreSQL uses the indexes of its base table cost_events"),
+        "{out}"
+    );
+    assert!(out.contains("(tx, id) for the tail: ok"), "{out}");
+    assert!(
+        !out.contains("ON spend"),
+        "no CREATE INDEX on the view: {out}"
+    );
+
+    // Without the base table's index, the statement names the base table.
+    c.batch_execute("DROP INDEX cost_events_timestamp_idx")
+        .await
+        .unwrap();
+    let (code, out, _) = burnrate(&db.url, config, &["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("CREATE INDEX CONCURRENTLY ON cost_events (timestamp);"),
+        "{out}"
+    );
+
+    // A view that renames a column: that index is not guessed at.
+    c.batch_execute(
+        "CREATE VIEW spend_at AS SELECT \"timestamp\" AS at, feature_name, cost_usd, id, tx \
+         FROM cost_events",
+    )
+    .await
+    .unwrap();
+    let renamed = "[database]\ntable = \"spend_at\"\n[source.columns]\ntimestamp = \"at\"\n";
+    let (code, out, err) = burnrate(&db.url, renamed, &["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("the index for the backfill is not checked: cost_events has no column at"),
+        "{out}"
+    );
+    assert!(out.contains("(tx, id) for the tail: ok"), "{out}");
+    drop(c);
+    db.drop_db().await;
+}
+
+/// A role that may read only some of the mapped columns fails doctor, as it would
+/// fail every query, with the GRANT that fixes it.
+#[tokio::test]
+async fn doctor_checks_select_on_each_mapped_column() {
+    let db = TestDb::create().await;
+    let (code, out, err) = burnrate(&db.url, "", &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let c = db.client().await;
+    let role = format!("{}_cols", db.name);
+    c.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN; \
+         GRANT SELECT (\"timestamp\", feature_name, id, tx) ON cost_events TO {role}"
+    ))
+    .await
+    .unwrap();
+    let (_, rest) = db.url.split_once('@').unwrap();
+    let url = format!("postgres://{role}@{rest}");
+    let (code, out, err) = burnrate(&url, "", &["doctor"]);
+    let (snap_code, _, snap_err) = burnrate(&url, "", &["snapshot", "--json"]);
+    // Every mapped column granted, one other column not: fine, except with a
+    // tenant, whose queries read the table through `SELECT e.*`.
+    c.batch_execute(&format!(
+        "ALTER TABLE cost_events ADD COLUMN notes text; \
+         GRANT SELECT (cost_usd, user_id, model, region, tenant_id, input_tokens, \
+           output_tokens, request_id) ON cost_events TO {role}"
+    ))
+    .await
+    .unwrap();
+    let (all_code, all_out, _) = burnrate(&url, "", &["doctor"]);
+    let (tenant_code, tenant_out, _) = burnrate(&url, "", &["doctor", "--tenant", "acme"]);
+    let (tenant_snap, _, _) = burnrate(&url, "", &["snapshot", "--json", "--tenant", "acme"]);
+    c.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+    assert_eq!(all_code, 0, "{all_out}");
+    assert_eq!(tenant_code, 1, "{tenant_out}");
+    assert!(
+        tenant_out.contains("may not SELECT column notes"),
+        "{tenant_out}"
+    );
+    assert_ne!(tenant_snap, 0, "snapshot --tenant fails as doctor said");
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("role {role} may not SELECT columns cost_usd")),
+        "{out}"
+    );
+    assert!(out.contains("GRANT SELECT (cost_usd, "), "{out}");
+    assert!(out.contains(&format!("ON cost_events TO {role};")), "{out}");
+    assert_ne!(snap_code, 0, "snapshot fails where doctor does: {snap_err}");
+    drop(c);
+    db.drop_db().await;
+}
+
+/// burnrate's table from before the tx column: doctor suggests the upgrade.
+#[tokio::test]
+async fn doctor_without_tx_suggests_the_gap_free_upgrade() {
+    let db = TestDb::create().await;
+    let (code, out, err) = burnrate(&db.url, "", &["db", "init"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let c = db.client().await;
+    // As before `tx` existed: ordered by id (its index went with tx).
+    c.batch_execute("ALTER TABLE cost_events DROP COLUMN tx; CREATE INDEX ON cost_events (id)")
+        .await
+        .unwrap();
+    let (code, out, err) = burnrate(&db.url, "", &["doctor"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("tail mode  id overlap (best effort)"), "{out}");
+    assert!(
+        out.contains("hint       run `burnrate db init` to add the tx column"),
+        "{out}"
+    );
+    let (_, json_out, _) = burnrate(&db.url, "", &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&json_out).unwrap();
+    assert!(v["hints"][0].as_str().unwrap().contains("db init"), "{v:#}");
+    // After the upgrade, no hint.
+    burnrate(&db.url, "", &["db", "init"]);
+    let (code, out, _) = burnrate(&db.url, "", &["doctor"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("hint"), "{out}");
+    drop(c);
+    db.drop_db().await;
+}

@@ -6,6 +6,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use chrono::Utc;
 use common::TestDb;
 use serde_json::Value;
 
@@ -97,8 +98,8 @@ async fn export_equals_sql_and_the_dashboard() {
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     let (total_row, records) = records.split_last().expect("a grand-total row");
     assert_eq!(
-        (&total_row[1], &total_row[2]),
-        ("(total)", ""),
+        (&total_row[0], &total_row[1], &total_row[2]),
+        (format!("{month} total").as_str(), "", ""),
         "{total_row:?}"
     );
     let exported: BTreeMap<(String, String), (String, i64)> = records
@@ -220,5 +221,110 @@ async fn export_equals_sql_and_the_dashboard() {
     assert_eq!(two["totals"]["cost_usd"], "105.900001");
 
     drop(c);
+    db.drop_db().await;
+}
+
+/// Rows the dashboard rejects (three days ahead, NaN, negative tokens) stay out of
+/// the export too, and NULL, empty and literal `(none)` tenants are one group, as on
+/// the dashboard; a feature named `(total)` is a group like any other.
+#[tokio::test]
+async fn export_counts_what_the_dashboard_counts_and_groups_names_alike() {
+    let db = TestDb::create().await;
+    let url = db.url.clone();
+    burnrate(&url, &["db", "init"]);
+    let c = db.client().await;
+    c.batch_execute(
+        "INSERT INTO cost_events (timestamp, tenant_id, feature_name, cost_usd, input_tokens, output_tokens) VALUES
+          (now() - interval '10 minutes', 'acme', 'chat', 1.5, 1, 1),
+          (now() - interval '10 minutes', NULL, 'chat', 0.25, 1, 1),
+          (now() - interval '9 minutes', '', 'chat', 0.125, 1, 1),
+          (now() - interval '8 minutes', '(none)', '(total)', 2, 1, 1),
+          (now() + interval '3 days', 'acme', 'chat', 1000, 1, 1),
+          (now() - interval '7 minutes', 'acme', 'chat', 'NaN', 1, 1),
+          (now() - interval '6 minutes', 'acme', 'chat', 500, -1, 1)",
+    )
+    .await
+    .unwrap();
+    let today = Utc::now().date_naive();
+    let (from, to) = (
+        (today - chrono::Duration::days(2)).to_string(),
+        (today + chrono::Duration::days(5)).to_string(),
+    );
+    let export = |by: &'static str| {
+        let (url, from, to) = (url.clone(), from.clone(), to.clone());
+        move || -> Value {
+            serde_json::from_str(&burnrate(
+                &url,
+                &[
+                    "export", "--from", &from, "--to", &to, "--by", by, "--format", "json",
+                ],
+            ))
+            .unwrap()
+        }
+    };
+    let by_tenant = export("tenant")();
+    let snap: Value =
+        serde_json::from_str(&burnrate(&url, &["snapshot", "--json", "--window", "24h"])).unwrap();
+    assert_eq!(snap["window"], "24h", "the window as asked");
+    assert_eq!(snap["source"]["rejected"], 3, "{:#}", snap["source"]);
+    assert_eq!(by_tenant["totals"]["cost_usd"], "3.875000", "{by_tenant:#}");
+    assert_eq!(by_tenant["totals"]["cost_usd"], snap["totals"]["cost_usd"]);
+    assert_eq!(by_tenant["totals"]["requests"], snap["totals"]["requests"]);
+    let as_map = |rows: &Value, name: &str| -> BTreeMap<String, String> {
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                (
+                    g[name].as_str().unwrap().to_string(),
+                    g["cost_usd"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let exported = as_map(&by_tenant["groups"], "tenant");
+    assert_eq!(
+        exported,
+        BTreeMap::from([
+            ("(none)".to_string(), "2.375000".to_string()),
+            ("acme".to_string(), "1.500000".to_string()),
+        ])
+    );
+    assert_eq!(
+        by_tenant["groups"].as_array().unwrap().len(),
+        2,
+        "one (none) group"
+    );
+    let dashboard: BTreeMap<String, String> = snap["by_tenant"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            let cost: burnrate::money::Money = b["cost_usd"].as_str().unwrap().parse().unwrap();
+            (b["name"].as_str().unwrap().to_string(), cost.to_string_6())
+        })
+        .collect();
+    assert_eq!(exported, dashboard, "export groups equal the dashboard's");
+
+    // CSV by feature: `(total)` is a group; the total row is the one named "... total".
+    let csv_text = burnrate(
+        &url,
+        &["export", "--from", &from, "--to", &to, "--by", "feature"],
+    );
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(csv_text.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    let feature_rows: Vec<(&str, &str)> = rows.iter().map(|r| (&r[1], &r[2])).collect();
+    assert_eq!(
+        feature_rows,
+        [
+            ("(total)", "2.000000"),
+            ("chat", "1.875000"),
+            ("", "3.875000")
+        ],
+        "{csv_text}"
+    );
+    assert_eq!(&rows[2][0], format!("{from}..{to} total").as_str());
     db.drop_db().await;
 }

@@ -230,3 +230,54 @@ async fn missing_table_and_columns_name_the_fix() {
     assert!(TableName::parse("cost_events; DROP TABLE x").is_err());
     db.drop_db().await;
 }
+
+/// `db init --partitioned` over a plain table says plainly that it refuses and why.
+#[tokio::test]
+async fn partitioning_a_plain_table_is_refused_in_plain_words() {
+    use burnrate::source::partitions;
+    let db = TestDb::create().await;
+    schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let err = partitions::init_partitioned(&target(&db.url), TABLE, Utc::now())
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("`db init --partitioned` refuses table cost_events in ")
+            && text.contains("it is a plain table (not partitioned)"),
+        "{text}"
+    );
+    assert!(!text.contains("unexpected data"), "{text}");
+    db.drop_db().await;
+}
+
+/// A role without CREATE on the schema is told to grant that, not SELECT.
+#[tokio::test]
+async fn db_init_without_create_on_the_schema_asks_for_create() {
+    let db = TestDb::create().await;
+    let c = db.client().await;
+    let role = format!("{}_nocreate", db.name);
+    c.batch_execute(&format!(
+        "CREATE ROLE {role} LOGIN; REVOKE CREATE ON SCHEMA public FROM PUBLIC; \
+         CREATE SCHEMA app; GRANT USAGE ON SCHEMA app TO {role}"
+    ))
+    .await
+    .unwrap();
+    let (_, rest) = db.url.split_once('@').unwrap();
+    let url = format!("postgres://{role}@{rest}");
+    let err = schema::init(&target(&url), "app.cost_events")
+        .await
+        .expect_err("no CREATE on schema app");
+    c.batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await
+        .unwrap();
+    let text = err.to_string();
+    assert!(
+        matches!(err, SourceError::PermissionDenied { .. }),
+        "{text}"
+    );
+    assert!(text.contains("GRANT CREATE ON SCHEMA app TO"), "{text}");
+    assert!(!text.contains("GRANT SELECT"), "{text}");
+    db.drop_db().await;
+}

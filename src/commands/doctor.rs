@@ -122,6 +122,9 @@ pub fn render(r: &DoctorReport) -> String {
             "hint       --preset {preset} fits this database (table {table})"
         );
     }
+    for h in &r.hints {
+        let _ = writeln!(out, "hint       {h}");
+    }
     if r.ok() {
         let _ = writeln!(out, "result     ok");
     } else {
@@ -187,6 +190,7 @@ pub fn to_json(r: &DoctorReport) -> Value {
             "preset": preset.name(),
             "table": table,
         })).collect::<Vec<_>>(),
+        "hints": r.hints,
         "problems": r.problems,
         "open_transaction": r.open_transaction.as_ref().map(|h| json!({
             "pid": h.pid,

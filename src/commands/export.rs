@@ -74,8 +74,10 @@ pub async fn export(ctx: &Context, args: &ExportArgs) -> Result<()> {
     }
 }
 
-/// The first name of the CSV's grand-total row.
-pub const TOTAL_ROW: &str = "(total)";
+/// The grand-total row's `month` cell: the period, then this. No group can read as
+/// it: burnrate writes the `month` cell, and the total row's name cells are empty,
+/// which a group's never are (NULL and empty names are `(none)`).
+pub const TOTAL_SUFFIX: &str = " total";
 
 /// A cell a spreadsheet would run as a formula gets a leading apostrophe (OWASP's
 /// advice against CSV injection). Only names are touched, never amounts.
@@ -105,9 +107,9 @@ fn write_csv(out: &mut Vec<u8>, month: &str, by: &[Dim], groups: &[ExportGroup])
         ]);
         w.write_record(&row)?;
     }
-    // The grand total, last: "(total)" in the first name column, the others empty.
-    let mut row = vec![month.to_string()];
-    row.extend((0..by.len()).map(|i| if i == 0 { TOTAL_ROW } else { "" }.to_string()));
+    // The grand total, last: "<period> total" as its month, every name empty.
+    let mut row = vec![format!("{month}{TOTAL_SUFFIX}")];
+    row.extend(by.iter().map(|_| String::new()));
     row.extend([
         total.cost.to_string_6(),
         total.requests.to_string(),
@@ -250,5 +252,37 @@ mod tests {
         );
         assert_eq!(&row[2], "'=cmd");
         assert_eq!(&row[3], "-1.500000", "amounts are never defused");
+    }
+
+    #[test]
+    fn a_feature_named_total_cannot_pass_for_the_total_row() {
+        let groups: Vec<ExportGroup> = ["(total)", "(none)", "total"]
+            .iter()
+            .map(|n| ExportGroup {
+                names: vec![n.to_string()],
+                agg: Agg::one("1".parse().unwrap(), 0, 0),
+            })
+            .collect();
+        let mut out = Vec::new();
+        write_csv(&mut out, "2026-11", &[Dim::Feature], &groups).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
+            .records()
+            .map(Result::unwrap)
+            .collect();
+        let totals: Vec<&csv::StringRecord> = rows
+            .iter()
+            .filter(|r| r[0].ends_with(TOTAL_SUFFIX) || r[1].is_empty())
+            .collect();
+        assert_eq!(totals.len(), 1, "{text}");
+        assert_eq!(
+            (&totals[0][0], &totals[0][1], &totals[0][2]),
+            ("2026-11 total", "", "3.000000")
+        );
+        assert!(
+            rows[..3]
+                .iter()
+                .all(|r| &r[0] == "2026-11" && !r[1].is_empty())
+        );
     }
 }

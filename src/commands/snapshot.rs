@@ -26,7 +26,11 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         bail!("snapshot prints JSON only for now: add --json (e.g. `burnrate snapshot --json`)");
     }
     let spec = SnapshotSpec {
-        window: args.window.unwrap_or(ctx.cfg.view.window),
+        window: args
+            .window
+            .as_ref()
+            .map_or(ctx.cfg.view.window, |w| w.duration),
+        window_label: args.window.as_ref().map(|w| w.text.clone()),
         top: args.top.unwrap_or(ctx.cfg.view.top),
         budget: ctx.cfg.budget.monthly_usd,
         detect: ctx.detect_params(),

@@ -685,16 +685,26 @@ pub fn resolve(spec: &MapSpec, columns: &[ColumnInfo]) -> Result<ResolvedMap, St
                     unmapped.push(field);
                     continue;
                 }
-                let hint = columns
-                    .iter()
-                    .find(|c| c.name.eq_ignore_ascii_case(&e.spec.column))
-                    .map(|c| {
-                        format!(
-                            " (did you mean {}? mixed-case names need double quotes)",
-                            quote_ident(&c.name)
-                        )
-                    })
-                    .unwrap_or_default();
+                let likely = || {
+                    likely_columns(field, columns)
+                        .first()
+                        .map(|c| {
+                            format!(
+                                " (map it with [source.columns] {} = {:?})",
+                                field.key(),
+                                show_ident(&c.name)
+                            )
+                        })
+                        .unwrap_or_default()
+                };
+                let hint = match closest_column(&e.spec.column, columns) {
+                    Some(c) if c.name.eq_ignore_ascii_case(&e.spec.column) => format!(
+                        " (did you mean {}? mixed-case names need double quotes)",
+                        quote_ident(&c.name)
+                    ),
+                    Some(c) => format!(" (did you mean {}?)", show_ident(&c.name)),
+                    None => likely(),
+                };
                 return Err(format!(
                     "{}: table {} has no column {}{hint}; expected {}. {}",
                     who(e),
@@ -862,6 +872,104 @@ pub fn resolve(spec: &MapSpec, columns: &[ColumnInfo]) -> Result<ResolvedMap, St
 /// A column name as it would be written in a map.
 fn show_ident(name: &str) -> String {
     ColumnSpec::column(name).to_string()
+}
+
+/// Edits (insertions, deletions, substitutions) between two names, by character.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitute = prev[j] + usize::from(ca != *cb);
+            cur.push(substitute.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// The column a misspelt name most likely meant: the same name in another case, or
+/// the nearest within a third of its length (at least one edit, at most three).
+fn closest_column<'a>(want: &str, columns: &'a [ColumnInfo]) -> Option<&'a ColumnInfo> {
+    if let Some(c) = columns.iter().find(|c| c.name.eq_ignore_ascii_case(want)) {
+        return Some(c);
+    }
+    let limit = (want.chars().count() / 3).clamp(1, 3);
+    columns
+        .iter()
+        .map(|c| {
+            (
+                edit_distance(&want.to_lowercase(), &c.name.to_lowercase()),
+                c,
+            )
+        })
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, c)| (*d, c.attnum))
+        .map(|(_, c)| c)
+}
+
+/// Columns of the table that look like they hold `field`, by type and name: what to
+/// suggest mapping before anything is added to the table.
+pub(crate) fn likely_columns(field: Field, columns: &[ColumnInfo]) -> Vec<&ColumnInfo> {
+    let named = |c: &ColumnInfo, words: &[&str]| {
+        let n = c.name.to_lowercase();
+        words.iter().any(|w| n.contains(w))
+    };
+    columns
+        .iter()
+        .filter(|c| {
+            let t = c.type_name.as_str();
+            match field {
+                Field::Cost => {
+                    (t == "numeric" || t == "float4" || t == "float8" || INTEGER_TYPES.contains(&t))
+                        && named(c, &["cost", "spend", "price", "usd", "amount", "charge"])
+                        && !named(c, &["token"])
+                }
+                Field::Timestamp => t == "timestamptz" || t == "timestamp",
+                _ => false,
+            }
+        })
+        .collect()
+}
+
+/// How to fix a missing column of burnrate's own layout: map one the table already
+/// has, and add a column only where the database fills it for every writer.
+pub(crate) fn missing_column_advice(column: &str, columns: &[ColumnInfo]) -> String {
+    let field = match column {
+        "cost_usd" => Some(Field::Cost),
+        "timestamp" => Some(Field::Timestamp),
+        _ => None,
+    };
+    let map_it = |f: Field| {
+        likely_columns(f, columns).first().map(|c| {
+            format!(
+                "Map the table's own column in the config: [source.columns] {} = {:?} \
+                 (burnrate reads it in place; nothing is added to the table)",
+                f.key(),
+                show_ident(&c.name)
+            )
+        })
+    };
+    match field {
+        Some(Field::Cost) => map_it(Field::Cost).unwrap_or_else(|| {
+            "Map the column that holds each request's cost in the config ([source.columns] \
+             cost = \"...\"), or list [prices] to compute costs from token counts. Only if \
+             whatever writes the rows will fill a cost_usd column, add it with `burnrate db \
+             init` (it starts empty: every existing row would be rejected)"
+                .into()
+        }),
+        Some(Field::Timestamp) => map_it(Field::Timestamp).unwrap_or_else(|| {
+            "Map the column that holds each request's time ([source.columns] timestamp = \
+             \"...\"), or add one with `burnrate db init` (DEFAULT now(): each row's insert \
+             time, filled by the database)"
+                .into()
+        }),
+        _ => format!(
+            "Add it with `burnrate db init` ({column} is filled by the database on every \
+             insert, so writers need no change)"
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -1079,5 +1187,41 @@ mod tests {
         let r = resolve(&m, &cols[1..]).unwrap();
         assert_eq!(r.order, RowOrder::Window);
         assert_eq!(r.mode(), TailMode::WindowOverlap);
+    }
+
+    #[test]
+    fn misspelt_and_missing_columns_get_the_likely_fix() {
+        let cols = vec![
+            col("timestamp", "timestamptz", "timestamp with time zone"),
+            col("user_id", "text", "text"),
+            col("cost", "numeric", "numeric"),
+            col("prompt_tokens", "int4", "integer"),
+            col("id", "int8", "bigint"),
+        ];
+        assert_eq!(edit_distance("user_idd", "user_id"), 1);
+        assert_eq!(closest_column("user_idd", &cols).unwrap().name, "user_id");
+        assert_eq!(closest_column("USER_ID", &cols).unwrap().name, "user_id");
+        assert!(closest_column("tenant", &cols).is_none(), "nothing near");
+        let likely: Vec<&str> = likely_columns(Field::Cost, &cols)
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(
+            likely,
+            ["cost"],
+            "numeric and named like a cost; tokens are not"
+        );
+        let advice = missing_column_advice("cost_usd", &cols);
+        assert!(
+            advice.contains("[source.columns] cost = \"cost\""),
+            "{advice}"
+        );
+        assert!(!advice.contains("db init"), "{advice}");
+        let none = missing_column_advice("cost_usd", &cols[..2]);
+        assert!(
+            none.contains("Only if whatever writes the rows will fill"),
+            "{none}"
+        );
+        assert!(missing_column_advice("tx", &[]).contains("filled by the database"));
     }
 }

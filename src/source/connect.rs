@@ -33,6 +33,9 @@ pub struct ConnectTarget {
     pub endpoint: String,
     /// sslmode and sslrootcert, as libpq reads them.
     pub tls: TlsSettings,
+    /// Where the connection string came from ("--database-url", "DATABASE_URL", "the
+    /// config key database.url"); None: the PG* variables and libpq's defaults.
+    pub origin: Option<&'static str>,
 }
 
 impl ConnectTarget {
@@ -72,12 +75,7 @@ impl ConnectTarget {
     pub async fn connect_with(&self, wake: Option<Arc<Notify>>) -> Result<Client, SourceError> {
         let mut config = self.config.clone();
         config.ssl_mode(self.tls.mode.driver_mode());
-        let tls = client_config(&self.tls).map_err(|e| SourceError::Connect {
-            endpoint: self.endpoint.clone(),
-            database: self.database().to_string(),
-            user: self.user().to_string(),
-            cause: e.to_string(),
-        })?;
+        let tls = client_config(&self.tls).map_err(|e| self.connect_failed(e.to_string()))?;
         let endpoint = self.endpoint.clone();
         let client = match tls {
             None => {
@@ -121,14 +119,32 @@ impl ConnectTarget {
                     .map_or(0, Duration::as_secs);
                 format!("no answer within {secs} s")
             }
+            _ if speaks_other_protocol(e) => format!(
+                "the server at {} did not answer as PostgreSQL (is another service listening on \
+                 that port?)",
+                self.host_port()
+            ),
             _ => describe_driver_error(e),
         };
+        self.connect_failed(cause)
+    }
+
+    fn connect_failed(&self, cause: String) -> SourceError {
         SourceError::Connect {
             endpoint: self.endpoint.clone(),
             database: self.database().to_string(),
             user: self.user().to_string(),
             cause: self.scrub(&cause),
+            origin: self.origin,
         }
+    }
+
+    /// "host:port" of the first host, for messages.
+    fn host_port(&self) -> String {
+        self.endpoint
+            .rsplit_once('/')
+            .map_or(self.endpoint.as_str(), |(hp, _)| hp)
+            .to_string()
     }
 
     /// Belt and braces: no message may ever echo the password, whatever a driver or
@@ -143,6 +159,36 @@ impl ConnectTarget {
             _ => text.to_string(),
         }
     }
+}
+
+/// Whether the peer answered, but not in PostgreSQL's protocol (an HTTP or SSH
+/// server on the port): the driver then reports framing errors such as "bytes
+/// remaining on stream" or an invalid message, which mean nothing to a user.
+fn speaks_other_protocol(e: &tokio_postgres::Error) -> bool {
+    use std::io::ErrorKind;
+    if e.as_db_error().is_some() {
+        return false;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            // rustls reports certificate and handshake failures as InvalidData too:
+            // those are TLS problems, said as such by `describe_driver_error`.
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return false;
+            }
+            let text = io.to_string();
+            return matches!(io.kind(), ErrorKind::InvalidData | ErrorKind::InvalidInput)
+                || text.contains("bytes remaining on stream")
+                || text.contains("invalid message");
+        }
+        cur = c.source();
+    }
+    let text = e.to_string();
+    text.contains("unexpected message") || text.contains("error parsing")
 }
 
 async fn drive<S, T>(
@@ -295,6 +341,7 @@ pub fn resolve_with(
         config,
         endpoint,
         tls,
+        origin: chosen.map(|(origin, _)| origin),
     })
 }
 
@@ -495,12 +542,7 @@ mod tests {
 
     impl ConnectTarget {
         fn connect_error_for_test(&self, cause: &str) -> SourceError {
-            SourceError::Connect {
-                endpoint: self.endpoint.clone(),
-                database: self.database().to_string(),
-                user: self.user().to_string(),
-                cause: self.scrub(cause),
-            }
+            self.connect_failed(cause.to_string())
         }
     }
 }

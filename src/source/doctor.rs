@@ -46,6 +46,9 @@ pub struct DoctorReport {
     pub priced_models: Vec<String>,
     /// Presets that fit when the configured map does not: (preset, table).
     pub other_presets: Vec<(Preset, String)>,
+    /// Advice that is not a failure: an upgrade to a better tail mode, what could not
+    /// be checked on a view.
+    pub hints: Vec<String>,
     /// What must be fixed; empty when all is well.
     pub problems: Vec<String>,
     /// The oldest transaction open on the server (any database), when open more
@@ -76,6 +79,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         indexes: Vec::new(),
         priced_models: opts.map.prices.keys().cloned().collect(),
         other_presets: Vec::new(),
+        hints: Vec::new(),
         problems: Vec::new(),
         open_transaction: None,
     };
@@ -89,7 +93,8 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
                     | super::SourceError::TableMissing { .. }
                     | super::SourceError::ColumnMissing { .. }
                     | super::SourceError::ColumnType { .. }
-            ) {
+            ) && !written_map(&opts.map)
+            {
                 report.other_presets = other_presets(target, opts).await;
             }
             return report;
@@ -142,6 +147,65 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
     }
 
     let column = |f: Field| opts.map.entry(f).map(|e| e.spec.column.clone());
+    let table_arg = info.table.quoted();
+
+    // Column-level privileges: every statement reads each mapped column (with a
+    // tenant, through `SELECT e.*`: every column), so a role that may read only
+    // some fails later with "permission denied".
+    let mut read_cols: Vec<String> = if opts.tenant.is_some() {
+        info.columns.iter().map(|c| c.name.clone()).collect()
+    } else {
+        report
+            .mapped
+            .iter()
+            .filter_map(|m| column(m.field))
+            .collect()
+    };
+    let mut seen = std::collections::HashSet::new();
+    read_cols.retain(|c| seen.insert(c.clone()));
+    match timed(
+        &ctx,
+        limit,
+        "checking column privileges",
+        live.client.query(
+            "SELECT c FROM unnest($2::text[]) WITH ORDINALITY AS u(c, n) \
+             WHERE NOT has_column_privilege(to_regclass($1)::oid, c, 'SELECT') ORDER BY n",
+            &[&table_arg, &read_cols],
+        ),
+    )
+    .await
+    {
+        Ok(rows) => {
+            let denied: Vec<String> = rows
+                .iter()
+                .filter_map(|r| r.try_get::<_, String>(0).ok())
+                .map(|c| ColumnSpec::column(&c).to_string())
+                .collect();
+            if !denied.is_empty() {
+                report.problems.push(format!(
+                    "role {user} may not SELECT column{s} {list} of {table}: every query reads \
+                     the mapped columns and would fail with \"permission denied\". Grant it: \
+                     GRANT SELECT ({list}) ON {table} TO {user};",
+                    user = ColumnSpec::column(target.user()),
+                    s = if denied.len() == 1 { "" } else { "s" },
+                    list = denied.join(", "),
+                    table = info.table,
+                ));
+            }
+        }
+        Err(e) => report.problems.push(e.to_string()),
+    }
+
+    // burnrate's layout without `tx`: `db init` adds it, and the tail is gap-free.
+    if info.mode == TailMode::IdOverlap && opts.map.preset == Preset::Burnrate {
+        report.hints.push(
+            "run `burnrate db init` to add the tx column (xid8, filled by the database): the \
+             tail then reads every committed row exactly once instead of waiting \
+             database.id_gap_settle for missing ids"
+                .to_string(),
+        );
+    }
+
     let mut needs: Vec<(&'static str, Vec<String>)> = Vec::new();
     let ts = column(Field::Timestamp).unwrap_or_default();
     match &info.map.order {
@@ -165,16 +229,67 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             vec![ts, column(Field::RequestId).unwrap_or_default()],
         )),
     }
+    // Indexes live on tables: for a view, PostgreSQL uses its base table's, so those
+    // are checked (by column name) when the view reads one table.
+    let indexed =
+        match timed(
+            &ctx,
+            limit,
+            "finding the table that holds the indexes",
+            live.client.query(INDEXED_TABLE, &[&table_arg]),
+        )
+        .await
+        {
+            Ok(rows) => {
+                let tables: Vec<(String, String)> = rows
+                    .iter()
+                    .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+                    .collect();
+                match tables.as_slice() {
+                    [(name, kind)] if kind == "self" => {
+                        Some((name.clone(), info.table.to_string()))
+                    }
+                    [(name, _)] => {
+                        report.hints.push(format!(
+                            "{} is a view: PostgreSQL uses the indexes of its base table {name}, \
+                         checked below",
+                            info.table
+                        ));
+                        Some((name.clone(), name.clone()))
+                    }
+                    _ => {
+                        report.hints.push(format!(
+                        "{} is a view{}: PostgreSQL uses its base tables' indexes, which doctor \
+                         cannot match to its columns; check the plans with EXPLAIN",
+                        info.table,
+                        if tables.is_empty() { "" } else { " over several tables" }
+                    ));
+                        None
+                    }
+                }
+            }
+            Err(e) => {
+                report.problems.push(e.to_string());
+                None
+            }
+        };
+    let Some((indexed, indexed_shown)) = indexed else {
+        return report;
+    };
     let existing = match timed(
         &ctx,
         limit,
         "reading the table's indexes",
         live.client.query(
-            "SELECT c.relname::text, i.indkey::int2[] FROM pg_index i \
+            "SELECT c.relname::text, i.indkey::int2[], \
+               (SELECT array_agg(a.attname::text ORDER BY k.n) FROM unnest(i.indkey::int2[]) \
+                  WITH ORDINALITY AS k(attnum, n) \
+                  JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum) \
+             FROM pg_index i \
              JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am am ON am.oid = c.relam \
              WHERE i.indrelid = to_regclass($1) AND am.amname = 'btree' \
                AND i.indpred IS NULL AND i.indexprs IS NULL ORDER BY 1",
-            &[&info.table.quoted()],
+            &[&indexed],
         ),
     )
     .await
@@ -184,7 +299,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             .filter_map(|r| {
                 Some((
                     r.try_get::<_, String>(0).ok()?,
-                    r.try_get::<_, Vec<i16>>(1).ok()?,
+                    r.try_get::<_, Vec<String>>(2).ok()?,
                 ))
             })
             .collect::<Vec<_>>(),
@@ -193,24 +308,44 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             Vec::new()
         }
     };
+    // A view may rename columns: what its base table lacks by name is not checked.
+    let base_columns: Vec<String> = match timed(
+        &ctx,
+        limit,
+        "reading the base table's columns",
+        live.client.query(
+            "SELECT attname::text FROM pg_attribute \
+             WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+            &[&indexed],
+        ),
+    )
+    .await
+    {
+        Ok(rows) => rows.iter().filter_map(|r| r.try_get(0).ok()).collect(),
+        Err(e) => {
+            report.problems.push(e.to_string());
+            return report;
+        }
+    };
     for (purpose, cols) in needs {
-        let attnums: Option<Vec<i16>> = cols
+        if let Some(renamed) = cols.iter().find(|c| !base_columns.contains(c)) {
+            report.hints.push(format!(
+                "the index for {purpose} is not checked: {indexed_shown} has no column {} \
+                 (the view renames it); check the plans with EXPLAIN",
+                ColumnSpec::column(renamed)
+            ));
+            continue;
+        }
+        let found = existing
             .iter()
-            .map(|n| info.column(n).map(|c| c.attnum))
-            .collect();
-        let found = attnums.and_then(|want| {
-            existing
-                .iter()
-                .find(|(_, keys)| keys.starts_with(&want))
-                .map(|(name, _)| name.clone())
-        });
+            .find(|(_, keys)| keys.starts_with(&cols))
+            .map(|(name, _)| name.clone());
         let shown: Vec<String> = cols
             .iter()
             .map(|c| ColumnSpec::column(c).to_string())
             .collect();
         let create = format!(
-            "CREATE INDEX CONCURRENTLY ON {} ({});",
-            info.table,
+            "CREATE INDEX CONCURRENTLY ON {indexed_shown} ({});",
             shown.join(", ")
         );
         if found.is_none() {
@@ -227,6 +362,27 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         });
     }
     report
+}
+
+/// The table whose indexes serve `$1`: itself (kind "self") for a table or
+/// materialized view; for a view, the tables its rules read (kind "base").
+const INDEXED_TABLE: &str = "\
+    SELECT $1::text, 'self' FROM pg_class c \
+      WHERE c.oid = to_regclass($1) AND c.relkind NOT IN ('v', 'f') \
+    UNION ALL \
+    SELECT DISTINCT d.refobjid::regclass::text, 'base' FROM pg_rewrite r \
+      JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid \
+        AND d.refclassid = 'pg_class'::regclass AND d.refobjid <> r.ev_class \
+      JOIN pg_class b ON b.oid = d.refobjid AND b.relkind IN ('r', 'p', 'm') \
+      WHERE r.ev_class = to_regclass($1) \
+        AND (SELECT relkind FROM pg_class WHERE oid = to_regclass($1)) = 'v'";
+
+/// Whether the user wrote column map entries: then a misspelt column wants a
+/// "did you mean", not another preset.
+fn written_map(map: &MapSpec) -> bool {
+    map.entries
+        .iter()
+        .any(|e| e.origin == super::columns::EntryOrigin::Config)
 }
 
 /// The presets, other than the configured one, that fit the database as it is.

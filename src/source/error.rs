@@ -17,14 +17,17 @@ pub enum SourceError {
     },
 
     #[error(
-        "cannot connect to PostgreSQL at {endpoint} (database {database}, user {user}): {cause}. \
-         Set --database-url or DATABASE_URL, or try `burnrate demo` for a dashboard without a database."
+        "cannot connect to PostgreSQL at {endpoint} (database {database}, user {user}): {cause}. {}",
+        connect_advice(*origin)
     )]
     Connect {
         endpoint: String,
         database: String,
         user: String,
         cause: String,
+        /// Where the connection settings came from (`ConnectTarget::origin`), for
+        /// the advice: the setting that was used, not one that was not.
+        origin: Option<&'static str>,
     },
 
     #[error(
@@ -33,17 +36,21 @@ pub enum SourceError {
     )]
     InvalidTableName { name: String, reason: String },
 
-    #[error(
-        "table {table} does not exist in {endpoint}. Create it with `burnrate db init`, or set \
-         database.table to the right table (schema-qualified if it is not on the search_path)"
-    )]
-    TableMissing { table: String, endpoint: String },
+    #[error("table {table} does not exist in {endpoint}. {advice}")]
+    TableMissing {
+        table: String,
+        endpoint: String,
+        /// What helps, which depends on the preset (see `table_missing_advice`).
+        advice: String,
+    },
 
-    #[error("table {table} in {endpoint} has no column {column}. Add it with `burnrate db init`")]
+    #[error("table {table} in {endpoint} has no column {column}. {advice}")]
     ColumnMissing {
         table: String,
         endpoint: String,
         column: String,
+        /// How to fix it without adding a column no writer fills.
+        advice: String,
     },
 
     #[error(
@@ -89,15 +96,22 @@ pub enum SourceError {
         timeout: Duration,
     },
 
-    #[error(
-        "permission denied on table {table} in {endpoint} while {doing}: {message}. Grant access, \
-         e.g. GRANT SELECT ON {table} TO the user of the connection (db init needs CREATE and ALTER)"
-    )]
+    #[error("permission denied on table {table} in {endpoint} while {doing}: {message}. {advice}")]
     PermissionDenied {
         table: String,
         endpoint: String,
         doing: &'static str,
         message: String,
+        /// The grant that fixes it, from what was denied (see `grant_advice`).
+        advice: String,
+    },
+
+    #[error("`{command}` refuses table {table} in {endpoint}: {reason}")]
+    Refused {
+        command: &'static str,
+        table: String,
+        endpoint: String,
+        reason: String,
     },
 
     #[error("lost the connection to PostgreSQL at {endpoint} while {doing}: {cause}")]
@@ -147,6 +161,7 @@ impl SourceError {
             self,
             SourceError::InvalidConnectionString { .. }
                 | SourceError::InvalidTableName { .. }
+                | SourceError::Refused { .. }
                 | SourceError::NotBackfilled
                 | SourceError::ChannelClosed
         )
@@ -177,6 +192,7 @@ impl ErrorContext<'_> {
             }
             if *code == SqlState::INSUFFICIENT_PRIVILEGE {
                 return SourceError::PermissionDenied {
+                    advice: grant_advice(db.message(), &table),
                     table,
                     endpoint,
                     doing,
@@ -184,7 +200,11 @@ impl ErrorContext<'_> {
                 };
             }
             if *code == SqlState::UNDEFINED_TABLE {
-                return SourceError::TableMissing { table, endpoint };
+                return SourceError::TableMissing {
+                    table,
+                    endpoint,
+                    advice: table_missing_advice(None),
+                };
             }
             if *code == SqlState::ADMIN_SHUTDOWN
                 || *code == SqlState::CRASH_SHUTDOWN
@@ -244,6 +264,81 @@ impl ErrorContext<'_> {
             endpoint: self.endpoint.to_string(),
             detail: detail.into(),
         }
+    }
+}
+
+/// What to fix after a failed connection, by where the settings came from.
+fn connect_advice(origin: Option<&'static str>) -> String {
+    let advice = match origin {
+        Some("--database-url") => {
+            "Check the URL given with --database-url (it wins over DATABASE_URL and \
+             database.url)"
+                .to_string()
+        }
+        Some("DATABASE_URL") => {
+            "Check DATABASE_URL in the environment, or give --database-url".to_string()
+        }
+        Some(origin) => format!("Check {origin}, or give --database-url"),
+        None => "No connection string was given, so the PG* variables and defaults were used: \
+                 set --database-url or DATABASE_URL"
+            .to_string(),
+    };
+    format!("{advice}, or try `burnrate demo` for a dashboard without a database.")
+}
+
+/// The grant that fixes a denial, from PostgreSQL's message: CREATE on a schema
+/// (`db init` creating a table there), ownership (altering a table), USAGE on a
+/// sequence, or SELECT on the table (reading).
+pub(crate) fn grant_advice(message: &str, table: &str) -> String {
+    let after = |prefix: &str| {
+        message
+            .split_once(prefix)
+            .map(|(_, rest)| rest.trim().to_string())
+    };
+    if let Some(schema) = after("permission denied for schema") {
+        return format!(
+            "The role burnrate connects as may not create objects in schema {schema}: run \
+             `burnrate db init` as a role that may (the table's owner or a superuser), or \
+             GRANT CREATE ON SCHEMA {schema} TO that role (reading needs only SELECT)"
+        );
+    }
+    if message.starts_with("must be owner") {
+        return format!(
+            "Altering {table} takes its owner: run `burnrate db init` as the role that owns it \
+             (or ALTER TABLE {table} OWNER TO the role burnrate connects as)"
+        );
+    }
+    if let Some(seq) = after("permission denied for sequence") {
+        return format!("GRANT USAGE ON SEQUENCE {seq} TO the role burnrate connects as");
+    }
+    format!(
+        "Grant reading, e.g. GRANT SELECT ON {table} TO the role burnrate connects as \
+         (column privileges must cover every mapped column; `burnrate doctor` checks them)"
+    )
+}
+
+/// What to do about a missing table. `db init` creates burnrate's own table only:
+/// it is no help for another product's table (`preset` other than burnrate); the key
+/// that names the watched table is `source.table` (`database.table` is its default
+/// for the burnrate and seed presets).
+pub(crate) fn table_missing_advice(preset: Option<super::columns::Preset>) -> String {
+    use super::columns::Preset;
+    const WHERE: &str = "(schema-qualified if it is not on the search_path; \
+                         `burnrate doctor` lists what fits)";
+    match preset {
+        Some(Preset::Burnrate) => format!(
+            "Create it with `burnrate db init`, or point burnrate at the table that holds your \
+             rows: database.table (or source.table) in the config {WHERE}"
+        ),
+        Some(p @ (Preset::Litellm | Preset::Seed)) => format!(
+            "The {p} preset reads this table; set source.table in the config to the table that \
+             holds your rows {WHERE}. `burnrate db init` does not help here: it creates \
+             burnrate's own table"
+        ),
+        None => format!(
+            "Set source.table (or database.table) in the config to the table that holds your \
+             rows {WHERE}; `burnrate db init` creates burnrate's own cost_events table"
+        ),
     }
 }
 

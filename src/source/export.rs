@@ -88,6 +88,45 @@ pub async fn export_groups(
             },
         });
     }
-    out.sort_by(|a, b| a.names.cmp(&b.names));
-    Ok(out)
+    Ok(merge_same_names(out))
+}
+
+/// Sorts groups by their names and merges those the dashboard shows as one: NULL,
+/// empty and a literal `(none)` are all `(none)` there (as the store interns them).
+fn merge_same_names(mut groups: Vec<ExportGroup>) -> Vec<ExportGroup> {
+    groups.sort_by(|a, b| a.names.cmp(&b.names));
+    let mut out: Vec<ExportGroup> = Vec::with_capacity(groups.len());
+    for g in groups {
+        match out.last_mut() {
+            Some(last) if last.names == g.names => last.agg.add(&g.agg),
+            _ => out.push(g),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(names: &[&str], cost: &str) -> ExportGroup {
+        ExportGroup {
+            names: names.iter().map(|n| n.to_string()).collect(),
+            agg: Agg::one(cost.parse().unwrap(), 1, 1),
+        }
+    }
+
+    #[test]
+    fn none_and_empty_names_merge_into_one_group_as_on_the_dashboard() {
+        let merged = merge_same_names(vec![
+            group(&["acme", NONE_NAME], "1"),
+            group(&["acme", "chat"], "2"),
+            group(&["acme", NONE_NAME], "0.5"),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].names, ["acme", NONE_NAME]);
+        assert_eq!(merged[0].agg.cost, "1.5".parse().unwrap());
+        assert_eq!(merged[0].agg.requests, 2);
+        assert_eq!(merged[1].names, ["acme", "chat"]);
+    }
 }

@@ -112,12 +112,17 @@ pub async fn init_partitioned_with_client(
         let created = match relkind(&txn, &q, &ctx).await? {
             Some('p') => false,
             Some(_) => {
-                return Err(ctx.unexpected(format!(
-                    "{table_text} exists and is not partitioned; PostgreSQL cannot partition a table \
-                     in place. Either keep it as it is (`burnrate db init` without --partitioned), or \
-                     create the partitioned table under another name with `--config` pointing \
-                     database.table at it, copy the rows over (INSERT ... SELECT), and swap the names"
-                )));
+                return Err(SourceError::Refused {
+                    command: "db init --partitioned",
+                    table: table_text.clone(),
+                    endpoint: endpoint.to_string(),
+                    reason: "it is a plain table (not partitioned), and PostgreSQL cannot \
+                             partition a table in place. Either keep it as it is (`burnrate db \
+                             init` without --partitioned), or create the partitioned table under \
+                             another name with `--config` pointing database.table at it, copy the \
+                             rows over (INSERT ... SELECT), and swap the names"
+                        .into(),
+                });
             }
             None => {
                 txn.batch_execute(&format!(

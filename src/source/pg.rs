@@ -358,6 +358,7 @@ impl PgSource {
                     table: self.table_text.clone(),
                     endpoint: self.target.endpoint.clone(),
                     column: "tx".into(),
+                    advice: super::columns::missing_column_advice("tx", &[]),
                 });
             }
             // Id overlap keeps working if a tx column appears meanwhile.

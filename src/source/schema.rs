@@ -367,12 +367,14 @@ pub async fn inspect(
             .ok_or_else(|| SourceError::TableMissing {
                 table: table_text.clone(),
                 endpoint: endpoint.to_string(),
+                advice: super::error::table_missing_advice(Some(map.preset)),
             })?;
     let find = |name: &str| columns.iter().find(|c| c.name == name);
     let missing = |column: &str| SourceError::ColumnMissing {
         table: table_text.clone(),
         endpoint: endpoint.into(),
         column: column.into(),
+        advice: super::columns::missing_column_advice(column, &columns),
     };
     let wrong_type = |c: &ColumnInfo, expected: &str, fix: String| SourceError::ColumnType {
         table: table_text.clone(),

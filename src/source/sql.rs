@@ -232,6 +232,16 @@ impl Sql {
         Some(self)
     }
 
+    /// The one row filter: a row the dashboard counts (`row_to_fact` accepts the same
+    /// rows in the tail). Backfill, rollup, top requests and export all read through
+    /// it, so none counts a row another rejects (a future timestamp, a NaN cost...).
+    fn valid_row(&self) -> String {
+        format!(
+            "{} AND {} AND {} AND {}",
+            self.ts_not_future, self.finite_cost, self.cost_in_range, self.tokens_ok
+        )
+    }
+
     fn sum_tokens(&self, sel: &str) -> String {
         if sel.starts_with("NULL") {
             "0::int8".into()
@@ -395,16 +405,12 @@ impl Sql {
         format!(
             "SELECT {key}, sum({cost})::text, count(*), {}, {}, count(*) FILTER (WHERE {computed}) \
              FROM {table} e \
-             WHERE {ts} >= {from}::timestamptz{upper} AND {not_future} AND {finite} AND {in_range} \
-               AND {tokens_ok} AND {horizon} \
+             WHERE {ts} >= {from}::timestamptz{upper} AND {valid} AND {horizon} \
              GROUP BY 1, 2, 3, 4, 5, 6",
             self.sum_tokens(&self.input_sel),
             self.sum_tokens(&self.output_sel),
             table = self.table,
-            not_future = self.ts_not_future,
-            finite = self.finite_cost,
-            in_range = self.cost_in_range,
-            tokens_ok = self.tokens_ok,
+            valid = self.valid_row(),
             computed = self.computed,
             key = self.row_key(&minute_floor, &phase),
         )
@@ -456,15 +462,13 @@ impl Sql {
             "SELECT {names}{comma} sum({cost})::text, count(*), {}, {} \
              FROM {table} e \
              WHERE {ts} >= {from}::timestamptz AND {ts} < {to}::timestamptz \
-               AND {finite} AND {in_range} AND {tokens_ok}{tenant}{group_by}",
+               AND {valid}{tenant}{group_by}",
             self.sum_tokens(&self.input_sel),
             self.sum_tokens(&self.output_sel),
             names = names.join(", "),
             comma = if names.is_empty() { "" } else { "," },
             table = self.table,
-            finite = self.finite_cost,
-            in_range = self.cost_in_range,
-            tokens_ok = self.tokens_ok,
+            valid = self.valid_row(),
             group_by = if group.is_empty() {
                 String::new()
             } else {
@@ -479,10 +483,7 @@ impl Sql {
     pub(crate) fn top_requests(&self, q: &TopQuery, p: &mut Params) -> String {
         let mut conds = vec![
             format!("{} >= {}::timestamptz", self.ts, p.push(q.from)),
-            self.ts_not_future.clone(),
-            self.finite_cost.clone(),
-            self.cost_in_range.clone(),
-            self.tokens_ok.clone(),
+            self.valid_row(),
         ];
         for (dim, name) in &q.path {
             let want = if name == NONE_NAME {
@@ -700,10 +701,10 @@ impl Sql {
                count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
                count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
                count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok}) \
-             FROM {table} e WHERE {horizon} \
-               AND ({ts_not_future} AND {finite_cost} AND {cost_in_range} AND {tokens_ok}) IS NOT TRUE \
+             FROM {table} e WHERE {horizon} AND ({valid}) IS NOT TRUE \
              GROUP BY 1, 2",
             tenant = self.names[3],
+            valid = self.valid_row(),
         )
     }
 }
