@@ -110,6 +110,8 @@ pub fn sort_anomalies(found: &mut [Anomaly]) {
     });
 }
 
+#[cfg(test)]
+mod explain_tests;
 mod forecast;
 #[cfg(test)]
 mod proptests;

@@ -410,6 +410,11 @@ pub(super) fn window_span(now: DateTime<Utc>, w: i64) -> (DateTime<Utc>, i64, i6
     (Calendar::minute_start(start_min), start_min, end_min)
 }
 
+/// The length of `[start, now)` in minutes (a window's current minute is partial).
+pub(super) fn minutes_between(start: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    ((now - start).num_milliseconds() as f64 / 60_000.0).max(1.0 / 60.0)
+}
+
 /// What an onset is found in: spend, or the request count.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Onset {
@@ -607,7 +612,7 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
                     (dim, id),
                     start,
                     now,
-                    v.expected / w as f64,
+                    v.expected / minutes_between(start, now),
                     Onset::Cost,
                 )),
                 contributors,
@@ -809,13 +814,12 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
             uagg.cost,
             p.contributors,
         );
-        let minutes = (now - start).num_minutes().max(1) as f64;
         let since = onset(
             store,
             (Dim::User, *uid),
             start,
             now,
-            expected.as_f64() / minutes,
+            expected.as_f64() / minutes_between(start, now),
             Onset::Cost,
         );
         // The onset is shown beside the message (the `since` of the anomaly), not in
@@ -1910,7 +1914,9 @@ mod tests {
             .iter()
             .find(|a| a.dim == Dim::Feature)
             .unwrap_or_else(|| panic!("{shown:#?}"));
-        assert_eq!(a.since, Some(utc("2026-11-28T15:26:00Z")));
+        // Since the onset: the minute of the first burst, not the start of the
+        // window that first saw it (15:26).
+        assert_eq!(a.since, Some(utc("2026-11-28T15:30:00Z")), "{a:#?}");
         // A minute without the condition resets it.
         let mut fresh = DetectorState::default();
         evaluate(&s, now, &p, &mut fresh);

@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
 use super::rules::{
-    Candidate, DetectParams, Onset, baseline_samples, onset, window_contributors, window_span,
+    Candidate, DetectParams, Onset, baseline_samples, minutes_between, onset, window_contributors,
+    window_span,
 };
 use super::stats::quantile;
 use super::{Anomaly, Severity};
@@ -123,7 +124,7 @@ pub(super) fn runaway_requests(
                     (Dim::User, id),
                     start,
                     now,
-                    typical / w as f64,
+                    typical / minutes_between(start, now),
                     Onset::Requests,
                 )),
                 contributors,

@@ -24,7 +24,6 @@ use rustc_hash::FxHashMap;
 pub use combos::ComboKey;
 use combos::{ComboId, Combos};
 pub use intern::{Interner, NameId};
-pub use subhour::share_between;
 use subhour::{HourShapes, SHAPED_DIMS};
 use tally::Tally;
 

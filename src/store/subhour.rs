@@ -34,12 +34,11 @@ pub(super) fn shaped_index(dim: Dim) -> Option<usize> {
     SHAPED_DIMS.iter().position(|d| *d == dim)
 }
 
-/// One name's share of its hour's cost per five-minute slot, in units that sum to
-/// about `u16::MAX` (read as fractions of their sum).
+/// One name's weights within one hour.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Shape {
     pub(super) id: NameId,
-    pub(super) slots: [u16; SLOTS],
+    pub(super) slots: Weights,
 }
 
 /// The shapes of one hour whose minutes were all seen: per shaped dimension, sorted
@@ -51,11 +50,14 @@ pub(super) struct HourShapes {
 }
 
 impl HourShapes {
-    /// `Some(None)`: the hour is known and the name has no shape (even spread).
-    pub(super) fn fractions(&self, dim: Dim, id: NameId) -> Option<[f64; SLOTS]> {
+    /// The name's weights in this hour: its shape, or even when it spent under the
+    /// shape floor (`None` for a dimension without shapes).
+    pub(super) fn weights(&self, dim: Dim, id: NameId) -> Option<Weights> {
         let list = &self.by_dim[shaped_index(dim)?];
-        let i = list.binary_search_by_key(&id, |s| s.id).ok()?;
-        Some(fractions_of(&list[i].slots))
+        Some(match list.binary_search_by_key(&id, |s| s.id) {
+            Ok(i) => list[i].slots,
+            Err(_) => EVEN,
+        })
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
@@ -79,48 +81,77 @@ impl HourShapes {
     }
 }
 
-/// A shape from per-slot costs (in picodollars); `None` when there is no spend.
-pub(super) fn shape_of(id: NameId, slot_costs: &[i128; SLOTS]) -> Option<Shape> {
+/// Where within an hour spend fell: a weight per five-minute slot, summing to about
+/// `u16::MAX` (read relative to their sum).
+pub(super) type Weights = [u16; SLOTS];
+
+/// Spend spread evenly over the hour.
+const EVEN: Weights = [(u16::MAX as usize / SLOTS) as u16; SLOTS];
+
+/// Weights from per-slot costs (in picodollars); `None` when there is no spend.
+fn weights_of(slot_costs: &[i128; SLOTS]) -> Option<Weights> {
     let total: i128 = slot_costs.iter().map(|c| (*c).max(0)).sum();
     if total <= 0 {
         return None;
     }
-    let mut slots = [0u16; SLOTS];
-    for (s, c) in slots.iter_mut().zip(slot_costs) {
+    let mut w = [0u16; SLOTS];
+    for (s, c) in w.iter_mut().zip(slot_costs) {
         *s = ((*c).max(0) * i128::from(u16::MAX) / total) as u16;
     }
-    Some(Shape { id, slots })
+    Some(w)
 }
 
-pub(super) fn fractions_of(slots: &[u16; SLOTS]) -> [f64; SLOTS] {
-    let sum: f64 = slots.iter().map(|s| f64::from(*s)).sum();
-    let mut out = [1.0 / SLOTS as f64; SLOTS];
-    if sum > 0.0 {
-        for (o, s) in out.iter_mut().zip(slots) {
-            *o = f64::from(*s) / sum;
-        }
+/// The part of an hour's spend in `[from, to)` seconds into it, as the exact
+/// fraction (numerator, denominator): a slot cut by the span counts pro rata.
+pub(super) fn part_between(w: &Weights, from: i64, to: i64) -> (i128, i128) {
+    const SLOT_SECS: i64 = 3600 / SLOTS as i64;
+    let (from, to) = (from.clamp(0, 3600), to.clamp(0, 3600));
+    let total: i128 = w.iter().map(|x| i128::from(*x)).sum();
+    if to <= from || total == 0 {
+        return (0, 1);
+    }
+    let num: i128 = w
+        .iter()
+        .enumerate()
+        .map(|(i, x)| {
+            let (s, e) = (i as i64 * SLOT_SECS, (i as i64 + 1) * SLOT_SECS);
+            i128::from(*x) * i128::from((to.min(e) - from.max(s)).max(0))
+        })
+        .sum();
+    (num, total * i128::from(SLOT_SECS))
+}
+
+/// Half the summed absolute difference of two shapes, 0 (same) to 1 (disjoint).
+fn distance(a: &Weights, b: &Weights) -> f64 {
+    let (ta, tb) = (
+        a.iter().map(|x| f64::from(*x)).sum::<f64>().max(1.0),
+        b.iter().map(|x| f64::from(*x)).sum::<f64>().max(1.0),
+    );
+    0.5 * a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (f64::from(*x) / ta - f64::from(*y) / tb).abs())
+        .sum::<f64>()
+}
+
+/// Per slot, the median of three shapes (one odd hour does not set the shape), or
+/// the mean of fewer.
+fn typical(found: &[Weights]) -> Weights {
+    let mut out = [0u16; SLOTS];
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut v: Vec<u32> = found.iter().map(|w| u32::from(w[i])).collect();
+        v.sort_unstable();
+        *o = match v.len() {
+            0 => EVEN[i],
+            3 => v[1] as u16,
+            n => (v.iter().sum::<u32>() / n as u32) as u16,
+        };
     }
     out
 }
 
-/// The share of an hour's spend in `[from, to)` seconds into it, given the spend's
-/// per-slot fractions (a slot cut by the span counts pro rata).
-pub fn share_between(fractions: &[f64; SLOTS], from: i64, to: i64) -> f64 {
-    const SLOT_SECS: i64 = 3600 / SLOTS as i64;
-    let (from, to) = (from.clamp(0, 3600), to.clamp(0, 3600));
-    if to <= from {
-        return 0.0;
-    }
-    fractions
-        .iter()
-        .enumerate()
-        .map(|(i, f)| {
-            let (s, e) = (i as i64 * SLOT_SECS, (i as i64 + 1) * SLOT_SECS);
-            let overlap = (to.min(e) - from.max(s)).max(0);
-            f * overlap as f64 / SLOT_SECS as f64
-        })
-        .sum()
-}
+/// How far apart two latest hours' shapes may be to count as one hourly rhythm.
+const RHYTHM_DISTANCE: f64 = 0.2;
 
 impl Store {
     /// Takes the shapes of the past hours whose first minute leaves the minute range
@@ -151,9 +182,10 @@ impl Store {
     fn shapes_from_minutes(&self, h: i64) -> Option<HourShapes> {
         let b = self.hours.get(&h)?;
         let m0 = Calendar::minute_index(self.cfg.calendar.hour_start(h));
-        let minutes = || self.minutes.range(m0..m0 + 60);
         let mut seen = Agg::default();
-        minutes().for_each(|(_, mb)| seen.add(&mb.total));
+        for (_, mb) in self.minutes.range(m0..m0 + 60) {
+            seen.add(&mb.total);
+        }
         if seen.cost != b.total.cost || seen.requests != b.total.requests {
             return None;
         }
@@ -169,13 +201,8 @@ impl Store {
             let mut list: Vec<Shape> = big
                 .iter()
                 .filter_map(|(id, _)| {
-                    let mut slot_costs = [0i128; SLOTS];
-                    for (m, mb) in minutes() {
-                        if let Some(a) = mb.by_dim[dim.index()].get(*id) {
-                            slot_costs[slot_of(m - m0)] += a.cost.picos();
-                        }
-                    }
-                    shape_of(*id, &slot_costs)
+                    let (w, _) = self.minute_weights(*dim, *id, m0);
+                    w.map(|slots| Shape { id: *id, slots })
                 })
                 .collect();
             list.sort_by_key(|s| s.id);
@@ -185,14 +212,9 @@ impl Store {
         Some(out)
     }
 
-    /// Where within the complete hour `h` a name spent, per five-minute slot: from
-    /// the minute buckets when they hold all of its spend in the hour, else from the
-    /// hour's shape (even when the name spent under the shape floor). `None` when
-    /// the hour is unknown below the hour or the name spent nothing in it.
-    fn known_fractions(&self, dim: Dim, id: NameId, h: i64) -> Option<[f64; SLOTS]> {
-        let b = self.hours.get(&h)?;
-        let hour = b.by_dim[dim.index()].get(id)?;
-        let m0 = Calendar::minute_index(self.cfg.calendar.hour_start(h));
+    /// A name's weights in the hour starting at minute `m0` from the minute buckets,
+    /// and its total there.
+    fn minute_weights(&self, dim: Dim, id: NameId, m0: i64) -> (Option<Weights>, Agg) {
         let mut slot_costs = [0i128; SLOTS];
         let mut seen = Agg::default();
         for (m, mb) in self.minutes.range(m0..m0 + 60) {
@@ -201,72 +223,64 @@ impl Store {
                 seen.add(&a);
             }
         }
-        if seen.cost == hour.cost && seen.requests == hour.requests {
-            return Some(
-                shape_of(id, &slot_costs)
-                    .map_or([1.0 / SLOTS as f64; SLOTS], |s| fractions_of(&s.slots)),
-            );
-        }
-        let shapes = b.shapes.as_ref()?;
-        shaped_index(dim)?;
-        Some(
-            shapes
-                .fractions(dim, id)
-                .unwrap_or([1.0 / SLOTS as f64; SLOTS]),
-        )
+        (weights_of(&slot_costs), seen)
     }
 
-    /// A name's usual shape for an hour known only by its total: the mean of the
-    /// nearest known hours at the same time of day (up to 3, within 4 weeks), else
-    /// of its latest known hours (up to 3, within 2 days before `now_hour`: an hourly
-    /// rhythm, as a fresh start holds only its last hours by minute). Only complete
-    /// hours, before `now_hour`, count.
-    fn learned_fractions(
-        &self,
-        dim: Dim,
-        id: NameId,
-        h: i64,
-        now_hour: i64,
-    ) -> Option<[f64; SLOTS]> {
+    /// Where within the complete hour `h` a name spent: from the minute buckets when
+    /// they hold all of its spend in the hour, else from the hour's shape (even when
+    /// the name spent under the shape floor). `None` when the hour is known only by
+    /// its total or the name spent nothing in it.
+    fn known_weights(&self, dim: Dim, id: NameId, h: i64) -> Option<Weights> {
+        let b = self.hours.get(&h)?;
+        let hour = b.by_dim[dim.index()].get(id)?;
+        let m0 = Calendar::minute_index(self.cfg.calendar.hour_start(h));
+        let (w, seen) = self.minute_weights(dim, id, m0);
+        if seen.cost == hour.cost && seen.requests == hour.requests {
+            return Some(w.unwrap_or(EVEN));
+        }
+        b.shapes.as_ref()?.weights(dim, id)
+    }
+
+    /// A name's usual shape for an hour known only by its total: per slot, the
+    /// median of the nearest known hours at the same time of day (3, within 4
+    /// weeks; the mean of fewer); else an hourly rhythm: its latest known hours (3,
+    /// within 2 days), if the latest two agree (a fresh start holds only its last
+    /// hours by minute; one hour alone may be an incident's, not a rhythm). Only
+    /// complete hours before `now_hour` count.
+    fn learned_weights(&self, dim: Dim, id: NameId, h: i64, now_hour: i64) -> Option<Weights> {
         const WANT: usize = 3;
-        let mut found: Vec<[f64; SLOTS]> = Vec::new();
+        let mut found: Vec<Weights> = Vec::new();
         'days: for k in 1..=28 {
             for cand in [h - 24 * k, h + 24 * k] {
                 if cand < now_hour
-                    && let Some(f) = self.known_fractions(dim, id, cand)
+                    && let Some(w) = self.known_weights(dim, id, cand)
                 {
-                    found.push(f);
+                    found.push(w);
                     if found.len() >= WANT {
                         break 'days;
                     }
                 }
             }
         }
-        if found.is_empty() {
-            found.extend(
-                (1..=48)
-                    .filter_map(|j| self.known_fractions(dim, id, now_hour - j))
-                    .take(WANT),
-            );
+        if !found.is_empty() {
+            return Some(typical(&found));
         }
-        if found.is_empty() {
-            return None;
+        let latest: Vec<Weights> = (1..=48)
+            .filter_map(|j| self.known_weights(dim, id, now_hour - j))
+            .take(WANT)
+            .collect();
+        match latest.as_slice() {
+            [a, b, ..] if distance(a, b) <= RHYTHM_DISTANCE => Some(typical(&latest)),
+            _ => None,
         }
-        let mut mean = [0.0; SLOTS];
-        for f in &found {
-            for (m, x) in mean.iter_mut().zip(f) {
-                *m += x / found.len() as f64;
-            }
-        }
-        Some(mean)
     }
 
     /// Spend and requests of one name over `[start, end)`, an hour cut by the span
     /// counting by where within it the name spends: its minutes or shape when the
-    /// hour has them, else its usual shape at that time (see `learned_fractions`),
-    /// else evenly. So a job at the same minutes of every hour, or of every night,
-    /// is in the baseline of those minutes, not spread over its hours. For spans
-    /// that end by `now`.
+    /// hour has them, else its usual shape there (see `learned_weights`), else
+    /// evenly. So a job at the same minutes of every hour, or of every night, is in
+    /// the baseline of those minutes, not spread over its hours. Exact in money
+    /// where the parts are (evenly: as `prorated`). For spans that end by `now`.
     pub fn spend_between(
         &self,
         dim: Dim,
@@ -290,26 +304,28 @@ impl Store {
                 continue;
             };
             let hs = cal.hour_start(h);
-            let from = (start - hs).num_seconds().clamp(0, 3600);
-            let to = (end - hs).num_seconds().clamp(0, 3600);
-            if from == 0 && to == 3600 {
+            let from = (start - hs).num_milliseconds().clamp(0, 3_600_000);
+            let to = (end - hs).num_milliseconds().clamp(0, 3_600_000);
+            if from == 0 && to == 3_600_000 {
                 cost += a.cost;
                 requests += a.requests as f64;
                 continue;
             }
             let known = if h < now_hour {
-                self.known_fractions(dim, id, h)
+                self.known_weights(dim, id, h)
             } else {
                 None
             };
-            let fractions = known
-                .or_else(|| self.learned_fractions(dim, id, h, now_hour))
-                .unwrap_or([1.0 / SLOTS as f64; SLOTS]);
-            let share = share_between(&fractions, from, to).clamp(0.0, 1.0);
-            // The share in parts per 2^20: money is scaled in integers.
-            let parts = (share * f64::from(1u32 << 20)).round() as i128;
-            cost += Money::from_picos(a.cost.picos() * parts >> 20);
-            requests += a.requests as f64 * share;
+            let (num, den) = match known.or_else(|| self.learned_weights(dim, id, h, now_hour)) {
+                Some(w) => {
+                    // Slots in seconds; the cut within a slot to the millisecond.
+                    let (n, d) = part_between(&w, from / 1000, to / 1000);
+                    (n, d)
+                }
+                None => (i128::from(to - from), 3_600_000),
+            };
+            cost += Money::from_picos(a.cost.picos() * num / den);
+            requests += a.requests as f64 * num as f64 / den as f64;
         }
         (cost, requests)
     }
@@ -324,18 +340,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn shares_of_a_shape_follow_its_slots() {
+    fn parts_of_an_hour_follow_its_shape_exactly() {
         let mut costs = [0i128; SLOTS];
         costs[2] = 3_000_000; // minutes 10-15
         costs[3] = 1_000_000; // minutes 15-20
-        let s = shape_of(7, &costs).unwrap();
-        let f = fractions_of(&s.slots);
-        assert!((share_between(&f, 600, 900) - 0.75).abs() < 1e-4);
-        assert!((share_between(&f, 600, 1200) - 1.0).abs() < 1e-4);
-        assert!((share_between(&f, 750, 900) - 0.375).abs() < 1e-4);
-        assert_eq!(share_between(&f, 1800, 2400), 0.0);
-        let even = fractions_of(&[0; SLOTS]);
-        assert!((share_between(&even, 0, 300) - 1.0 / 12.0).abs() < 1e-12);
-        assert!(shape_of(1, &[0; SLOTS]).is_none());
+        let w = weights_of(&costs).unwrap();
+        let share = |from, to| {
+            let (n, d) = part_between(&w, from, to);
+            n as f64 / d as f64
+        };
+        assert!((share(600, 900) - 0.75).abs() < 1e-4);
+        assert!((share(600, 1200) - 1.0).abs() < 1e-4);
+        assert!((share(750, 900) - 0.375).abs() < 1e-4);
+        assert_eq!(share(1800, 2400), 0.0);
+        // Even: exactly a twelfth per slot.
+        let (n, d) = part_between(&EVEN, 0, 300);
+        assert_eq!(
+            Money::from_dollars(60).picos() * n / d,
+            Money::from_dollars(5).picos()
+        );
+        assert!(weights_of(&[0; SLOTS]).is_none());
+        assert!(distance(&EVEN, &EVEN) < 1e-9);
+        assert!(distance(&EVEN, &w) > 0.8);
+        assert_eq!(typical(&[w, EVEN, w]), w);
     }
 }

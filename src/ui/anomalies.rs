@@ -137,10 +137,13 @@ fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
         Span::styled(" vs expected ", theme.muted()),
         Span::raw(a.expected.display_usd()),
     ];
-    spans.push(Span::raw(format!(
-        " ({})",
-        crate::detect::ratio_text(a.observed, a.expected, a.ratio)
-    )));
+    // Against nothing, "new" (as the message and Slack say), not a ratio.
+    let times = if a.expected.picos() <= 0 && a.observed.picos() > 0 {
+        "new".to_string()
+    } else {
+        format::times(a.ratio)
+    };
+    spans.push(Span::raw(format!(" ({times})")));
     let window = text::clean(&a.window, 12);
     if window.starts_with(|c: char| c.is_ascii_digit()) {
         spans.push(Span::styled(format!(" in {window}"), theme.muted()));
