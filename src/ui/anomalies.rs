@@ -168,13 +168,13 @@ fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     spans
 }
 
-/// "of observed: user alice $31 74%, model gpt-4o $20 48%": parts of the observed
+/// "of it: user alice $31 74%, model gpt-4o $20 48%": parts of the observed
 /// spend and their shares of it.
 fn contributors(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for (i, c) in a.contributors.iter().take(MAX_CONTRIBUTORS).enumerate() {
         spans.push(Span::styled(
-            if i == 0 { "of observed: " } else { ", " },
+            if i == 0 { "of it: " } else { ", " },
             theme.muted(),
         ));
         spans.push(Span::styled(format!("{} ", c.dim.name()), theme.muted()));
