@@ -9,11 +9,14 @@
 //! Scenarios (see `burnrate::backtest`): clean months; injected runaways of 2x to
 //! 10x on a feature (through one user and one model, as `simulate --spike` does);
 //! a runaway user on a big feature; a 3-week drift; quiet weekends; a holiday; a
-//! new feature appearing. Every number is deterministic per seed.
+//! new feature appearing; recurring jobs (an hourly digest and a nightly batch).
+//! `--scenario <text>` runs only the month scans whose name contains the text.
+//! Every number is deterministic per seed.
 
 use burnrate::backtest::{Injection, World, generator_config, scan, spike_trial};
 use burnrate::detect::{Anomaly, DetectParams};
 use burnrate::model::Dim;
+use burnrate::sim::recurring::RecurringJob;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
 fn utc(s: &str) -> DateTime<Utc> {
@@ -87,13 +90,23 @@ fn main() {
                 to_factor: 1.6,
             }],
         ),
+        (
+            "recurring jobs (hourly digest, nightly batch)",
+            vec![
+                Injection::Recurring(RecurringJob::hourly_digest()),
+                Injection::Recurring(RecurringJob::nightly_batch()),
+            ],
+        ),
     ];
+    // `--scenario <text>`: only the month scans whose name contains it.
+    let only: Option<String> = std::env::args().skip_while(|a| a != "--scenario").nth(1);
     let spikes_only = std::env::args().any(|a| a == "--spikes-only");
     let forecast_only = std::env::args().any(|a| a == "--forecast-only");
     for (name, injections) in scenarios
         .iter()
         .filter(|_| !spikes_only)
         .filter(|(_, i)| !forecast_only || i.is_empty())
+        .filter(|(n, _)| only.as_deref().is_none_or(|o| n.contains(o)))
     {
         let mut weeks = 0.0;
         let mut fa = 0;
@@ -139,10 +152,15 @@ fn main() {
                     (e.at - drift_from).num_minutes() as f64 / 1440.0
                 ));
             }
+            // Every paging episode of a recurring scenario (they are what it is
+            // about), else the first three.
+            let all = injections
+                .iter()
+                .any(|i| matches!(i, Injection::Recurring(_)));
             for e in s
                 .unexpected()
                 .filter(|e| e.severity >= burnrate::detect::Severity::Warning)
-                .take(3)
+                .take(if all { usize::MAX } else { 3 })
             {
                 examples.push(format!(
                     "seed {seed} {}: {}",
@@ -181,7 +199,9 @@ fn main() {
     ];
     let factors = [2.0, 3.0, 5.0, 10.0];
     let mut trials = Vec::new();
-    for &seed in &seeds {
+    // `--scenario` runs month scans only.
+    let trial_seeds: &[u64] = if only.is_some() { &[] } else { &seeds };
+    for &seed in trial_seeds {
         let mut w = World::new(generator_config(seed, rate, None), month, 28, vec![]).unwrap();
         // Injection times every 29 hours 13 minutes: all hours of day and weekdays.
         let n = if quick { 8 } else { 20 };
@@ -196,7 +216,7 @@ fn main() {
         eprintln!("seed {seed}: spike trials done");
     }
     let mut runaway = Vec::new();
-    for &seed in &seeds {
+    for &seed in trial_seeds {
         let mut w = World::new(generator_config(seed, rate, None), month, 28, vec![]).unwrap();
         for k in 0..(if quick { 4 } else { 10 }) {
             w.advance(month + Duration::minutes(k * (41 * 60 + 7)) + Duration::hours(1));

@@ -14,6 +14,7 @@ use crate::calendar::Calendar;
 use crate::detect::{self, DetectParams, DetectorState};
 use crate::model::{Dim, Fact, FactBatch};
 use crate::money::Money;
+use crate::sim::recurring::RecurringJob;
 use crate::sim::{Generator, GeneratorConfig, RateShape, SimError, SpikeSpec};
 use crate::store::{Store, StoreConfig};
 
@@ -42,6 +43,9 @@ pub enum Injection {
         from: DateTime<Utc>,
         factor: f64,
     },
+    /// A job on a clock (an hourly digest, a nightly batch), on top of the traffic
+    /// and untouched by the other injections.
+    Recurring(RecurringJob),
 }
 
 fn scale(f: &mut Fact, k: f64) {
@@ -92,6 +96,7 @@ fn apply_injections(facts: &mut Vec<Fact>, injections: &[Injection], cal: &Calen
                         extra.push(g);
                     }
                 }
+                Injection::Recurring(_) => {}
             }
         }
     }
@@ -145,6 +150,7 @@ impl World {
         while cal.hour_start(h) < minutes_from {
             let (from, to) = (cal.hour_start(h), cal.hour_start(h + 1).min(minutes_from));
             facts.extend(w.generator.weighted_facts(from, to, from, HOUR_SAMPLES));
+            facts = w.with_jobs(facts, from, to);
             h += 1;
         }
         w.feed(facts, start);
@@ -153,9 +159,21 @@ impl World {
         Ok(w)
     }
 
-    fn feed(&mut self, mut facts: Vec<Fact>, now: DateTime<Utc>) {
+    /// The generator's facts of `[from, to)`, their injections applied, with the
+    /// recurring jobs' facts of that span.
+    fn with_jobs(&self, mut facts: Vec<Fact>, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Fact> {
         let cal = *self.store.calendar();
         apply_injections(&mut facts, &self.injections, &cal);
+        for inj in &self.injections {
+            if let Injection::Recurring(job) = inj {
+                facts.extend(job.facts(from, to));
+            }
+        }
+        facts
+    }
+
+    /// Applies facts that went through `with_jobs`.
+    fn feed(&mut self, facts: Vec<Fact>, now: DateTime<Utc>) {
         let rows = facts.iter().map(|f| f.agg.requests).sum();
         self.store.apply(
             &FactBatch {
@@ -176,6 +194,7 @@ impl World {
             let facts = self
                 .generator
                 .weighted_facts(self.now, next, at, MINUTE_SAMPLES);
+            let facts = self.with_jobs(facts, self.now, next);
             self.feed(facts, next);
             self.now = next;
             if next.timestamp() % 3600 == 0 {

@@ -225,34 +225,53 @@ fn labels_of(dim: Dim, name: &str) -> Labels {
     l
 }
 
-/// What to look at first, by rule.
+/// What to look at first, by rule. Keys are named by their action and default key
+/// (the `[keys]` config may rebind them; `?` lists the keys in effect), and only
+/// paths the dashboard has: the overview's rows are features, so a user or a model
+/// is reached with the anomaly key, which opens it with its requests.
 pub fn hint_for(rule: &str, dim: Dim, name: &str, window: &str) -> String {
+    // The anomaly key opens the next anomaly each press: its feature's users, or what
+    // a user or model spent on, with the most expensive requests since it began.
+    let open = format!(
+        "In burnrate, press `a` (the anomaly key) until it opens {dim} {name}: it shows          {} and the most expensive requests since it began",
+        match dim {
+            Dim::Feature => "its users",
+            _ => "what it was spent on",
+        }
+    );
+    let over = if window.is_empty() {
+        String::new()
+    } else {
+        format!(" over the last {window}")
+    };
     match rule {
         r if r.starts_with("spike_") => format!(
-            "Drill into {dim} {name} in burnrate (Enter on the row) and look at its top users \
-             and models over the last {window}: retry loops, a new prompt or a model change \
-             usually show there."
+            "{open}. Look at its top users and models{over}: retry loops, a new prompt or a              model change usually show there."
         ),
-        "runaway_user" | "user_share" => format!(
-            "Look at the recent requests of {name} (drill down, then `r`): an agent loop or a \
-             leaked key often looks like this; revoke or rate-limit the key if it is not expected."
+        "runaway_user" | "user_share" | "runaway_requests" => format!(
+            "{open} (`t`, top requests, lists more for a selected row): an agent loop or a              leaked key often looks like this; revoke or rate-limit the key if it is not              expected."
         ),
         "unpriced" => format!(
-            "Requests to model {name} have no cost: add its price to the pricing table so the \
-             spend is counted."
+            "Requests to model {name} have no cost: add its price to the pricing table so the              spend is counted."
         ),
-        "today_vs_7d" | "daily_average" | "drift" => format!(
-            "Compare {dim} {name} today with the same time last week in the overview; check \
-             recent deploys and traffic."
-        ),
-        "day_over_budget_pace" | "forecast_over_budget" => {
-            "Check the month forecast and the largest features in the overview; raise \
-             budget.monthly_usd if the growth is planned."
+        "today_vs_7d" | "daily_average" | "drift" if dim == Dim::Feature && name != "all features" => {
+            format!(
+                "Compare feature {name} today with the last 7 days on its row of the overview                  (`Enter` drills into its users); check recent deploys and traffic."
+            )
+        }
+        "today_vs_7d" | "daily_average" | "drift" => {
+            "Compare today with the last 7 days in the overview (the features' today and 7-day              columns); check recent deploys and traffic."
                 .to_string()
         }
+        "day_over_budget_pace" | "forecast_over_budget" => {
+            "Check the month forecast and the largest features in the overview; raise              budget.monthly_usd if the growth is planned."
+                .to_string()
+        }
+        "feature_budget" if dim == Dim::Feature => format!(
+            "Feature {name} is near or over its monthly budget: its row of the overview              (`Enter` drills into its users) shows who spends it; or raise the limit in the              config."
+        ),
         "feature_budget" | "quota" => format!(
-            "{dim} {name} is near or over its monthly limit: check its users in the drill-down, \
-             or raise the limit in the config."
+            "{dim} {name} is near or over its monthly limit: check what it spends on (in the              overview, `d` pivots to users and other dimensions), or raise the limit in the              config."
         ),
         _ => format!("Look at {dim} {name} in burnrate."),
     }
@@ -261,6 +280,53 @@ pub fn hint_for(rule: &str, dim: Dim, name: &str, window: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hints name the keys that do what they say (by their defaults), and never
+    /// "Enter on the row" for a user or model, which are not rows of the overview.
+    #[test]
+    fn hints_name_the_right_keys_and_only_possible_paths() {
+        use crate::app::keymap::{Action, Keymap};
+        let keys = Keymap::default();
+        let (anomaly, requests, drill, pivot) = (
+            keys.first_key(Action::Anomaly),
+            keys.first_key(Action::TopRequests),
+            keys.first_key(Action::Drill),
+            keys.first_key(Action::Pivot),
+        );
+        let runaway = hint_for("runaway_user", Dim::User, "user_7", "15m");
+        assert!(
+            runaway.contains(&format!("`{anomaly}` (the anomaly key)")),
+            "{runaway}"
+        );
+        assert!(
+            runaway.contains(&format!("`{requests}`, top requests")),
+            "{runaway}"
+        );
+        assert!(!runaway.contains("`r`"), "{runaway}");
+        for dim in [Dim::Model, Dim::User] {
+            let h = hint_for("spike_5m", dim, "x", "5m");
+            assert!(!h.contains("Enter"), "{h}");
+            assert!(h.contains(&format!("`{anomaly}`")), "{h}");
+            assert!(h.contains(&format!("opens {dim} x")), "{h}");
+        }
+        let feature = hint_for("today_vs_7d", Dim::Feature, "chat", "today");
+        assert!(feature.contains(&format!("`{drill}` drills")), "{feature}");
+        let tenant = hint_for("quota", Dim::Tenant, "acme", "month");
+        assert!(!tenant.contains("Enter"), "{tenant}");
+        assert!(tenant.contains(&format!("`{pivot}` pivots")), "{tenant}");
+        for (rule, dim) in [
+            ("spike_60m", Dim::Feature),
+            ("runaway_requests", Dim::User),
+            ("user_share", Dim::User),
+            ("unpriced", Dim::Model),
+            ("drift", Dim::Feature),
+            ("feature_budget", Dim::Feature),
+            ("forecast_over_budget", Dim::Feature),
+        ] {
+            let h = hint_for(rule, dim, "all features", "");
+            assert!(!h.contains("`r`") && !h.contains("then r"), "{rule}: {h}");
+        }
+    }
 
     #[test]
     fn shared_alerts_are_listed_until_the_local_detector_confirms_them() {

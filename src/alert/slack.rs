@@ -470,7 +470,8 @@ fn alert_text(a: &Alert, kind: MessageKind, at: chrono::DateTime<chrono::Utc>) -
             exp.display_usd()
         ));
         if let Some(r) = o.ratio {
-            s.push_str(&format!(" ({r:.1}x)"));
+            // As the screen says it: "new" against nothing, ">999x" at the cap.
+            s.push_str(&format!(" ({})", crate::detect::ratio_text(obs, exp, r)));
         }
         if !o.window.is_empty() {
             s.push_str(&format!(" over {}", escape(&o.window)));

@@ -15,10 +15,11 @@ use crate::money::Money;
 pub struct Contributor {
     pub dim: Dim,
     pub name: String,
-    /// Spend of this contributor within the anomalous scope and window.
+    /// Spend of this contributor within the anomalous scope and window: a part of
+    /// the anomaly's `observed`.
     #[serde(rename = "cost_usd")]
     pub cost: Money,
-    /// Share of the anomalous scope's spend in the window (0..1).
+    /// Its share of the anomaly's `observed` spend (0..1).
     pub share: f64,
 }
 
@@ -62,13 +63,15 @@ pub struct Anomaly {
     pub expected_low: Option<Money>,
     #[serde(rename = "expected_high_usd")]
     pub expected_high: Option<Money>,
-    /// observed / expected (infinite expected-zero cases are capped at 999).
+    /// observed / expected (infinite expected-zero cases are capped at 999; say it
+    /// with [`ratio_text`]).
     pub ratio: f64,
     /// Robust z-score in log space, for the statistical rules.
     pub z: Option<f64>,
     pub severity: Severity,
     /// What `expected` was computed from, e.g. "same hour of week, 4 weeks".
     pub baseline: String,
+    /// When the problem began (its onset, to the minute), not the window's start.
     pub since: Option<DateTime<Utc>>,
     pub contributors: Vec<Contributor>,
     /// One line for people: "support_qa $412 in the last 60m vs typical $98, 4.2x;
@@ -83,6 +86,19 @@ impl Anomaly {
     }
 }
 
+/// How many times the expected: "4.2x"; ">999x" at the cap; "new" when nothing was
+/// expected (a ratio against nothing says nothing). The screen and Slack both say it
+/// this way.
+pub fn ratio_text(observed: Money, expected: Money, ratio: f64) -> String {
+    if expected.picos() <= 0 && observed.picos() > 0 {
+        "new".into()
+    } else if !ratio.is_finite() || ratio >= 999.0 {
+        ">999x".into()
+    } else {
+        format!("{ratio:.1}x")
+    }
+}
+
 /// Most severe first, then largest excess, then by name: the pane's order.
 pub fn sort_anomalies(found: &mut [Anomaly]) {
     found.sort_by(|a, b| {
@@ -94,9 +110,13 @@ pub fn sort_anomalies(found: &mut [Anomaly]) {
     });
 }
 
+#[cfg(test)]
+mod explain_tests;
 mod forecast;
 #[cfg(test)]
 mod proptests;
+#[cfg(test)]
+mod recurring_tests;
 mod rules;
 mod runaway;
 pub mod stats;

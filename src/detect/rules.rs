@@ -165,7 +165,7 @@ pub fn rule_family(rule: &str) -> &str {
 struct Track {
     /// The rule id last seen for the condition (a spike's current window).
     rule: String,
-    /// When the condition was first seen in this streak (its window's start).
+    /// When the condition began, the earliest onset seen in this streak.
     since: DateTime<Utc>,
     /// The minute of the last evaluation that saw it.
     minute: i64,
@@ -298,19 +298,22 @@ pub fn detect_with_state(
 /// Baseline samples of a span `[start, end)` for one name: the same span at the same
 /// hour of the week over 4 weeks when 3 weeks of history exist, else at the same hour
 /// of day over 14 days (at least 3), else each of the last 24 hours' same span.
-/// Returns (costs in dollars, requests, label).
+/// An hour cut by a span counts by where within it the name spends (its five-minute
+/// shape, see `Store::spend_between`), so a job at the same minutes of every hour or
+/// night is part of its own baseline. Returns (costs in dollars, requests, label).
 pub(super) fn baseline_samples(
     store: &Store,
     dim: Dim,
     id: NameId,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
+    now: DateTime<Utc>,
 ) -> Option<(Vec<f64>, Vec<f64>, &'static str)> {
     let cal = store.calendar();
     let oldest = cal.hour_start(store.oldest_hour()?);
     let shifted = |step: Duration, k: i64| {
         let (s, e) = (start - step * k as i32, end - step * k as i32);
-        (s >= oldest).then(|| store.prorated(dim, Some(id), s, e))
+        (s >= oldest).then(|| store.spend_between(dim, id, s, e, now))
     };
     let collect = |step: Duration, n: i64| -> Vec<(Money, f64)> {
         (1..=n).filter_map(|k| shifted(step, k)).collect()
@@ -407,6 +410,59 @@ pub(super) fn window_span(now: DateTime<Utc>, w: i64) -> (DateTime<Utc>, i64, i6
     (Calendar::minute_start(start_min), start_min, end_min)
 }
 
+/// The length of `[start, now)` in minutes (a window's current minute is partial).
+pub(super) fn minutes_between(start: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    ((now - start).num_milliseconds() as f64 / 60_000.0).max(1.0 / 60.0)
+}
+
+/// What an onset is found in: spend, or the request count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Onset {
+    Cost,
+    Requests,
+}
+
+/// When an excess seen over `[start, now)` began, to the minute: the minute from
+/// which spend (or requests) ran furthest above `usual_per_minute` in total, i.e.
+/// the lowest point of the running sum of (minute - usual) (a CUSUM change point).
+/// Looked for over the window and, for short windows, the hour before its end,
+/// within the minutes the store holds by minute. A window's start says when the
+/// measuring began, not when the problem did.
+pub(super) fn onset(
+    store: &Store,
+    (dim, id): (Dim, NameId),
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    usual_per_minute: f64,
+    by: Onset,
+) -> DateTime<Utc> {
+    let end_min = eval_minute(now);
+    let from_min = Calendar::minute_index(start)
+        .min(end_min - 59)
+        .max(store.minute_floor(now));
+    if from_min > end_min || !usual_per_minute.is_finite() {
+        return start;
+    }
+    let usual = usual_per_minute.max(0.0);
+    // Minutes at about the usual rate before the excess are not part of it: the
+    // latest point within half a usual minute of the lowest is the onset.
+    let tolerance = 0.5 * usual + 1e-9;
+    let (mut sum, mut lowest, mut at) = (0.0, 0.0, from_min);
+    for m in from_min..=end_min {
+        if sum <= lowest + tolerance {
+            lowest = lowest.min(sum);
+            at = m;
+        }
+        let a = store.minutes_of(dim, Some(id), m, m);
+        let x = match by {
+            Onset::Cost => a.cost.as_f64(),
+            Onset::Requests => a.requests as f64,
+        };
+        sum += x - usual;
+    }
+    Calendar::minute_start(at)
+}
+
 fn fast_candidates(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candidate> {
     let mut out = Vec::new();
     for dim in [Dim::Feature, Dim::Model, Dim::User] {
@@ -445,7 +501,7 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             if agg.cost <= min_excess {
                 continue;
             }
-            let Some((costs, requests, label)) = baseline_samples(store, dim, id, start, now)
+            let Some((costs, requests, label)) = baseline_samples(store, dim, id, start, now, now)
             else {
                 continue;
             };
@@ -506,7 +562,7 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             let recent_ratio = if recent <= min_excess {
                 1.0
             } else {
-                baseline_samples(store, dim, id, recent_from, start)
+                baseline_samples(store, dim, id, recent_from, start, now)
                     .and_then(|(c, _, _)| super::stats::median(&c))
                     .map(|m| ratio_f(recent.as_f64(), m))
                     .unwrap_or(1.0)
@@ -517,7 +573,8 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
             }
             let name = store.name(dim, id).to_string();
             let window = format!("{w}m");
-            let contributors = excess_contributors(store, dim, id, start, now, p.contributors);
+            let contributors =
+                window_contributors(store, &[(dim, id)], start, now, agg.cost, p.contributors);
             let severity = if v.ratio >= 2.0 * bar_ratio && excess >= min_excess.times(10) {
                 Severity::Critical
             } else {
@@ -550,7 +607,14 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
                         v.typical_requests
                     ),
                 },
-                since: Some(start),
+                since: Some(onset(
+                    store,
+                    (dim, id),
+                    start,
+                    now,
+                    v.expected / minutes_between(start, now),
+                    Onset::Cost,
+                )),
                 contributors,
             };
             // One line per name: the window that clears its bar by the most.
@@ -567,8 +631,8 @@ fn spikes(store: &Store, now: DateTime<Utc>, p: &DetectParams, dim: Dim) -> Vec<
 }
 
 /// Spend of one name over `[from, to)` (minute-aligned), exact from the minute
-/// buckets for the part the store holds by minute at `now`, pro rata from the hour
-/// buckets only before that. Prorating the hour that holds `to` would count part of
+/// buckets for the part the store holds by minute at `now`, from the hour buckets
+/// (by the name's shape within the hour) only before that. Prorating the hour that holds `to` would count part of
 /// whatever happened in that hour after `to` (a spike measured from `to` on) as
 /// spend before it.
 fn recent_spend(
@@ -580,7 +644,7 @@ fn recent_spend(
     now: DateTime<Utc>,
 ) -> Money {
     let split = Calendar::minute_start(store.minute_floor(now)).clamp(from, to);
-    let (older, _) = store.prorated(dim, Some(id), from, split);
+    let (older, _) = store.spend_between(dim, id, from, split, now);
     if split >= to {
         return older;
     }
@@ -741,13 +805,31 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
         }
         let fname = store.name(Dim::Feature, fid).to_string();
         let uname = store.name(Dim::User, *uid).to_string();
-        let contributors = contributors(store, Dim::Feature, fid, start, p.contributors);
+        // Its models on the feature: the parts of what it spent there.
+        let contributors = window_contributors(
+            store,
+            &[(Dim::Feature, fid), (Dim::User, *uid)],
+            start,
+            now,
+            uagg.cost,
+            p.contributors,
+        );
+        let since = onset(
+            store,
+            (Dim::User, *uid),
+            start,
+            now,
+            expected.as_f64() / minutes_between(start, now),
+            Onset::Cost,
+        );
+        // The onset is shown beside the message (the `since` of the anomaly), not in
+        // it: one time, not two that disagree.
         let message = format!(
-            "{uname} is {:.0}% of {fname} since {} ({} of {}), usually {:.0}%: a runaway loop?",
+            "{uname} is {:.0}% of {fname} ({} of {} in the last {}), usually {:.0}%: a runaway loop?",
             share * 100.0,
-            start.format("%H:%M"),
             uagg.cost.display_usd(),
             fagg.cost.display_usd(),
+            if from_hour < cur { "2h" } else { "60m" },
             usual * 100.0
         );
         out.push(Candidate {
@@ -768,7 +850,7 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
                     Severity::Warning
                 },
                 baseline: format!("its share of {fname} over 7 days"),
-                since: Some(start),
+                since: Some(since),
                 contributors,
                 message,
             },
@@ -835,7 +917,8 @@ fn slow_rules(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomal
 
 /// Spend of one name (or the total) from each of the previous `days` local days'
 /// start up to the same time of day as `now`. The bucket that holds the cut-off
-/// counts pro rata, as spend is assumed even within an hour.
+/// counts by where within its hour the name spends (a nightly batch at 02:20 is not
+/// half spent by 02:30), the total pro rata.
 pub fn same_time_previous_days(
     store: &Store,
     dim: Dim,
@@ -849,7 +932,10 @@ pub fn same_time_previous_days(
     (1..=days)
         .map(|i| {
             let start = cal.date_start(today - Duration::days(i));
-            store.prorated(dim, id, start, start + elapsed).0
+            match id {
+                Some(id) => store.spend_between(dim, id, start, start + elapsed, now).0,
+                None => store.prorated(dim, id, start, start + elapsed).0,
+            }
         })
         .collect()
 }
@@ -927,7 +1013,7 @@ fn today_vs_week(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Ano
             .map(|i| {
                 let start = cal.date_start(cal.local_date(now) - Duration::days(i));
                 store
-                    .prorated(dim, Some(id), start, start + (now - day_start))
+                    .spend_between(dim, id, start, start + (now - day_start), now)
                     .1
             })
             .collect();
@@ -942,7 +1028,8 @@ fn today_vs_week(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Ano
             continue;
         }
         let name = store.name(dim, id).to_string();
-        let contributors = excess_contributors(store, dim, id, day_start, now, p.contributors);
+        let contributors =
+            window_contributors(store, &[(dim, id)], day_start, now, today, p.contributors);
         out.push(Anomaly {
             rule: "today_vs_7d".into(),
             dim,
@@ -1302,55 +1389,72 @@ fn contributors(
     out
 }
 
-/// The users, models and features (other than `dim`) behind a name's *excess*
-/// since `since`: each one's spend in the hours since then minus its spend in the
-/// same hours a week earlier (a day earlier with less history), scaled to the span,
-/// largest first; `share` is its part of the summed positive excess.
-pub(super) fn excess_contributors(
+/// What the observed spend of a scope over `[start, now)` is made of, per user,
+/// model and feature (those the scope does not fix), largest first: each one's
+/// spend on the scope in the window, and its share of the observed spend. One
+/// measure, so no part exceeds the whole and the parts of a dimension add up to
+/// at most `observed`. Hour buckets hold the names together: a window that starts
+/// on an hour is read from them exactly; a shorter one takes each name's exact
+/// spend in the window (minute buckets) times the part of its spend in those hours
+/// that was on the scope.
+pub(super) fn window_contributors(
     store: &Store,
-    dim: Dim,
-    id: NameId,
-    since: DateTime<Utc>,
+    scope: &[(Dim, NameId)],
+    start: DateTime<Utc>,
     now: DateTime<Utc>,
+    observed: Money,
     n: usize,
 ) -> Vec<Contributor> {
     let cal = store.calendar();
-    let (h0, h1) = (cal.hour_index(since), cal.hour_index(now));
-    let oldest = store.oldest_hour().unwrap_or(h0);
-    let back = if h0 - 168 >= oldest { 168 } else { 24 };
-    if h0 - back < oldest {
-        return contributors(store, dim, id, since, n);
-    }
-    // The current hour is partial: scale the baseline hours to the span observed.
-    let span = (now - cal.hour_start(h0)).num_seconds().max(1) as f64;
-    let hours = ((h1 - h0 + 1) * 3600) as f64;
-    let scale = (span / hours).clamp(0.0, 1.0);
-    let scope = [(dim, id)];
+    let (h0, h1) = (
+        cal.hour_index(start),
+        cal.hour_index(now - Duration::nanoseconds(1)),
+    );
+    let on_the_hour = start == cal.hour_start(h0);
+    let (from_min, to_min) = (Calendar::minute_index(start), eval_minute(now));
     let mut out = Vec::new();
     for by in [Dim::User, Dim::Model, Dim::Feature] {
-        if by == dim {
+        if scope.iter().any(|(d, _)| *d == by) {
             continue;
         }
-        let cur = store.by_dim_filtered(by, &scope, h0..=h1);
-        let base = store.by_dim_filtered(by, &scope, (h0 - back)..=(h1 - back));
-        let mut rows: Vec<(NameId, Money, Money)> = cur
-            .iter()
-            .map(|(nid, a)| {
-                let b = base.get(nid).map(|b| b.cost.as_f64()).unwrap_or(0.0) * scale;
-                (*nid, a.cost, a.cost - usd(b))
-            })
-            .collect();
-        let total: f64 = rows.iter().map(|r| r.2.as_f64().max(0.0)).sum::<f64>();
-        rows.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
-        for (nid, cost, excess) in rows.into_iter().take(n) {
-            let share = if total > 0.0 {
-                (excess.as_f64().max(0.0) / total).clamp(0.0, 1.0)
+        let on = store.by_dim_filtered(by, scope, h0..=h1);
+        let mut rows: Vec<(NameId, Money)> = if on_the_hour {
+            on.iter().map(|(id, a)| (*id, a.cost)).collect()
+        } else {
+            let all = store.by_dim(by, h0..=h1);
+            let window = store.minutes_by_dim(by, from_min, to_min);
+            on.iter()
+                .filter_map(|(id, a)| {
+                    let w = window.get(id)?.cost.picos();
+                    let everywhere = all.get(id)?.cost.picos();
+                    let part = if everywhere > 0 {
+                        (w.saturating_mul(a.cost.picos().max(0)) / everywhere).clamp(0, w.max(0))
+                    } else {
+                        0
+                    };
+                    Some((*id, Money::from_picos(part)))
+                })
+                .collect()
+        };
+        rows.retain(|(_, c)| c.picos() > 0);
+        // Estimates of a short window can add up to more than was observed: scale
+        // them down to it.
+        let sum: i128 = rows.iter().map(|(_, c)| c.picos()).sum();
+        if observed.picos() > 0 && sum > observed.picos() {
+            for (_, c) in rows.iter_mut() {
+                *c = Money::from_picos(c.picos().saturating_mul(observed.picos()) / sum);
+            }
+        }
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        for (id, cost) in rows.into_iter().take(n) {
+            let share = if observed.picos() > 0 {
+                (cost.as_f64() / observed.as_f64()).clamp(0.0, 1.0)
             } else {
                 0.0
             };
             out.push(Contributor {
                 dim: by,
-                name: store.name(by, nid).to_string(),
+                name: store.name(by, id).to_string(),
                 cost,
                 share,
             });
@@ -1379,10 +1483,10 @@ fn message(
         format!("{dim} {name}")
     };
     let mut s = format!(
-        "{what} {} {when} vs typical {}, {:.1}x",
+        "{what} {} {when} vs typical {}, {}",
         observed.display_usd(),
         expected.display_usd(),
-        ratio(observed, expected)
+        super::ratio_text(observed, expected, ratio(observed, expected))
     );
     let top = |d: Dim| contributors.iter().find(|c| c.dim == d);
     let (by, on) = match dim {
@@ -1810,7 +1914,9 @@ mod tests {
             .iter()
             .find(|a| a.dim == Dim::Feature)
             .unwrap_or_else(|| panic!("{shown:#?}"));
-        assert_eq!(a.since, Some(utc("2026-11-28T15:26:00Z")));
+        // Since the onset: the minute of the first burst, not the start of the
+        // window that first saw it (15:26).
+        assert_eq!(a.since, Some(utc("2026-11-28T15:30:00Z")), "{a:#?}");
         // A minute without the condition resets it.
         let mut fresh = DetectorState::default();
         evaluate(&s, now, &p, &mut fresh);

@@ -6,10 +6,13 @@
 //! sends at this time of the week, with a small dollar floor only so that a loop of
 //! free calls pages nobody.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 
-use super::rules::{Candidate, DetectParams, baseline_samples, excess_contributors, window_span};
+use super::rules::{
+    Candidate, DetectParams, Onset, baseline_samples, minutes_between, onset, window_contributors,
+    window_span,
+};
 use super::stats::quantile;
 use super::{Anomaly, Severity};
 use crate::model::Dim;
@@ -43,7 +46,8 @@ pub(super) fn runaway_requests(
             if observed < min_requests {
                 continue;
             }
-            let Some((costs, requests, label)) = baseline_samples(store, Dim::User, id, start, now)
+            let Some((costs, requests, label)) =
+                baseline_samples(store, Dim::User, id, start, now, now)
             else {
                 continue;
             };
@@ -62,15 +66,28 @@ pub(super) fn runaway_requests(
                 continue;
             }
             let name = store.name(Dim::User, id).to_string();
-            let contributors =
-                excess_contributors(store, Dim::User, id, start, now, p.contributors);
+            let contributors = window_contributors(
+                store,
+                &[(Dim::User, id)],
+                start,
+                now,
+                agg.cost,
+                p.contributors,
+            );
             let top = |d: Dim| contributors.iter().find(|c| c.dim == d && c.share >= 0.2);
+            // Against a typical count of nothing, a ratio says nothing: "new".
+            let times = if typical < 0.5 {
+                "new".to_string()
+            } else if observed / typical >= 999.0 {
+                ">999x".to_string()
+            } else {
+                format!("{:.0}x", observed / typical)
+            };
             let mut message = format!(
-                "user {name} sent {} requests in the last {w}m vs typical {:.0} (busiest {:.0}), {:.0}x: a loop? {} spent",
+                "user {name} sent {} requests in the last {w}m vs typical {:.0} (busiest {:.0}), {times}: a loop? {} spent",
                 agg.requests,
                 typical,
                 busy,
-                observed / typical.max(1.0),
                 agg.cost.display_usd(),
             );
             if let Some(f) = top(Dim::Feature) {
@@ -102,7 +119,14 @@ pub(super) fn runaway_requests(
                 z: None,
                 severity,
                 baseline: format!("its requests, {label}"),
-                since: Some(start.max(now - Duration::minutes(w))),
+                since: Some(onset(
+                    store,
+                    (Dim::User, id),
+                    start,
+                    now,
+                    typical / minutes_between(start, now),
+                    Onset::Requests,
+                )),
                 contributors,
                 message,
             };
@@ -133,6 +157,7 @@ mod tests {
     use crate::detect::detect;
     use crate::model::{Agg, Fact, FactBatch};
     use crate::store::StoreConfig;
+    use chrono::Duration;
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)

@@ -23,6 +23,7 @@
 //! instant they take effect.
 
 pub mod catalog;
+pub mod recurring;
 mod rhythm;
 
 use std::borrow::Cow;

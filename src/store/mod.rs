@@ -10,6 +10,7 @@
 
 mod combos;
 mod intern;
+mod subhour;
 mod tally;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use rustc_hash::FxHashMap;
 pub use combos::ComboKey;
 use combos::{ComboId, Combos};
 pub use intern::{Interner, NameId};
+use subhour::{HourShapes, SHAPED_DIMS};
 use tally::Tally;
 
 use crate::calendar::Calendar;
@@ -33,6 +35,8 @@ struct Bucket {
     total: Agg,
     by_dim: [Tally; 5],
     cells: Tally,
+    /// Where within the hour each name spent, when its minutes were all seen.
+    shapes: Option<Box<HourShapes>>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -75,7 +79,8 @@ pub struct StoreMemory {
     pub bytes: u64,
     /// Of `bytes`: the cells of the hour buckets.
     pub cell_bytes: u64,
-    /// The per-dimension totals of the hour and minute buckets.
+    /// The per-dimension totals of the hour and minute buckets, and the hours'
+    /// five-minute shapes.
     pub dimension_bytes: u64,
     /// The combinations' names, lookup map and per-name lists.
     pub combination_bytes: u64,
@@ -123,6 +128,8 @@ pub struct Store {
     intake: Intake,
     /// Oldest hour bucket still accepted.
     floor_hour: i64,
+    /// Hours up to here have had their shapes taken (or could not).
+    shaped_through: i64,
     /// Increments on every change, so views know when to recompute.
     generation: u64,
     newest_event: Option<DateTime<Utc>>,
@@ -181,6 +188,7 @@ impl Store {
             open_minutes: BTreeSet::new(),
             intake: Intake::default(),
             floor_hour: i64::MIN,
+            shaped_through: i64::MIN,
             generation: 0,
             newest_event: None,
         };
@@ -313,6 +321,7 @@ impl Store {
         let minute_floor = self.minute_floor(now);
         let before = (self.hours.len(), self.minutes.len());
         self.floor_hour = self.floor_hour.max(floor);
+        self.capture_shapes(minute_floor);
         let kept = self.hours.split_off(&self.floor_hour);
         let dropped = std::mem::replace(&mut self.hours, kept);
         if !dropped.is_empty() {
@@ -369,10 +378,14 @@ impl Store {
         let name_map: [Vec<NameId>; 5] =
             std::array::from_fn(|d| self.names[d].retain(&keep_names[d]));
         let combo_map = self.combos.retain(live, &name_map);
+        let shaped_maps = SHAPED_DIMS.map(|d| name_map[d.index()].as_slice());
         for b in self.hours.values_mut() {
             b.cells.rename(&combo_map);
             for (d, t) in b.by_dim.iter_mut().enumerate() {
                 t.rename(&name_map[d]);
+            }
+            if let Some(shapes) = &mut b.shapes {
+                shapes.rename(shaped_maps);
             }
         }
         for b in self.minutes.values_mut() {
@@ -820,6 +833,10 @@ impl Store {
             m.cells += b.cells.len();
             cell_bytes += size_of::<Bucket>() + b.cells.heap_bytes();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+            by_dim += b
+                .shapes
+                .as_ref()
+                .map_or(0, |s| size_of::<HourShapes>() + s.heap_bytes());
         }
         for b in self.minutes.values() {
             by_dim += size_of::<MinuteBucket>();

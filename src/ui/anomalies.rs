@@ -137,11 +137,13 @@ fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
         Span::styled(" vs expected ", theme.muted()),
         Span::raw(a.expected.display_usd()),
     ];
-    if a.expected.picos() > 0 {
-        spans.push(Span::raw(format!(" ({})", format::times(a.ratio))));
+    // Against nothing, "new" (as the message and Slack say), not a ratio.
+    let times = if a.expected.picos() <= 0 && a.observed.picos() > 0 {
+        "new".to_string()
     } else {
-        spans.push(Span::styled(" (no baseline)", theme.muted()));
-    }
+        format::times(a.ratio)
+    };
+    spans.push(Span::raw(format!(" ({times})")));
     let window = text::clean(&a.window, 12);
     if window.starts_with(|c: char| c.is_ascii_digit()) {
         spans.push(Span::styled(format!(" in {window}"), theme.muted()));
@@ -166,12 +168,13 @@ fn detail(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     spans
 }
 
-/// "top: user alice $31 74%, model gpt-4o $20 48%"
+/// "of it: user alice $31 74%, model gpt-4o $20 48%": parts of the observed
+/// spend and their shares of it.
 fn contributors(a: &Anomaly, theme: Theme) -> Vec<Span<'static>> {
     let mut spans = Vec::new();
     for (i, c) in a.contributors.iter().take(MAX_CONTRIBUTORS).enumerate() {
         spans.push(Span::styled(
-            if i == 0 { "top: " } else { ", " },
+            if i == 0 { "of it: " } else { ", " },
             theme.muted(),
         ));
         spans.push(Span::styled(format!("{} ", c.dim.name()), theme.muted()));

@@ -254,7 +254,7 @@ fn the_anomaly_pane_is_highlighted_only_when_it_lists_something() {
     assert_eq!(buf[(79, y)].fg, Color::Red, "border turns red");
     assert!(find(&buf, "support_qa jumped 320%").is_some());
     assert!(find(&buf, "observed $41.20 vs expected $9.80 (4.2x)").is_some());
-    assert!(find(&buf, "top: model gpt-4.1 $38.70 94%").is_some());
+    assert!(find(&buf, "of it: model gpt-4.1 $38.70 94%").is_some());
 
     let mut quiet = fixtures::realistic();
     quiet.overview.anomalies.clear();
