@@ -117,6 +117,10 @@ async fn event_loop(
                     app.dirty = true;
                 }
                 Some(Ok(ev @ (Event::Key(_) | Event::Mouse(_)))) => {
+                    // How far the help and the anomaly log scroll, for this key.
+                    let size = terminal.size()?;
+                    let limits = crate::ui::scroll_limits(&app.screen(color), size.width, size.height);
+                    app.set_scroll_limits(limits);
                     let was_open = app.top_open();
                     let cmd = match ev {
                         Event::Key(key) => app.on_key(key),

@@ -27,7 +27,17 @@ pub fn desired_height(anomalies: &[Anomaly], width: u16) -> u16 {
     (1 + lines).min(u16::MAX as usize) as u16
 }
 
-pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `log_key` opens the anomaly log (named when not everything fits);
+/// `alerts_firing` is the alert state's count, when alerts run: the title says
+/// what it counts when it differs from the anomalies listed.
+pub fn render(
+    anomalies: &[Anomaly],
+    log_key: &str,
+    alerts_firing: Option<usize>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     if anomalies.is_empty() {
         let block = Block::new()
             .borders(Borders::TOP)
@@ -46,25 +56,23 @@ pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer)
         }
         return;
     }
-    let n = anomalies.len();
-    let title = format!(" ! {} ANOMAL{} ", n, if n == 1 { "Y" } else { "IES" });
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.alert_border())
-        .title(Span::styled(title, theme.alert_title()));
+        .title(title(anomalies.len(), alerts_firing, area.width, theme));
     let inner = block.inner(area);
     block.render(area, buf);
     let all = lines(anomalies, theme, inner.width as usize);
     let shown = inner.height as usize;
     let mut visible: Vec<Line> = all.iter().take(shown).cloned().collect();
     if all.len() > shown && shown >= 2 {
-        // Say what does not fit rather than cutting silently.
+        // Say what does not fit, and the key that lists it, rather than cut silently.
         let hidden = anomalies.len() - count_anomalies_in(&all[..shown - 1]);
         if hidden > 0
             && let Some(last) = visible.last_mut()
         {
             *last = Line::from(Span::styled(
-                format!(" … and {hidden} more (see the anomaly log)"),
+                format!(" … and {hidden} more: {log_key} opens the anomaly log"),
                 theme.muted(),
             ));
         }
@@ -72,12 +80,106 @@ pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer)
     Paragraph::new(visible).render(inner, buf);
 }
 
+/// " ! 9 ANOMALIES ": what the detector sees now. Beside an alert count (alerts
+/// running) it says "NOW", and where the alert state counts otherwise (alerts keep
+/// firing a while after their anomaly clears, monitor health has no anomaly, a new
+/// anomaly is pending) what the alerts count.
+fn title(n: usize, alerts_firing: Option<usize>, width: u16, theme: Theme) -> Line<'static> {
+    let now = if alerts_firing.is_some() { " NOW" } else { "" };
+    let mut spans = vec![Span::styled(
+        format!(" ! {} ANOMAL{}{now} ", n, if n == 1 { "Y" } else { "IES" }),
+        theme.alert_title(),
+    )];
+    if let Some(f) = alerts_firing.filter(|f| *f != n) {
+        let s = if f == 1 { "" } else { "s" };
+        let note =
+            format!(" {f} alert{s} firing: held after clearing, pending, or monitor health ");
+        let short = format!(" {f} alert{s} firing (L) ");
+        let room = (width as usize).saturating_sub(spans_width(&spans) + 2);
+        if let Some(t) = [note, short].into_iter().find(|t| text::width(t) <= room) {
+            spans.push(Span::styled(t, theme.muted()));
+        }
+    }
+    Line::from(spans)
+}
+
+fn is_first_line(l: &Line) -> bool {
+    l.spans.first().is_some_and(|s| s.content == MARK)
+}
+
+/// Lines of the anomaly log at this width: every anomaly in full.
+pub fn log_lines(anomalies: &[Anomaly], width: u16) -> usize {
+    lines(anomalies, Theme::new(false), log_inner(width) as usize).len() + LOG_NOTE_LINES
+}
+
+/// Lines the log's note takes above the anomalies.
+const LOG_NOTE_LINES: usize = 2;
+
+fn log_inner(width: u16) -> u16 {
+    width.saturating_sub(2)
+}
+
+/// The anomaly log (`n`): every anomaly in full over the body, scrolled by
+/// `scroll` lines, with what it counts against the alerts.
+pub fn render_log(
+    anomalies: &[Anomaly],
+    scroll: usize,
+    keys: &str,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    if area.height < 3 {
+        return;
+    }
+    ratatui::widgets::Clear.render(area, buf);
+    let n = anomalies.len();
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border())
+        .title(Span::styled(
+            format!(" Anomaly log: {n} now, most severe first "),
+            theme.title(),
+        ))
+        .title_bottom(Span::styled(
+            format!(" {keys} scroll · Esc closes "),
+            theme.muted(),
+        ));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let mut all = vec![
+        Line::from(Span::styled(
+            text::fit(
+                " What the detector sees now. Alerts (L) also count monitor health, and \
+                 keep firing a while after their anomaly clears.",
+                inner.width as usize,
+            ),
+            theme.muted(),
+        )),
+        Line::from(""),
+    ];
+    if anomalies.is_empty() {
+        all.push(Line::from(Span::styled(" No anomalies", theme.good())));
+    }
+    all.extend(lines(anomalies, theme, inner.width as usize));
+    let max = all.len().saturating_sub(inner.height as usize);
+    let visible: Vec<Line> = all.into_iter().skip(scroll.min(max)).collect();
+    Paragraph::new(visible).render(inner, buf);
+}
+
+/// How far the log scrolls in an area of this size, and its page.
+pub fn log_scroll_limits(anomalies: &[Anomaly], area: Rect) -> (usize, usize) {
+    let inner_h = area.height.saturating_sub(2) as usize;
+    let total = log_lines(anomalies, area.width) + usize::from(anomalies.is_empty());
+    (
+        total.saturating_sub(inner_h),
+        inner_h.saturating_sub(1).max(1),
+    )
+}
+
 /// Anomalies whose first line is among these lines.
 fn count_anomalies_in(lines: &[Line]) -> usize {
-    lines
-        .iter()
-        .filter(|l| l.spans.first().is_some_and(|s| s.content == MARK))
-        .count()
+    lines.iter().filter(|l| is_first_line(l)).count()
 }
 
 fn lines(anomalies: &[Anomaly], theme: Theme, width: usize) -> Vec<Line<'static>> {
