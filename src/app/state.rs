@@ -1007,9 +1007,10 @@ impl App {
 
     /// Opens the drill-down at the next anomaly (each press moves on to the next
     /// one): its feature's users, or for an anomaly about a user or model, what that
-    /// name spent on, largest first. Without anomalies, the first feature flagged in
-    /// the table. For an anomaly, also the query for the most expensive requests
-    /// behind it since its onset (the last hour when it has none).
+    /// name spent on, largest first, in the shortest window holding its onset.
+    /// Without anomalies, the first feature flagged in the table. For an anomaly,
+    /// also the query for the most expensive requests behind it since its onset
+    /// (the last hour when it has none).
     fn open_anomaly(&mut self, now: DateTime<Utc>) -> (Change, Option<TopQuery>) {
         let anomalies = &self.overview.anomalies;
         let target = if anomalies.is_empty() {
@@ -1047,6 +1048,17 @@ impl App {
             && let Some(i) = self.overview.features.iter().position(|f| f.name == name)
         {
             self.selected = i;
+        }
+        // The table in the shortest window that holds the onset, so the names
+        // behind the anomaly are the largest (not a day's regulars above them).
+        if let Some(onset) = since {
+            let hour = self.store.hour_index(onset);
+            if let Some(w) = [Window::Hour, Window::Day, Window::Week, Window::Days30]
+                .into_iter()
+                .find(|w| w.first_hour(&self.store, now) <= hour)
+            {
+                self.nav.window = w;
+            }
         }
         let query = since.map(|from| TopQuery {
             path: vec![(dim, name.clone())],
@@ -1870,13 +1882,16 @@ mod tests {
         );
         assert!(screen.contains("No requests since then."), "{screen}");
         assert!(!screen.contains("chat (24h)"), "{screen}");
+        // The table is this hour's: the onset is in it.
+        assert_eq!(a.drill.as_ref().unwrap().window, Window::Hour);
+        assert!(screen.contains("window 1h"), "{screen}");
         // Moving on in the level: that row's requests in the window again.
         let Some(Command::FetchTop { query, .. }) = press(&mut a, KeyCode::Down, now) else {
             panic!("the pane follows the selection")
         };
         assert_eq!(
             query.from,
-            a.store.calendar().hour_start(a.store.hour_index(now) - 23)
+            a.store.calendar().hour_start(a.store.hour_index(now))
         );
         assert_eq!(a.top.since(), None);
     }

@@ -107,16 +107,62 @@ fn is_first_line(l: &Line) -> bool {
     l.spans.first().is_some_and(|s| s.content == MARK)
 }
 
-/// Lines of the anomaly log at this width: every anomaly in full.
-pub fn log_lines(anomalies: &[Anomaly], width: u16) -> usize {
-    lines(anomalies, Theme::new(false), log_inner(width) as usize).len() + LOG_NOTE_LINES
+/// Lines of the anomaly log in an area this wide: the note, then every anomaly in
+/// full, wrapped at word boundaries (nothing cut, unlike the pane).
+fn log_lines(anomalies: &[Anomaly], theme: Theme, width: u16) -> Vec<Line<'static>> {
+    let w = width.saturating_sub(2) as usize;
+    let note = Line::from(Span::styled(
+        " What the detector sees now, most severe first. Alerts (L) also count monitor \
+         health, and keep firing a while after their anomaly clears.",
+        theme.muted(),
+    ));
+    let mut out = wrap_line(note, w, 1);
+    out.push(Line::from(""));
+    if anomalies.is_empty() {
+        out.push(Line::from(Span::styled(" No anomalies", theme.good())));
+    }
+    for line in lines(anomalies, theme, usize::MAX / 4) {
+        out.extend(wrap_line(line, w, 3));
+    }
+    out
 }
 
-/// Lines the log's note takes above the anomalies.
-const LOG_NOTE_LINES: usize = 2;
-
-fn log_inner(width: u16) -> u16 {
-    width.saturating_sub(2)
+/// Splits a line into lines of at most `w` cells at spaces, keeping each span's
+/// style; continuation lines start with `indent` spaces.
+fn wrap_line(line: Line<'static>, w: usize, indent: usize) -> Vec<Line<'static>> {
+    let w = w.max(indent + 8);
+    let mut out: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+    let mut used = 0;
+    for span in line.spans {
+        let style = span.style;
+        // Words with the spaces before them, so a wrap drops only those spaces.
+        let mut words: Vec<String> = Vec::new();
+        for (i, part) in span.content.split(' ').enumerate() {
+            if i == 0 {
+                words.push(part.to_string());
+            } else {
+                words.push(format!(" {part}"));
+            }
+        }
+        for word in words.into_iter().filter(|w| !w.is_empty()) {
+            let ww = text::width(&word);
+            if used + ww > w && used > indent && !word.trim().is_empty() {
+                out.push(vec![Span::raw(" ".repeat(indent))]);
+                used = indent;
+                let word = word.trim_start().to_string();
+                used += text::width(&word);
+                out.last_mut()
+                    .expect("pushed")
+                    .push(Span::styled(word, style));
+                continue;
+            }
+            used += ww;
+            out.last_mut()
+                .expect("one line")
+                .push(Span::styled(word, style));
+        }
+    }
+    out.into_iter().map(Line::from).collect()
 }
 
 /// The anomaly log (`n`): every anomaly in full over the body, scrolled by
@@ -142,26 +188,12 @@ pub fn render_log(
             theme.title(),
         ))
         .title_bottom(Span::styled(
-            format!(" {keys} scroll · Esc closes "),
+            format!(" {} scroll · Esc closes ", text::clean(keys, 12)),
             theme.muted(),
         ));
     let inner = block.inner(area);
     block.render(area, buf);
-    let mut all = vec![
-        Line::from(Span::styled(
-            text::fit(
-                " What the detector sees now. Alerts (L) also count monitor health, and \
-                 keep firing a while after their anomaly clears.",
-                inner.width as usize,
-            ),
-            theme.muted(),
-        )),
-        Line::from(""),
-    ];
-    if anomalies.is_empty() {
-        all.push(Line::from(Span::styled(" No anomalies", theme.good())));
-    }
-    all.extend(lines(anomalies, theme, inner.width as usize));
+    let all = log_lines(anomalies, theme, area.width);
     let max = all.len().saturating_sub(inner.height as usize);
     let visible: Vec<Line> = all.into_iter().skip(scroll.min(max)).collect();
     Paragraph::new(visible).render(inner, buf);
@@ -170,7 +202,7 @@ pub fn render_log(
 /// How far the log scrolls in an area of this size, and its page.
 pub fn log_scroll_limits(anomalies: &[Anomaly], area: Rect) -> (usize, usize) {
     let inner_h = area.height.saturating_sub(2) as usize;
-    let total = log_lines(anomalies, area.width) + usize::from(anomalies.is_empty());
+    let total = log_lines(anomalies, Theme::new(false), area.width).len();
     (
         total.saturating_sub(inner_h),
         inner_h.saturating_sub(1).max(1),

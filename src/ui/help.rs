@@ -28,8 +28,9 @@ struct Layout {
 fn layout(lines: &[(String, String)], area: Rect) -> Layout {
     let key_w = lines.iter().map(|(k, _)| text::width(k)).max().unwrap_or(0);
     let text_w = lines.iter().map(|(_, h)| text::width(h)).max().unwrap_or(0);
-    let max_w = area.width.saturating_sub(2) as usize;
-    let rows = (area.height.saturating_sub(2) as usize).saturating_sub(CHROME);
+    // The popup may take the whole screen (it is modal): every row counts.
+    let max_w = area.width as usize;
+    let rows = (area.height as usize).saturating_sub(CHROME);
     let entry_w = 1 + key_w + 2 + text_w + 1;
     // The fewest columns that show every entry whole, without scrolling.
     for columns in 1..=3 {
@@ -52,9 +53,7 @@ fn layout(lines: &[(String, String)], area: Rect) -> Layout {
         .saturating_sub(2 + 1 + key_w + 2 + 1)
         .max(8);
     let total = wrapped(lines, text_w).len();
-    let height = ((total + CHROME) as u16)
-        .min(area.height.saturating_sub(2))
-        .max(3);
+    let height = ((total + CHROME) as u16).min(area.height).max(3);
     Layout {
         popup: centred(area, width, height),
         columns: 1,

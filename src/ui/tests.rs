@@ -303,7 +303,17 @@ fn nine_anomalies_leave_the_features_in_view_and_the_log_lists_them_all() {
     );
     assert!(log.contains("feature_5 jumped 320%"), "{log}");
     assert!(log.contains("Esc closes"), "{log}");
-    // At 80x24 too, every anomaly can be scrolled to.
+    // At 80x24 nothing is cut: long lines wrap (the first anomaly's contributors).
+    screen.anomaly_log = Some(0);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| draw(frame, &screen)).unwrap();
+    let log = screen_text(terminal.backend().buffer());
+    assert!(log.contains("tenant acme-corp $29.00 70%"), "{log}");
+    assert!(
+        log.contains("keep firing a while after their anomaly clears"),
+        "{log}"
+    );
+    // ... and every anomaly can be scrolled to.
     let (max, _) =
         super::anomalies::log_scroll_limits(&f.overview.anomalies, Rect::new(0, 3, 80, 20));
     screen.anomaly_log = Some(max);
