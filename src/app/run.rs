@@ -88,6 +88,8 @@ async fn event_loop(
     // answering keys, resizes and signals, and queues source messages meanwhile.
     let (built_tx, mut built_rx) = mpsc::unbounded_channel::<Built>();
     app.build_in_background();
+    // The clock before the first frame: the header's month and day while loading.
+    app.on_tick(Utc::now());
 
     loop {
         app.rebuild_if_due(Utc::now(), min_gap);

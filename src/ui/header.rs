@@ -31,6 +31,11 @@ pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &
         ..area
     };
 
+    if h.month.is_empty() {
+        // Nothing known yet (before the first tick): no "day 0.0 of 0".
+        Line::from(Span::styled("burnrate", theme.title())).render(row(0), buf);
+        return;
+    }
     // Row 1: what month, how far into it; the budget at the right.
     let month = format!(
         "{}, {}",
