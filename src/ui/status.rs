@@ -170,7 +170,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         };
         let style = if part.problem {
             theme.level(Level::Bad)
-        } else if part.kind == AlertPartKind::Count {
+        } else if matches!(part.kind, AlertPartKind::Count | AlertPartKind::Answer) {
             theme.warn()
         } else {
             theme.muted()
