@@ -81,9 +81,10 @@ pub fn render(
 }
 
 /// " ! 9 ANOMALIES ": what the detector sees now. Beside an alert count (alerts
-/// running) it says "NOW", and where the alert state counts otherwise (alerts keep
-/// firing a while after their anomaly clears, monitor health has no anomaly, a new
-/// anomaly is pending) what the alerts count.
+/// running) it says "NOW", and where the alert state counts otherwise why: fewer
+/// alerts (the windows of one name's spike are one alert, a new one is pending
+/// first), more (alerts keep firing a while after their anomaly clears, monitor
+/// health has no anomaly).
 fn title(n: usize, alerts_firing: Option<usize>, width: u16, theme: Theme) -> Line<'static> {
     let now = if alerts_firing.is_some() { " NOW" } else { "" };
     let mut spans = vec![Span::styled(
@@ -92,8 +93,11 @@ fn title(n: usize, alerts_firing: Option<usize>, width: u16, theme: Theme) -> Li
     )];
     if let Some(f) = alerts_firing.filter(|f| *f != n) {
         let s = if f == 1 { "" } else { "s" };
-        let note =
-            format!(" {f} alert{s} firing: held after clearing, pending, or monitor health ");
+        let note = if f < n {
+            format!(" {f} alert{s} firing: a name's spikes share one; new ones pend first (L) ")
+        } else {
+            format!(" {f} alert{s} firing, incl. held after clearing and monitor health (L) ")
+        };
         let short = format!(" {f} alert{s} firing (L) ");
         let room = (width as usize).saturating_sub(spans_width(&spans) + 2);
         if let Some(t) = [note, short].into_iter().find(|t| text::width(t) <= room) {

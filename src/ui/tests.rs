@@ -351,7 +351,15 @@ fn the_alert_count_and_slack_show_at_80_columns_and_the_counts_are_explained() {
     assert!(!status.contains("D-Bus"), "{status}");
     let text = screen_text(&buf);
     assert!(
-        text.contains("18 alerts firing: held after clearing, pending, or monitor health"),
+        text.contains("18 alerts firing, incl. held after clearing and monitor health (L)"),
+        "{text}"
+    );
+    // Fewer alerts than anomalies: said why too.
+    let mut fewer = fixtures::nine_anomalies();
+    fewer.status.alerts_firing = Some(5);
+    let text = screen_text(&buffer(&fewer, 200, 50));
+    assert!(
+        text.contains("5 alerts firing: a name's spikes share one; new ones pend first (L)"),
         "{text}"
     );
 }
