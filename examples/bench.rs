@@ -936,6 +936,8 @@ fn render_bench(store: &Store, iters: usize, endpoint: &str) -> Result<Render> {
         selected: 0,
         color: true,
         help: None,
+        help_scroll: 0,
+        anomaly_log: None,
         drill: Some(&view),
         top: &top,
         window: Window::Days30,

@@ -115,19 +115,25 @@ async fn check_level(c: &Client, app: &App, now: DateTime<Utc>) -> DrillView {
     });
     assert_eq!(view.parent, parent);
     let len = app.store.hour_index(now) - app.store.hour_index(from) + 1;
-    let prev_from = match view.baseline {
-        Baseline::PreviousWindow => Some(from - Duration::hours(len)),
+    // [from, to) of the baseline.
+    let prev = match view.baseline {
+        Baseline::PreviousWindow => Some((from - Duration::hours(len), from)),
         Baseline::HoursBefore {
             hours,
             window_hours,
         } => {
             assert_eq!(window_hours, len);
-            Some(from - Duration::hours(hours))
+            Some((from - Duration::hours(hours), from))
+        }
+        // This hour: the same minutes of the previous one (or all of it, pro rata).
+        Baseline::SamePartOfPreviousHour { covered_secs, .. } => {
+            let start = from - Duration::hours(1);
+            Some((start, start + Duration::seconds(covered_secs)))
         }
         Baseline::None => None,
     };
-    let expected: BTreeMap<String, Agg> = match prev_from {
-        Some(prev_from) => sql_level(c, &view.path, view.dim, prev_from, Some(from))
+    let expected: BTreeMap<String, Agg> = match prev {
+        Some((prev_from, prev_to)) => sql_level(c, &view.path, view.dim, prev_from, Some(prev_to))
             .await
             .into_iter()
             .filter(|(n, _)| view.rows.iter().any(|r| r.name == *n))

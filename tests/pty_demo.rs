@@ -50,3 +50,48 @@ fn a_dropped_harness_leaves_no_program_running() {
     let alive = std::path::Path::new(&format!("/proc/{pid}")).exists();
     assert!(!alive, "burnrate (pid {pid}) outlived its harness");
 }
+
+/// Issue 16 items 12, 20 and 26 in the real binary: keys rebound in the config
+/// (`[keys] quit = ["x"]`) show in the status bar's hints and quit; the help says
+/// the drill order as it is and, at 80x24, scrolls rather than cutting; `n` opens
+/// the anomaly log and Esc closes it.
+#[test]
+fn rebound_keys_the_scrolling_help_and_the_anomaly_log_in_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("burnrate.toml");
+    std::fs::write(&config, "[keys]\nquit = [\"x\"]\n").unwrap();
+    let config = config.to_str().unwrap();
+    let mut term = PtyApp::spawn(&["--config", config, "demo"], 120, 30);
+    term.wait_until(
+        "the overview with the keys in effect",
+        Duration::from_secs(90),
+        |t| t.contains("Spend by feature") && t.contains("x quit  ↑↓ select  r refresh  ? help"),
+    );
+    assert!(!term.text().contains("q quit"), "{}", term.text());
+    term.press(b"?");
+    term.wait_for(
+        "drill into the row (feature > user > model > tenant > region, then its requests)",
+        Duration::from_secs(10),
+    );
+    term.press(b"G");
+    term.wait_for("show / hide this help", Duration::from_secs(10));
+    term.press(b"/");
+    term.wait_until("the help to close", Duration::from_secs(10), |t| {
+        !t.contains(" Keys ")
+    });
+    term.press(b"n");
+    term.wait_for("Anomaly log:", Duration::from_secs(10));
+    term.press(b"\x1b");
+    term.wait_until("the log to close", Duration::from_secs(10), |t| {
+        !t.contains("Anomaly log:") && t.contains("Spend by feature")
+    });
+    term.press(b"q");
+    term.pump(Duration::from_millis(300));
+    assert!(
+        term.text().contains("Spend by feature"),
+        "q no longer quits"
+    );
+    term.press(b"x");
+    let status = term.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+}

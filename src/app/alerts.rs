@@ -9,6 +9,7 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::mpsc;
 
+use super::view::{AlertPart, AlertPartKind};
 use crate::alert::desktop::{DesktopNotifier, DesktopTracker};
 use crate::alert::engine::{AlertEngine, eval_now};
 use crate::alert::slack::Outcome;
@@ -108,6 +109,61 @@ impl AlertsSummary {
             parts.push(p.clone());
         }
         (parts.join(" · "), self.problem.is_some())
+    }
+}
+
+impl AlertsSummary {
+    /// The status bar's alert segments: the answer to the last key while it shows,
+    /// else what fires, Slack's state, whether the state is shared, desktop
+    /// notifications in one word (the reason is in the log), and a problem.
+    pub fn parts(&self, now: DateTime<Utc>) -> Vec<AlertPart> {
+        use AlertPartKind as K;
+        if let Some((note, _)) = self.note.as_ref().filter(|_| self.note_shown(now)) {
+            return vec![AlertPart::new(K::Answer, note.clone())];
+        }
+        let mut count = format!("alerts: {} firing", self.firing);
+        let short = count.clone();
+        if self.pending > 0 {
+            count.push_str(&format!(", {} pending", self.pending));
+        }
+        if self.acknowledged > 0 {
+            count.push_str(&format!(", {} acked", self.acknowledged));
+        }
+        if !self.silences.is_empty() {
+            count.push_str(&format!(", {} silenced", self.silences.len()));
+        }
+        let mut parts = vec![AlertPart::new(K::Count, count).or_short(short)];
+        // "Slack off (set ...)" or "Slack: 4 sent, 2 waiting": short, what comes first.
+        let slack_short = match self.slack.split_once([' ', ',']) {
+            Some(("Slack", rest)) if rest.starts_with("off") => "Slack off".to_string(),
+            _ => self.slack.split(',').next().unwrap_or_default().to_string(),
+        };
+        parts.push(AlertPart::new(K::Slack, self.slack.clone()).or_short(slack_short));
+        if !self.shared {
+            parts.push(if self.state.contains("is unreachable") {
+                AlertPart::new(
+                    K::State,
+                    "database unreachable: alert state in the local file (dedupe on this machine)",
+                )
+                .or_short("alert state: local file")
+            } else {
+                AlertPart::new(K::State, "state not shared (local file)")
+            });
+        }
+        if let Some(d) = &self.desktop {
+            // The alert side says why in a word or two ("desktop: off (no D-Bus)");
+            // anything longer is a reason for the log, not the status bar.
+            let text = if d.starts_with("desktop: off") && d.len() <= 32 {
+                d.clone()
+            } else {
+                "desktop: off".to_string()
+            };
+            parts.push(AlertPart::new(K::Desktop, text).or_short("desktop: off"));
+        }
+        if let Some(p) = &self.problem {
+            parts.push(AlertPart::new(K::Problem, p.clone()));
+        }
+        parts
     }
 }
 
@@ -599,5 +655,54 @@ mod tests {
         );
         s.state = "local file /x/alerts.json (read-only role)".into();
         assert!(s.line(now).0.contains("state not shared (local file)"));
+    }
+
+    #[test]
+    fn status_parts_say_desktop_off_in_one_word_and_keep_the_count_short() {
+        let now = at("2026-11-28T09:45:00Z");
+        let s = AlertsSummary {
+            firing: 18,
+            pending: 2,
+            shared: true,
+            slack: "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)".into(),
+            desktop: Some(
+                "desktop notifications unavailable: no D-Bus session bus (I/O error: No such \
+                 file or directory (os error 2))"
+                    .into(),
+            ),
+            ..AlertsSummary::default()
+        };
+        let parts = s.parts(now);
+        let kinds: Vec<AlertPartKind> = parts.iter().map(|p| p.kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                AlertPartKind::Count,
+                AlertPartKind::Slack,
+                AlertPartKind::Desktop
+            ]
+        );
+        assert_eq!(parts[0].text, "alerts: 18 firing, 2 pending");
+        assert_eq!(parts[0].short.as_deref(), Some("alerts: 18 firing"));
+        assert_eq!(parts[1].short.as_deref(), Some("Slack off"));
+        assert_eq!(parts[2].text, "desktop: off");
+        assert!(parts.iter().all(|p| !p.text.contains("D-Bus")));
+        let sent = AlertsSummary {
+            slack: "Slack: 4 sent, 1 waiting".into(),
+            ..s.clone()
+        };
+        assert_eq!(sent.parts(now)[1].short.as_deref(), Some("Slack: 4 sent"));
+        // The answer to a key replaces them while it shows.
+        let answered = AlertsSummary {
+            note: Some(("acknowledged".into(), now)),
+            ..s
+        };
+        let parts = answered.parts(now);
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].kind, AlertPartKind::Answer);
+        assert_eq!(
+            answered.parts(now + Duration::seconds(9))[0].kind,
+            AlertPartKind::Count
+        );
     }
 }

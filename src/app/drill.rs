@@ -179,6 +179,11 @@ pub struct Level {
     pub filter: String,
     /// The selected row's name, so a re-sort or new data keeps the same row selected.
     pub selected_name: Option<String>,
+    /// This level's sort: each level starts in the natural order (largest first),
+    /// so a reversed list never carries over to the next level (or to `a`).
+    pub sort: SortKey,
+    /// Sort the other way round.
+    pub reverse: bool,
 }
 
 /// The dimension opened by drilling into a row: the first of feature, user, model,
@@ -208,9 +213,6 @@ pub struct Nav {
     pub levels: Vec<Level>,
     pub window: Window,
     pub metric: Metric,
-    pub sort: SortKey,
-    /// Sort the other way round.
-    pub reverse: bool,
     /// `/` was pressed: keys edit the filter of the current level.
     pub editing: bool,
 }
@@ -315,15 +317,24 @@ impl Nav {
         self.arranged()
     }
 
+    /// The current level sorts by the next column (in its natural order).
     pub fn next_sort(&mut self) -> Change {
-        self.sort = self.sort.next();
-        self.reverse = false;
-        self.arranged()
+        let Some(l) = self.current_mut() else {
+            return Change::None;
+        };
+        l.sort = l.sort.next();
+        l.reverse = false;
+        Change::Arrange
     }
 
+    /// The current level's sort the other way round; the selection stays on the
+    /// same row (`Level::reselect` finds it by name).
     pub fn toggle_reverse(&mut self) -> Change {
-        self.reverse = !self.reverse;
-        self.arranged()
+        let Some(l) = self.current_mut() else {
+            return Change::None;
+        };
+        l.reverse = !l.reverse;
+        Change::Arrange
     }
 
     fn arranged(&self) -> Change {
@@ -486,11 +497,18 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
     // with the rate of up to 7 days just before the window (at least one day).
     // History starts where the store's retention does, or later where the data
     // does (a young table): empty hours before the first row are not a baseline.
+    // This hour, still running, compares with the same part of the previous hour.
     let kept_from = store
         .hour_index(Store::history_start(store.config(), now))
         .max(store.oldest_hour().unwrap_or(i64::MAX));
     let before = (from - kept_from).min(7 * 24);
-    let baseline = if from - len >= kept_from {
+    let previous_hour = (window == Window::Hour && from > kept_from)
+        .then(|| same_part_of_previous_hour(store, level, now));
+    let baseline = if let Some((b, _)) = previous_hour {
+        b
+    } else if window == Window::Hour {
+        Baseline::None
+    } else if from - len >= kept_from {
         Baseline::PreviousWindow
     } else if before >= 24 {
         Baseline::HoursBefore {
@@ -520,25 +538,32 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
         Window::Hour => cur - 23,
         _ => from,
     };
+    // The minutes of the previous hour come from the minute buckets, not the hours.
+    let minutes = previous_hour.and_then(|(_, m)| m);
     let totals = store.level_totals(&LevelQuery {
         group: level.dim,
         filter: &filter,
         from,
-        baseline: prev_complete.then_some(prev_from..=prev_to),
+        baseline: (prev_complete && minutes.is_none()).then_some(prev_from..=prev_to),
         spark: spark_from..=cur,
         step: window.spark_step(),
     });
+    let by_minute = minutes.map(|(m0, m1)| store.minutes_by_dim(level.dim, m0, m1));
     view.parent = totals.parent;
     view.rows = totals
         .rows
         .into_iter()
         .map(|t| {
             let name = store.name(level.dim, t.id);
+            let prev = match &by_minute {
+                Some(m) => Some(m.get(&t.id).copied().unwrap_or_default()),
+                None => prev_complete.then_some(t.baseline),
+            };
             DrillRow {
                 name: name.to_string(),
                 key: name.to_lowercase(),
                 agg: t.window,
-                prev: prev_complete.then_some(t.baseline),
+                prev,
                 series: t.series,
                 ..DrillRow::default()
             }
@@ -547,14 +572,47 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
     view
 }
 
+/// The baseline of the window "this hour", `elapsed` into it: the same minutes of
+/// the previous hour (from the current minute's start on, the current minute
+/// counts whole, and `scale` evens out its part) from the minute buckets, which
+/// hold per-name totals of one dimension: so for a level without a path, while the
+/// store still keeps them. Else the whole previous hour pro rata. Returns the
+/// baseline and, when exact, the minute indices to sum.
+fn same_part_of_previous_hour(
+    store: &Store,
+    level: &Level,
+    now: DateTime<Utc>,
+) -> (Baseline, Option<(i64, i64)>) {
+    let cal = store.calendar();
+    let cur = cal.hour_index(now);
+    let elapsed_secs = (now - cal.hour_start(cur)).num_seconds().clamp(1, 3600);
+    let prev_start = crate::calendar::Calendar::minute_index(cal.hour_start(cur - 1));
+    let through = prev_start + (elapsed_secs - 1) / 60;
+    if level.path.is_empty() && prev_start >= store.minute_floor(now) {
+        let baseline = Baseline::SamePartOfPreviousHour {
+            elapsed_secs,
+            covered_secs: (through - prev_start + 1) * 60,
+            exact: true,
+        };
+        (baseline, Some((prev_start, through)))
+    } else {
+        let baseline = Baseline::SamePartOfPreviousHour {
+            elapsed_secs,
+            covered_secs: 3600,
+            exact: false,
+        };
+        (baseline, None)
+    }
+}
+
 /// Recomputes what depends on the metric, sort and filter: each row's share,
 /// change and sparkline, then the order of the visible rows. Cheap enough for every
 /// keystroke of the filter (no store access).
 pub fn arrange(view: &mut DrillView, nav: &Nav, level: &Level) {
     let metric = nav.metric;
     view.metric = metric;
-    view.sort = nav.sort;
-    view.reverse = nav.reverse;
+    view.sort = level.sort;
+    view.reverse = level.reverse;
     view.filter = level.filter.clone();
     view.editing = nav.editing;
     let share_metric = if metric.additive() {
@@ -599,19 +657,19 @@ pub fn arrange(view: &mut DrillView, nav: &Nav, level: &Level) {
     };
     order.sort_by(|&a, &b| {
         let (x, y) = (&rows[a as usize], &rows[b as usize]);
-        let primary = match nav.sort {
+        let primary = match level.sort {
             SortKey::Metric => desc(x.value, y.value),
             SortKey::Change => desc(x.change, y.change),
             SortKey::Requests => y.agg.requests.cmp(&x.agg.requests),
             SortKey::Name => Ordering::Equal,
         };
-        let primary = if nav.reverse {
+        let primary = if level.reverse {
             primary.reverse()
         } else {
             primary
         };
         let by_name = x.name.cmp(&y.name);
-        primary.then(if nav.reverse && nav.sort == SortKey::Name {
+        primary.then(if level.reverse && level.sort == SortKey::Name {
             by_name.reverse()
         } else {
             by_name
@@ -776,11 +834,36 @@ mod tests {
         }
         assert_eq!(n.metric, Metric::Cost, "cycles through all five");
         assert_eq!(n.next_sort(), Change::Arrange);
-        assert_eq!(n.sort, SortKey::Change);
+        assert_eq!(n.current().unwrap().sort, SortKey::Change);
         n.toggle_reverse();
-        assert!(n.reverse);
+        assert!(n.current().unwrap().reverse);
         n.next_sort();
-        assert!(!n.reverse, "a new column starts in its natural order");
+        assert!(
+            !n.current().unwrap().reverse,
+            "a new column starts in its natural order"
+        );
+        assert_eq!(Nav::default().next_sort(), Change::None, "no table open");
+    }
+
+    #[test]
+    fn sort_is_per_level_and_a_new_level_starts_largest_first() {
+        let mut n = nav_at_users();
+        n.next_sort();
+        n.toggle_reverse();
+        let users = n.current().unwrap().clone();
+        assert_eq!((users.sort, users.reverse), (SortKey::Change, true));
+        n.drill("user_4812");
+        let models = n.current().unwrap();
+        assert_eq!(
+            (models.sort, models.reverse),
+            (SortKey::Metric, false),
+            "the next level is not reversed"
+        );
+        n.back();
+        assert_eq!(n.current(), Some(&users), "the users keep their sort");
+        n.open_at(Dim::Model, "gpt-4o");
+        let l = n.current().unwrap();
+        assert_eq!((l.sort, l.reverse), (SortKey::Metric, false));
     }
 
     #[test]
@@ -1086,6 +1169,107 @@ mod tests {
             .collect();
         times.sort();
         eprintln!("overview: median {:?} of {times:?}", times[2]);
+    }
+
+    /// Window `1` at 17:10 (issue 16 item 11): this hour so far against the same
+    /// ten minutes of the previous hour, not the whole of it (which read -83% on
+    /// every row). Steady traffic reads 0%; a job at :00-:05 of every hour reads 0%
+    /// at the top level, whose minutes the store keeps; a drilled level compares
+    /// with the previous hour's rate.
+    #[test]
+    fn this_hour_compares_with_the_same_minutes_of_the_previous_hour() {
+        use crate::model::{Fact, FactBatch};
+        use crate::money::Money;
+        use crate::store::StoreConfig;
+        let at = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let now = at("2026-12-07T17:10:00Z");
+        let mut store = Store::new(StoreConfig::default(), now);
+        let mut facts = Vec::new();
+        // From 14:00 to now: "steady" $1 a minute; "digest" $10 a minute at :00-:04.
+        let mut t = at("2026-12-07T14:00:00Z");
+        while t < now {
+            let mut push = |name: &str, dollars: i64| {
+                facts.push(Fact {
+                    at: t,
+                    names: [name.into(), "u".into(), "m".into(), "t".into(), "r".into()],
+                    agg: Agg::one(Money::from_dollars(dollars), 10, 5),
+                })
+            };
+            push("steady", 1);
+            if chrono::Timelike::minute(&t) < 5 {
+                push("digest", 10);
+            }
+            t += chrono::Duration::minutes(1);
+        }
+        store.apply(&FactBatch::of_rows(facts), now);
+
+        let mut nav = Nav::default();
+        nav.set_window(Window::Hour);
+        let level = nav.current().unwrap().clone();
+        let mut view = build_level(&store, &nav, &level, now);
+        arrange(&mut view, &nav, &level);
+        assert_eq!(
+            view.baseline,
+            Baseline::SamePartOfPreviousHour {
+                elapsed_secs: 600,
+                covered_secs: 600,
+                exact: true
+            }
+        );
+        let change = |view: &DrillView, name: &str| {
+            view.rows
+                .iter()
+                .find(|r| r.name == name)
+                .and_then(|r| r.change)
+                .unwrap()
+        };
+        assert!(
+            change(&view, "steady").abs() < 1e-9,
+            "{}",
+            change(&view, "steady")
+        );
+        assert!(
+            change(&view, "digest").abs() < 1e-9,
+            "{}",
+            change(&view, "digest")
+        );
+        // Thirty seconds on: the current minute counts whole on the previous hour's
+        // side, scaled to the part of it that has passed.
+        let later = now + chrono::Duration::seconds(30);
+        let view = build_level(&store, &nav, &level, later);
+        assert_eq!(
+            view.baseline,
+            Baseline::SamePartOfPreviousHour {
+                elapsed_secs: 630,
+                covered_secs: 660,
+                exact: true
+            }
+        );
+
+        // A drilled level (steady's users): the previous hour's rate, pro rata.
+        let mut drilled = nav.clone();
+        drilled.drill("steady");
+        let level = drilled.current().unwrap().clone();
+        let mut view = build_level(&store, &drilled, &level, now);
+        arrange(&mut view, &drilled, &level);
+        assert_eq!(
+            view.baseline,
+            Baseline::SamePartOfPreviousHour {
+                elapsed_secs: 600,
+                covered_secs: 3600,
+                exact: false
+            }
+        );
+        assert!(change(&view, "u").abs() < 1e-9, "{}", change(&view, "u"));
+
+        // Other windows are unchanged (here: too little history for 24 hours).
+        let mut day = Nav::default();
+        day.set_window(Window::Day);
+        let level = day.current().unwrap().clone();
+        assert_eq!(
+            build_level(&store, &day, &level, now).baseline,
+            Baseline::None
+        );
     }
 
     #[test]

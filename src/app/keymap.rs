@@ -29,6 +29,7 @@ pub enum Action {
     Filter,
     TopRequests,
     Anomaly,
+    AnomalyLog,
     TogglePause,
     RefreshNow,
     ToggleHelp,
@@ -115,7 +116,7 @@ pub const KEYMAP: &[Binding] = &[
         "drill",
         Action::Drill,
         &[Code(KeyCode::Enter), Code(KeyCode::Right), Char('l')],
-        "drill into the row (feature > user > model, then its requests)",
+        "drill into the row (feature > user > model > tenant > region, then its requests)",
     ),
     b(
         "back",
@@ -199,6 +200,12 @@ pub const KEYMAP: &[Binding] = &[
         Action::Anomaly,
         &[Char('a')],
         "drill into the next anomaly (its feature, user or model)",
+    ),
+    b(
+        "anomaly_log",
+        Action::AnomalyLog,
+        &[Char('n')],
+        "every anomaly now, in full, scrollable (Esc closes)",
     ),
     b(
         "acknowledge",
@@ -407,6 +414,23 @@ impl Keymap {
             .collect()
     }
 
+    /// The status bar's hints for the keys in effect.
+    pub fn hints(&self) -> super::view::KeyHints {
+        let (up, down) = (self.first_key(Action::Up), self.first_key(Action::Down));
+        let select = if up == "↑" && down == "↓" {
+            "↑↓".to_string()
+        } else {
+            format!("{up}/{down}")
+        };
+        super::view::KeyHints {
+            quit: self.first_key(Action::Quit),
+            select,
+            refresh: self.first_key(Action::RefreshNow),
+            help: self.first_key(Action::ToggleHelp),
+            anomaly_log: self.first_key(Action::AnomalyLog),
+        }
+    }
+
     /// The first key of an action, for hints ("Enter drill").
     pub fn first_key(&self, action: Action) -> String {
         self.entries
@@ -471,6 +495,19 @@ mod tests {
         assert_eq!(map.action_for(&event(Key::Ctrl('q'))), Some(Action::Quit));
         assert_eq!(map.action_for(&event(Key::Char('q'))), None);
         assert!(map.help_lines()[0].0.contains("Ctrl-q"));
+        let hints = map.hints();
+        assert_eq!((hints.quit.as_str(), hints.select.as_str()), ("x", "↑↓"));
+        let o = BTreeMap::from([
+            ("up".to_string(), vec!["w".to_string()]),
+            ("down".to_string(), vec!["Ctrl-n".to_string()]),
+            ("refresh".to_string(), vec!["F5".to_string()]),
+            ("help".to_string(), vec!["F1".to_string()]),
+        ]);
+        let hints = Keymap::with_overrides(&o).unwrap().hints();
+        assert_eq!(
+            (hints.select, hints.refresh, hints.help),
+            ("w/Ctrl-n".into(), "F5".into(), "F1".into())
+        );
 
         let bad = |k: &str, v: &str| {
             Keymap::with_overrides(&BTreeMap::from([(k.to_string(), vec![v.to_string()])]))

@@ -45,6 +45,7 @@ pub fn build_overview(
         days_elapsed: month.days_elapsed,
         days_in_month: month.days_in_month,
         time_zone: cal.tz().name().to_string(),
+        loading: false,
     };
 
     let anomalies = detect::evaluate(store, now, params, detector);

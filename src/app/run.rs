@@ -88,6 +88,8 @@ async fn event_loop(
     // answering keys, resizes and signals, and queues source messages meanwhile.
     let (built_tx, mut built_rx) = mpsc::unbounded_channel::<Built>();
     app.build_in_background();
+    // The clock before the first frame: the header's month and day while loading.
+    app.on_tick(Utc::now());
 
     loop {
         app.rebuild_if_due(Utc::now(), min_gap);
@@ -117,6 +119,10 @@ async fn event_loop(
                     app.dirty = true;
                 }
                 Some(Ok(ev @ (Event::Key(_) | Event::Mouse(_)))) => {
+                    // How far the help and the anomaly log scroll, for this key.
+                    let size = terminal.size()?;
+                    let limits = crate::ui::scroll_limits(&app.screen(color), size.width, size.height);
+                    app.set_scroll_limits(limits);
                     let was_open = app.top_open();
                     let cmd = match ev {
                         Event::Key(key) => app.on_key(key),

@@ -30,6 +30,28 @@ pub struct Header {
     pub days_in_month: u32,
     /// The billing time zone's name.
     pub time_zone: String,
+    /// The history is still loading: the month, the day and the budget are known,
+    /// the figures not yet.
+    pub loading: bool,
+}
+
+impl Header {
+    /// What the header knows before the history is in: the calendar and the budget.
+    pub fn before_history(
+        cal: &crate::calendar::Calendar,
+        now: DateTime<Utc>,
+        budget: Option<Money>,
+    ) -> Header {
+        Header {
+            month: cal.month_label(now),
+            budget,
+            days_elapsed: cal.days_elapsed(now),
+            days_in_month: cal.days_in_month(now),
+            time_zone: cal.tz().name().to_string(),
+            loading: true,
+            ..Header::default()
+        }
+    }
 }
 
 /// One row of the per-feature table.
@@ -102,13 +124,11 @@ pub struct StatusView {
     pub watermark_lag_secs: Option<i64>,
     /// Set while the screen shows frozen numbers.
     pub paused: bool,
-    /// The alert segment: its text and whether it reports a problem (a Slack
-    /// configuration error...). None when alerts are not running (demo).
-    pub alerts: Option<(String, bool)>,
-    /// The alert segment answers a key (a note shown for a few seconds, or the
-    /// silence prompt being typed): it takes room before anything but the
-    /// connection, cut to fit on a narrow terminal.
-    pub alerts_answer: bool,
+    /// The alert segments (what fires, Slack, desktop notifications, a problem),
+    /// or the answer to a key; empty when alerts are not running (demo).
+    pub alerts: Vec<AlertPart>,
+    /// Alerts firing in the alert state, when alerts run (for the anomaly pane).
+    pub alerts_firing: Option<usize>,
     /// Names the watched table has no column for (they read "(none)").
     pub absent: Vec<crate::model::Dim>,
     /// Firing in the shared alert state but not (yet) found by this monitor's
@@ -116,6 +136,97 @@ pub struct StatusView {
     pub shared_alerts: Vec<Anomaly>,
     /// The source's own words (`SourceStatus::note`).
     pub source_note: Option<String>,
+    /// The keys in effect for the hints at the right (`[keys]` may rebind them).
+    pub keys: KeyHints,
+}
+
+/// What one alert segment of the status bar says. Each is fitted on its own, so
+/// the count and Slack's state show on a narrow terminal where the rest does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertPartKind {
+    /// The answer to a key, or the silence prompt being typed: takes room before
+    /// anything but the connection, cut to fit.
+    Answer,
+    /// "alerts: 2 firing, 1 pending".
+    Count,
+    /// "Slack: 4 sent" or "Slack off ...".
+    Slack,
+    /// A Slack configuration or alert-state error: cut rather than dropped.
+    Problem,
+    /// The alert state is not shared.
+    State,
+    /// "desktop: off".
+    Desktop,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertPart {
+    pub kind: AlertPartKind,
+    pub text: String,
+    /// A shorter form where the whole does not fit.
+    pub short: Option<String>,
+    /// Drawn as a problem (red): a configuration error, a prompt's error.
+    pub problem: bool,
+}
+
+impl AlertPart {
+    pub fn new(kind: AlertPartKind, text: impl Into<String>) -> AlertPart {
+        AlertPart {
+            kind,
+            problem: kind == AlertPartKind::Problem,
+            text: text.into(),
+            short: None,
+        }
+    }
+    pub fn or_short(mut self, short: impl Into<String>) -> AlertPart {
+        self.short = Some(short.into());
+        self
+    }
+}
+
+/// The status bar's key hints, from the keymap in effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyHints {
+    pub quit: String,
+    /// Up and down together: "↑↓", or "k/j" when rebound.
+    pub select: String,
+    pub refresh: String,
+    pub help: String,
+    /// Opens the anomaly log (named where the anomaly pane runs out of room).
+    pub anomaly_log: String,
+}
+
+impl Default for KeyHints {
+    fn default() -> Self {
+        KeyHints {
+            quit: "q".into(),
+            select: "↑↓".into(),
+            refresh: "r".into(),
+            help: "?".into(),
+            anomaly_log: "n".into(),
+        }
+    }
+}
+
+/// How far the help and the anomaly log can scroll at the terminal's size, and
+/// their page lengths (from the UI's layout, for the keys that scroll them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScrollLimits {
+    pub help: usize,
+    pub help_page: usize,
+    pub anomaly_log: usize,
+    pub anomaly_log_page: usize,
+}
+
+impl Default for ScrollLimits {
+    fn default() -> Self {
+        ScrollLimits {
+            help: usize::MAX,
+            help_page: 10,
+            anomaly_log: usize::MAX,
+            anomaly_log_page: 10,
+        }
+    }
 }
 
 impl Default for StatusView {
@@ -131,20 +242,25 @@ impl Default for StatusView {
             rejected_by_reason: Vec::new(),
             watermark_lag_secs: None,
             paused: false,
-            alerts: None,
-            alerts_answer: false,
+            alerts: Vec::new(),
+            alerts_firing: None,
             absent: Vec::new(),
             shared_alerts: Vec::new(),
             source_note: None,
+            keys: KeyHints::default(),
         }
     }
 }
 
-/// Progress of the initial backfill, shown instead of a blank screen.
+/// Progress of the initial backfill, shown instead of a blank screen. Steps are
+/// the source's queries (six-hour chunks of the table, days of the demo): only
+/// their ratio means anything to a reader.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct BackfillProgress {
     pub done_steps: u64,
     pub total_steps: u64,
+    /// Whole days of history being loaded (0: not known).
+    pub history_days: u32,
 }
 
 /// Everything one frame draws. Built by the app, borrowed by the UI.
@@ -160,6 +276,10 @@ pub struct Screen<'a> {
     pub color: bool,
     /// The help overlay: (keys, what they do), generated from the keymap.
     pub help: Option<&'a [(String, String)]>,
+    /// Lines the help is scrolled by.
+    pub help_scroll: usize,
+    /// The anomaly log (`n`), drawn over the body while open: lines scrolled by.
+    pub anomaly_log: Option<usize>,
     /// The open drill-down level, drawn instead of the overview's panes.
     pub drill: Option<&'a DrillView>,
     /// The most expensive requests behind the selection, when asked for.
@@ -205,6 +325,15 @@ pub enum Baseline {
     /// the window's length: for 30 days and month to date, whose previous equal
     /// window is older than the history kept.
     HoursBefore { hours: i64, window_hours: i64 },
+    /// This hour so far (`elapsed_secs` of it) against the same part of the
+    /// previous hour: its first `covered_secs` (whole minutes, from the minute
+    /// buckets) when `exact`, else the whole previous hour pro rata
+    /// (`covered_secs` = 3600), where the store keeps no minutes for the level.
+    SamePartOfPreviousHour {
+        elapsed_secs: i64,
+        covered_secs: i64,
+        exact: bool,
+    },
 }
 
 impl Baseline {
@@ -215,6 +344,11 @@ impl Baseline {
                 hours,
                 window_hours,
             } if hours > 0 => window_hours as f64 / hours as f64,
+            Baseline::SamePartOfPreviousHour {
+                elapsed_secs,
+                covered_secs,
+                ..
+            } if covered_secs > 0 => elapsed_secs as f64 / covered_secs as f64,
             _ => 1.0,
         }
     }
@@ -270,7 +404,9 @@ impl DrillView {
     }
 }
 
-/// The "top requests" pane: fetched on demand, newest request wins.
+/// The "top requests" pane: fetched on demand, newest request wins. `since` is set
+/// when the pane lists an anomaly's requests since its onset (`a`), else the pane
+/// covers the drill-down's window.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum TopState {
     #[default]
@@ -278,15 +414,30 @@ pub enum TopState {
     Loading {
         /// The path asked about, for the title.
         path: Vec<(Dim, String)>,
+        since: Option<DateTime<Utc>>,
         /// Advances while waiting (the spinner).
         frame: usize,
     },
     Ready {
         path: Vec<(Dim, String)>,
+        since: Option<DateTime<Utc>>,
         rows: Vec<RequestRow>,
     },
     Failed {
         path: Vec<(Dim, String)>,
+        since: Option<DateTime<Utc>>,
         error: String,
     },
+}
+
+impl TopState {
+    /// The onset the pane lists requests from, when it shows an anomaly's.
+    pub fn since(&self) -> Option<DateTime<Utc>> {
+        match self {
+            TopState::Closed => None,
+            TopState::Loading { since, .. }
+            | TopState::Ready { since, .. }
+            | TopState::Failed { since, .. } => *since,
+        }
+    }
 }

@@ -27,7 +27,17 @@ pub fn desired_height(anomalies: &[Anomaly], width: u16) -> u16 {
     (1 + lines).min(u16::MAX as usize) as u16
 }
 
-pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `log_key` opens the anomaly log (named when not everything fits);
+/// `alerts_firing` is the alert state's count, when alerts run: the title says
+/// what it counts when it differs from the anomalies listed.
+pub fn render(
+    anomalies: &[Anomaly],
+    log_key: &str,
+    alerts_firing: Option<usize>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     if anomalies.is_empty() {
         let block = Block::new()
             .borders(Borders::TOP)
@@ -46,25 +56,23 @@ pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer)
         }
         return;
     }
-    let n = anomalies.len();
-    let title = format!(" ! {} ANOMAL{} ", n, if n == 1 { "Y" } else { "IES" });
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.alert_border())
-        .title(Span::styled(title, theme.alert_title()));
+        .title(title(anomalies.len(), alerts_firing, area.width, theme));
     let inner = block.inner(area);
     block.render(area, buf);
     let all = lines(anomalies, theme, inner.width as usize);
     let shown = inner.height as usize;
     let mut visible: Vec<Line> = all.iter().take(shown).cloned().collect();
     if all.len() > shown && shown >= 2 {
-        // Say what does not fit rather than cutting silently.
+        // Say what does not fit, and the key that lists it, rather than cut silently.
         let hidden = anomalies.len() - count_anomalies_in(&all[..shown - 1]);
         if hidden > 0
             && let Some(last) = visible.last_mut()
         {
             *last = Line::from(Span::styled(
-                format!(" … and {hidden} more (see the anomaly log)"),
+                format!(" … and {hidden} more: {log_key} opens the anomaly log"),
                 theme.muted(),
             ));
         }
@@ -72,12 +80,142 @@ pub fn render(anomalies: &[Anomaly], theme: Theme, area: Rect, buf: &mut Buffer)
     Paragraph::new(visible).render(inner, buf);
 }
 
+/// " ! 9 ANOMALIES ": what the detector sees now. Beside an alert count (alerts
+/// running) it says "NOW", and where the alert state counts otherwise why: fewer
+/// alerts (the windows of one name's spike are one alert, a new one is pending
+/// first), more (alerts keep firing a while after their anomaly clears, monitor
+/// health has no anomaly).
+fn title(n: usize, alerts_firing: Option<usize>, width: u16, theme: Theme) -> Line<'static> {
+    let now = if alerts_firing.is_some() { " NOW" } else { "" };
+    let mut spans = vec![Span::styled(
+        format!(" ! {} ANOMAL{}{now} ", n, if n == 1 { "Y" } else { "IES" }),
+        theme.alert_title(),
+    )];
+    if let Some(f) = alerts_firing.filter(|f| *f != n) {
+        let s = if f == 1 { "" } else { "s" };
+        let note = if f < n {
+            format!(" {f} alert{s} firing: a name's spikes share one; new ones pend first (L) ")
+        } else {
+            format!(" {f} alert{s} firing, incl. held after clearing and monitor health (L) ")
+        };
+        let short = format!(" {f} alert{s} firing (L) ");
+        let room = (width as usize).saturating_sub(spans_width(&spans) + 2);
+        if let Some(t) = [note, short].into_iter().find(|t| text::width(t) <= room) {
+            spans.push(Span::styled(t, theme.muted()));
+        }
+    }
+    Line::from(spans)
+}
+
+fn is_first_line(l: &Line) -> bool {
+    l.spans.first().is_some_and(|s| s.content == MARK)
+}
+
+/// Lines of the anomaly log in an area this wide: the note, then every anomaly in
+/// full, wrapped at word boundaries (nothing cut, unlike the pane).
+fn log_lines(anomalies: &[Anomaly], theme: Theme, width: u16) -> Vec<Line<'static>> {
+    let w = width.saturating_sub(2) as usize;
+    let note = Line::from(Span::styled(
+        " What the detector sees now, most severe first. Alerts (L) also count monitor \
+         health, and keep firing a while after their anomaly clears.",
+        theme.muted(),
+    ));
+    let mut out = wrap_line(note, w, 1);
+    out.push(Line::from(""));
+    if anomalies.is_empty() {
+        out.push(Line::from(Span::styled(" No anomalies", theme.good())));
+    }
+    for line in lines(anomalies, theme, usize::MAX / 4) {
+        out.extend(wrap_line(line, w, 3));
+    }
+    out
+}
+
+/// Splits a line into lines of at most `w` cells at spaces, keeping each span's
+/// style; continuation lines start with `indent` spaces.
+fn wrap_line(line: Line<'static>, w: usize, indent: usize) -> Vec<Line<'static>> {
+    let w = w.max(indent + 8);
+    let mut out: Vec<Vec<Span<'static>>> = vec![Vec::new()];
+    let mut used = 0;
+    for span in line.spans {
+        let style = span.style;
+        // Words with the spaces before them, so a wrap drops only those spaces.
+        let mut words: Vec<String> = Vec::new();
+        for (i, part) in span.content.split(' ').enumerate() {
+            if i == 0 {
+                words.push(part.to_string());
+            } else {
+                words.push(format!(" {part}"));
+            }
+        }
+        for word in words.into_iter().filter(|w| !w.is_empty()) {
+            let ww = text::width(&word);
+            if used + ww > w && used > indent && !word.trim().is_empty() {
+                out.push(vec![Span::raw(" ".repeat(indent))]);
+                used = indent;
+                let word = word.trim_start().to_string();
+                used += text::width(&word);
+                out.last_mut()
+                    .expect("pushed")
+                    .push(Span::styled(word, style));
+                continue;
+            }
+            used += ww;
+            out.last_mut()
+                .expect("one line")
+                .push(Span::styled(word, style));
+        }
+    }
+    out.into_iter().map(Line::from).collect()
+}
+
+/// The anomaly log (`n`): every anomaly in full over the body, scrolled by
+/// `scroll` lines, with what it counts against the alerts.
+pub fn render_log(
+    anomalies: &[Anomaly],
+    scroll: usize,
+    keys: &str,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    if area.height < 3 {
+        return;
+    }
+    ratatui::widgets::Clear.render(area, buf);
+    let n = anomalies.len();
+    let block = Block::new()
+        .borders(Borders::ALL)
+        .border_style(theme.border())
+        .title(Span::styled(
+            format!(" Anomaly log: {n} now, most severe first "),
+            theme.title(),
+        ))
+        .title_bottom(Span::styled(
+            format!(" {} scroll · Esc closes ", text::clean(keys, 12)),
+            theme.muted(),
+        ));
+    let inner = block.inner(area);
+    block.render(area, buf);
+    let all = log_lines(anomalies, theme, area.width);
+    let max = all.len().saturating_sub(inner.height as usize);
+    let visible: Vec<Line> = all.into_iter().skip(scroll.min(max)).collect();
+    Paragraph::new(visible).render(inner, buf);
+}
+
+/// How far the log scrolls in an area of this size, and its page.
+pub fn log_scroll_limits(anomalies: &[Anomaly], area: Rect) -> (usize, usize) {
+    let inner_h = area.height.saturating_sub(2) as usize;
+    let total = log_lines(anomalies, Theme::new(false), area.width).len();
+    (
+        total.saturating_sub(inner_h),
+        inner_h.saturating_sub(1).max(1),
+    )
+}
+
 /// Anomalies whose first line is among these lines.
 fn count_anomalies_in(lines: &[Line]) -> usize {
-    lines
-        .iter()
-        .filter(|l| l.spans.first().is_some_and(|s| s.content == MARK))
-        .count()
+    lines.iter().filter(|l| is_first_line(l)).count()
 }
 
 fn lines(anomalies: &[Anomaly], theme: Theme, width: usize) -> Vec<Line<'static>> {

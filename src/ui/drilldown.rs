@@ -65,11 +65,24 @@ const DROP: [Col; 6] = [
 
 impl Col {
     fn title(self, view: &DrillView) -> String {
-        if self == Col::Change
-            && let Baseline::HoursBefore { hours, .. } = view.baseline
-        {
-            // The per-hour rate of the days just before the window.
-            return format!("vs {}d", (hours + 12) / 24);
+        if self == Col::Change {
+            match view.baseline {
+                // The per-hour rate of the days just before the window.
+                Baseline::HoursBefore { hours, .. } => {
+                    return format!("vs {}d", (hours + 12) / 24);
+                }
+                // This hour so far against the same minutes of the previous one,
+                // or (below the top level) the previous hour's rate.
+                Baseline::SamePartOfPreviousHour {
+                    covered_secs,
+                    exact: true,
+                    ..
+                } => return format!("vs :00-:{:02}", (covered_secs / 60).min(59)),
+                Baseline::SamePartOfPreviousHour { exact: false, .. } => {
+                    return "vs prev h".into();
+                }
+                _ => {}
+            }
         }
         let title = match self {
             Col::Name => "",
@@ -460,11 +473,16 @@ pub fn top_requests(top: &TopState, window: &str, theme: Theme, area: Rect, buf:
         | TopState::Ready { path, .. }
         | TopState::Failed { path, .. } => path,
     };
+    // An anomaly's requests (`a`) are those since its onset, not the window's.
+    let scope = match top.since() {
+        Some(t) => format!("since {} UTC", t.format("%m-%d %H:%M")),
+        None => window.to_string(),
+    };
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border())
         .title(Span::styled(
-            format!(" Most expensive requests: {} ({window}) ", path_text(path)),
+            format!(" Most expensive requests: {} ({scope}) ", path_text(path)),
             theme.title(),
         ));
     let inner = block.inner(area);
@@ -486,8 +504,12 @@ pub fn top_requests(top: &TopState, window: &str, theme: Theme, area: Rect, buf:
             .render(inner, buf);
         }
         TopState::Ready { rows, .. } if rows.is_empty() => {
-            Paragraph::new(Span::styled(" No requests in this window.", theme.muted()))
-                .render(inner, buf);
+            let what = if top.since().is_some() {
+                " No requests since then."
+            } else {
+                " No requests in this window."
+            };
+            Paragraph::new(Span::styled(what, theme.muted())).render(inner, buf);
         }
         TopState::Ready { rows, .. } => {
             let header = Row::new(

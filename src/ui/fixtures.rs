@@ -32,6 +32,8 @@ impl Fixture {
             selected: self.selected,
             color: self.color,
             help: None,
+            help_scroll: 0,
+            anomaly_log: None,
             drill: self.drill.as_ref(),
             top: &self.top,
             window: self.drill.as_ref().map(|d| d.window).unwrap_or_default(),
@@ -266,6 +268,7 @@ pub fn realistic() -> Fixture {
             days_elapsed: 13.13,
             days_in_month: 30,
             time_zone: "UTC".into(),
+            loading: false,
         },
         features,
         top_drivers,
@@ -284,11 +287,12 @@ pub fn realistic() -> Fixture {
         rejected_by_reason: Vec::new(),
         watermark_lag_secs: Some(1),
         paused: false,
-        alerts: None,
-        alerts_answer: false,
+        alerts: Vec::new(),
+        alerts_firing: None,
         absent: Vec::new(),
         shared_alerts: Vec::new(),
         source_note: None,
+        keys: Default::default(),
     };
     Fixture {
         overview,
@@ -406,6 +410,37 @@ pub fn many_anomalies() -> Fixture {
     f
 }
 
+/// Nine anomalies at once, while alerts run: 18 alerts firing in the shared state
+/// (some held after their anomaly cleared), Slack off, no desktop session bus.
+pub fn nine_anomalies() -> Fixture {
+    let mut f = many_anomalies();
+    let more: Vec<Anomaly> = (0..6)
+        .map(|i| {
+            let mut a = support_spike();
+            a.name = format!("feature_{i}");
+            a.message = format!("feature_{i} jumped 320% in the last 60m ($41 vs typical $9.80)");
+            a.severity = Severity::Warning;
+            a
+        })
+        .collect();
+    f.overview.anomalies.extend(more);
+    let summary = crate::app::alerts::AlertsSummary {
+        firing: 18,
+        pending: 2,
+        shared: true,
+        slack: "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)".into(),
+        desktop: Some(
+            "desktop notifications unavailable: no D-Bus session bus (I/O error: No such file \
+             or directory (os error 2))"
+                .into(),
+        ),
+        ..Default::default()
+    };
+    f.status.alerts = summary.parts(now());
+    f.status.alerts_firing = Some(summary.firing);
+    f
+}
+
 /// The source is down: the numbers on screen are minutes old.
 pub fn disconnected() -> Fixture {
     let mut f = realistic();
@@ -422,21 +457,22 @@ pub fn disconnected() -> Fixture {
 }
 
 /// History still loading.
+/// Loading history with a budget configured, as the App has it: the header knows
+/// the calendar and the budget, no figures; 27 of 142 six-hour chunks read.
 pub fn backfilling() -> Fixture {
     let mut f = empty();
-    f.overview.header = realistic().overview.header;
-    f.overview.header.month_to_date = usd("3102.55");
-    f.overview.header.daily_burn = usd("236.30");
-    f.overview.header.forecast = usd("7089.00");
+    let cal = crate::calendar::Calendar::default();
+    f.overview.header = Header::before_history(&cal, now(), Some(usd("20000")));
     f.status.connection = Connection::Backfilling {
-        done_steps: 12,
-        total_steps: 31,
+        done_steps: 27,
+        total_steps: 142,
     };
     f.status.rows_read = 402_551;
     f.status.events_per_sec = 0.0;
     f.backfill = Some(BackfillProgress {
-        done_steps: 12,
-        total_steps: 31,
+        done_steps: 27,
+        total_steps: 142,
+        history_days: 35,
     });
     f
 }
@@ -539,6 +575,7 @@ pub fn extreme_backfill() -> Fixture {
     f.backfill = Some(BackfillProgress {
         done_steps: u64::MAX,
         total_steps: 0,
+        history_days: 0,
     });
     f.status.connection = Connection::Backfilling {
         done_steps: u64::MAX,
@@ -667,7 +704,11 @@ pub fn drill_top() -> Fixture {
             cost: Money::from_micros(132_000 - 4_000 * i),
         })
         .collect();
-    f.top = TopState::Ready { path, rows };
+    f.top = TopState::Ready {
+        path,
+        since: None,
+        rows,
+    };
     f
 }
 
@@ -679,6 +720,7 @@ pub fn drill_loading() -> Fixture {
             (Dim::Feature, "support_qa".to_string()),
             (Dim::User, "user_4812".to_string()),
         ],
+        since: None,
         frame: 3,
     };
     f
@@ -752,6 +794,7 @@ pub fn all() -> Vec<(&'static str, Fixture)> {
         ("empty", empty()),
         ("over_budget", over_budget()),
         ("many_anomalies", many_anomalies()),
+        ("nine_anomalies", nine_anomalies()),
         ("disconnected", disconnected()),
         ("backfilling", backfilling()),
         ("no_color", no_color()),

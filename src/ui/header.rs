@@ -31,6 +31,11 @@ pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &
         ..area
     };
 
+    if h.month.is_empty() {
+        // Nothing known yet (before the first tick): no "day 0.0 of 0".
+        Line::from(Span::styled("burnrate", theme.title())).render(row(0), buf);
+        return;
+    }
     // Row 1: what month, how far into it; the budget at the right.
     let month = format!(
         "{}, {}",
@@ -90,6 +95,22 @@ pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &
     }
     Line::from(left).render(row(0), buf);
 
+    if h.loading {
+        // No figures before the history is in (not "$0.00"); the budget, if any,
+        // is on the first row.
+        if area.height > 1 {
+            Line::from(Span::styled(
+                text::fit("month-to-date, burn and forecast once the history is in", w),
+                theme.muted(),
+            ))
+            .render(row(1), buf);
+        }
+        if area.height > 2 && h.budget.is_none() {
+            no_budget(theme).render(row(2), buf);
+        }
+        return;
+    }
+
     // Row 2: the numbers, with shorter labels when narrow.
     if area.height > 1 {
         Line::from(figures(h, theme, w)).render(row(1), buf);
@@ -99,13 +120,16 @@ pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &
     if area.height > 2 {
         match h.budget {
             Some(budget) => gauges(h, budget, theme, row(2), buf),
-            None => Line::from(vec![
-                Span::styled("no budget set ", theme.warn()),
-                Span::styled("(budget.monthly_usd)", theme.muted()),
-            ])
-            .render(row(2), buf),
+            None => no_budget(theme).render(row(2), buf),
         }
     }
+}
+
+fn no_budget(theme: Theme) -> Line<'static> {
+    Line::from(vec![
+        Span::styled("no budget set ", theme.warn()),
+        Span::styled("(budget.monthly_usd)", theme.muted()),
+    ])
 }
 
 fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {

@@ -34,7 +34,7 @@ use ratatui::layout::{Alignment, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Paragraph, Widget, Wrap};
 
-use crate::app::view::{BackfillProgress, Screen};
+use crate::app::view::{BackfillProgress, Screen, ScrollLimits};
 use theme::Theme;
 
 /// Smallest terminal the overview is drawn in.
@@ -105,8 +105,46 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
     if let Some(pane) = screen.alerts {
         alerts::render(pane, theme, body, buf);
     }
+    if let Some(scroll) = screen.anomaly_log {
+        anomalies::render_log(
+            &listed_anomalies(screen),
+            scroll,
+            &screen.status.keys.select,
+            theme,
+            body,
+            buf,
+        );
+    }
     if let Some(lines) = screen.help {
-        help::render(lines, theme, area, buf);
+        help::render(
+            lines,
+            screen.help_scroll,
+            &screen.status.keys.select,
+            theme,
+            area,
+            buf,
+        );
+    }
+}
+
+/// How far the help and the anomaly log scroll on a terminal of this size, and
+/// their pages: the keys that scroll them stop at the end.
+pub fn scroll_limits(screen: &Screen, width: u16, height: u16) -> ScrollLimits {
+    let area = Rect::new(0, 0, width, height);
+    let body = Rect {
+        y: header::HEIGHT.min(height),
+        height: height.saturating_sub(header::HEIGHT + 1),
+        ..area
+    };
+    let help_lines = screen.help.unwrap_or_default();
+    let (help, help_page) = help::scroll_limits(help_lines, area);
+    let (anomaly_log, anomaly_log_page) =
+        anomalies::log_scroll_limits(&listed_anomalies(screen), body);
+    ScrollLimits {
+        help,
+        help_page,
+        anomaly_log,
+        anomaly_log_page,
     }
 }
 
@@ -146,7 +184,15 @@ fn layout(screen: &Screen, body: Rect) -> Panes {
     let listed = listed_anomalies(screen);
     let has_anomalies = !listed.is_empty();
     let feat_want = features::desired_height(&o.features);
-    let anom_want = anomalies::desired_height(&listed, body.width);
+    // Many anomalies leave the features in view: the pane takes at most what the
+    // features and the lower panes' least leave, or a third of the body (at least
+    // 4 rows) where that is more; the anomaly log (`n`) lists them all.
+    let anom_cap = body
+        .height
+        .saturating_sub(features::desired_height(&o.features) + 3)
+        .max(body.height / 3)
+        .max(4);
+    let anom_want = anomalies::desired_height(&listed, body.width).min(anom_cap);
     let bottom_want = drivers::desired_height(&o.top_drivers).max(3);
 
     // Each pane's least and wanted heights; the least are handed out first, in order
@@ -234,7 +280,14 @@ fn overview(screen: &Screen, theme: Theme, body: Rect, buf: &mut Buffer) {
         features::render(&o.features, screen.selected, theme, panes.features, buf);
     }
     if !panes.anomalies.is_empty() {
-        anomalies::render(&listed_anomalies(screen), theme, panes.anomalies, buf);
+        anomalies::render(
+            &listed_anomalies(screen),
+            &screen.status.keys.anomaly_log,
+            screen.status.alerts_firing,
+            theme,
+            panes.anomalies,
+            buf,
+        );
     }
     if !panes.drivers.is_empty() {
         drivers::render(&o.top_drivers, o.week_total, theme, panes.drivers, buf);
@@ -249,16 +302,19 @@ fn loading(progress: BackfillProgress, theme: Theme, body: Rect, buf: &mut Buffe
     let BackfillProgress {
         done_steps,
         total_steps,
+        history_days,
     } = progress;
     let ratio = if total_steps == 0 {
         0.0
     } else {
-        done_steps as f64 / total_steps as f64
+        (done_steps as f64 / total_steps as f64).min(1.0)
     };
-    let label = if total_steps == 0 {
-        "Loading history…".to_string()
-    } else {
-        format!("Loading history: {done_steps}/{total_steps} days")
+    // Steps are the source's queries, not days: the label says how much history,
+    // the gauge how far.
+    let label = match history_days {
+        0 => "Loading history…".to_string(),
+        1 => "Loading the last day of history…".to_string(),
+        d => format!("Loading the last {d} days of history…"),
     };
     let bar_w = (body.width as usize).saturating_sub(12).min(50);
     let (full, empty) = format::gauge(ratio, bar_w);

@@ -10,7 +10,7 @@ use ratatui::widgets::Widget;
 
 use super::theme::{Level, Theme};
 use super::{format, spans_width, text};
-use crate::app::view::StatusView;
+use crate::app::view::{AlertPartKind, StatusView};
 use crate::model::{Connection, TailMode};
 
 /// Watermark lag shown from this many seconds on.
@@ -32,6 +32,8 @@ struct Segment {
     spans: Vec<Span<'static>>,
     /// Cut to the room left rather than dropped (one span).
     cut_to_fit: bool,
+    /// A shorter form, used where the whole does not fit.
+    short: Option<Vec<Span<'static>>>,
 }
 
 pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect, buf: &mut Buffer) {
@@ -42,11 +44,20 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     let (badge, level, error) = match &status.connection {
         Connection::Live => (" Live ".to_string(), Level::Good, None),
         Connection::Connecting => (" Connecting… ".to_string(), Level::Warn, None),
+        // Steps are six-hour chunks (days in the demo): the share is what means
+        // something.
         Connection::Backfilling {
             done_steps,
             total_steps,
         } => (
-            format!(" Backfilling {done_steps}/{total_steps} "),
+            if *total_steps == 0 {
+                " Backfilling ".to_string()
+            } else {
+                format!(
+                    " Backfilling {} ",
+                    format::percent((*done_steps as f64 / *total_steps as f64).min(1.0))
+                )
+            },
             Level::Warn,
             None,
         ),
@@ -66,6 +77,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     if status.paused {
         segs.push(Segment {
             cut_to_fit: false,
+            short: None,
             priority: 1,
             spans: vec![Span::styled(" PAUSED ", theme.badge(Level::Warn))],
         });
@@ -74,6 +86,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     if !endpoint.is_empty() {
         segs.push(Segment {
             cut_to_fit: false,
+            short: None,
             priority: 6,
             spans: vec![Span::raw(endpoint)],
         });
@@ -94,6 +107,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     };
     segs.push(Segment {
         cut_to_fit: false,
+        short: None,
         priority: 2,
         spans: if age.is_empty() {
             vec![Span::styled("no data yet", theme.muted())]
@@ -107,6 +121,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     if status.rejected > 0 {
         segs.push(Segment {
             cut_to_fit: false,
+            short: None,
             priority: 3,
             spans: vec![Span::styled(
                 format!("{} rejected", format::count(status.rejected)),
@@ -124,6 +139,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             .collect();
         segs.push(Segment {
             cut_to_fit: false,
+            short: None,
             priority: 8,
             spans: vec![Span::styled(detail.join(", "), theme.warn())],
         });
@@ -131,6 +147,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     if let Some(lag) = status.watermark_lag_secs.filter(|l| *l > LAG_SHOWN_SECS) {
         segs.push(Segment {
             cut_to_fit: false,
+            short: None,
             priority: 4,
             spans: vec![Span::styled(
                 format!("lag {}", format::secs(lag)),
@@ -144,33 +161,42 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             cut_to_fit: true,
             priority: 4,
             spans: vec![Span::styled(text::clean(note, 80), theme.warn())],
+            short: None,
         });
     }
-    // Alerts: what fires, Slack's state; a Slack configuration error keeps its room,
-    // and the answer to a key (or the silence prompt) comes right after the
-    // connection, cut rather than dropped.
-    if let Some((alerts, problem)) = &status.alerts {
+    // Alerts, each part fitted on its own: what fires and Slack's state right after
+    // the age (they show at 80 columns), a problem (Slack misconfigured) cut rather
+    // than dropped, desktop notifications in one word; the answer to a key (or the
+    // silence prompt) comes right after the connection, cut rather than dropped.
+    for part in &status.alerts {
+        let (priority, cut_to_fit) = match part.kind {
+            AlertPartKind::Answer => (1, true),
+            AlertPartKind::Count => (2, false),
+            AlertPartKind::Problem => (2, true),
+            AlertPartKind::Slack => (3, false),
+            AlertPartKind::State => (5, false),
+            AlertPartKind::Desktop => (6, false),
+        };
+        let style = if part.problem {
+            theme.level(Level::Bad)
+        } else if matches!(part.kind, AlertPartKind::Count | AlertPartKind::Answer) {
+            theme.warn()
+        } else {
+            theme.muted()
+        };
         segs.push(Segment {
-            cut_to_fit: status.alerts_answer,
-            priority: if status.alerts_answer {
-                1
-            } else if *problem {
-                2
-            } else {
-                4
-            },
-            spans: vec![Span::styled(
-                text::clean(alerts, 160),
-                if *problem {
-                    theme.level(Level::Bad)
-                } else {
-                    theme.warn()
-                },
-            )],
+            cut_to_fit,
+            priority,
+            spans: vec![Span::styled(text::clean(&part.text, 160), style)],
+            short: part
+                .short
+                .as_ref()
+                .map(|t| vec![Span::styled(text::clean(t, 40), style)]),
         });
     }
     segs.push(Segment {
         cut_to_fit: false,
+        short: None,
         priority: 5,
         spans: vec![
             Span::raw(format::rate(status.events_per_sec)),
@@ -179,6 +205,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     });
     segs.push(Segment {
         cut_to_fit: false,
+        short: None,
         priority: 8,
         spans: vec![
             Span::raw(format::count(status.rows_read)),
@@ -189,30 +216,34 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     let mode = match status.mode {
         TailMode::IdOverlap | TailMode::KeysetOverlap | TailMode::WindowOverlap => Segment {
             cut_to_fit: false,
+            short: None,
             priority: 4,
             spans: vec![Span::styled(status.mode.label(), theme.warn())],
         },
         _ => Segment {
             cut_to_fit: false,
+            short: None,
             priority: 9,
             spans: vec![Span::styled(status.mode.label(), theme.muted())],
         },
     };
     segs.push(mode);
 
-    let key = |k: &'static str| Span::styled(k, theme.key());
+    // The keys in effect (`[keys]` may rebind them).
+    let k = &status.keys;
+    let key = |k: &str| Span::styled(text::clean(k, 12), theme.key());
     let label = |l: &'static str| Span::styled(l, theme.muted());
     let full_hint = vec![
-        key("q"),
+        key(&k.quit),
         label(" quit  "),
-        key("↑↓"),
+        key(&k.select),
         label(" select  "),
-        key("r"),
+        key(&k.refresh),
         label(" refresh  "),
-        key("?"),
+        key(&k.help),
         label(" help"),
     ];
-    let short_hint = vec![key("?"), label(" help")];
+    let short_hint = vec![key(&k.help), label(" help")];
 
     let badge = vec![Span::styled(badge, theme.badge(level))];
     let error_w = error.as_ref().map_or(0, |e| text::width(e));
@@ -223,45 +254,77 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     // Pick segments by priority while they fit beside the badge, the error and a
     // short hint. Segments from the ev/s rate down (priority 5+) also yield to the
     // whole error; the full key hint counts as one more segment (priority 7).
-    const HINT: usize = usize::MAX;
+    #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+    enum Item {
+        /// A segment, in its short form when it has one.
+        Seg(usize),
+        /// A kept segment's whole form instead of its short one: worth less than
+        /// the segments three priorities down (so the alert count and Slack's
+        /// state both show before either says more).
+        Whole(usize),
+        /// The full key hint (priority 7).
+        Hint,
+    }
     let mut used = spans_width(&badge) + error_keep + 1 + short_w;
     let mut keep = vec![false; segs.len()];
+    let mut whole = vec![true; segs.len()];
     let mut full = false;
-    let mut order: Vec<(u8, usize)> = segs
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.priority, i))
-        .collect();
-    order.push((7, HINT));
+    let mut order: Vec<(u8, Item)> = Vec::new();
+    for (i, seg) in segs.iter().enumerate() {
+        order.push((seg.priority, Item::Seg(i)));
+        if seg.short.is_some() {
+            order.push((seg.priority.saturating_add(3), Item::Whole(i)));
+        }
+    }
+    order.push((7, Item::Hint));
     order.sort();
-    for (priority, i) in order {
-        let need = if i == HINT {
-            full_w - short_w
-        } else {
-            sep_w + spans_width(&segs[i].spans)
-        };
+    let width_of = |seg: &Segment, whole: bool| match (&seg.short, whole) {
+        (Some(short), false) => spans_width(short),
+        _ => spans_width(&seg.spans),
+    };
+    for (priority, item) in order {
         let reserve = if priority >= 5 {
             error_w - error_keep
         } else {
             0
         };
-        if used + need + reserve <= w {
-            used += need;
-            if i == HINT {
-                full = true;
-            } else {
-                keep[i] = true;
+        match item {
+            Item::Hint => {
+                if used + full_w - short_w + reserve <= w {
+                    used += full_w - short_w;
+                    full = true;
+                }
             }
-        } else if i != HINT && segs[i].cut_to_fit {
-            let room = w.saturating_sub(used + sep_w + reserve);
-            if room >= ANSWER_MIN.min(need - sep_w) {
-                let seg = &mut segs[i];
-                let style = seg.spans.first().map(|s| s.style).unwrap_or_default();
-                let text: String = seg.spans.iter().map(|s| s.content.as_ref()).collect();
-                seg.spans = vec![Span::styled(text::fit(&text, room), style)];
-                used += sep_w + spans_width(&seg.spans);
-                keep[i] = true;
+            Item::Seg(i) => {
+                whole[i] = segs[i].short.is_none();
+                let need = sep_w + width_of(&segs[i], whole[i]);
+                if used + need + reserve <= w {
+                    used += need;
+                    keep[i] = true;
+                } else if segs[i].cut_to_fit {
+                    let room = w.saturating_sub(used + sep_w + reserve);
+                    if room >= ANSWER_MIN.min(need - sep_w) {
+                        let seg = &mut segs[i];
+                        let style = seg.spans.first().map(|s| s.style).unwrap_or_default();
+                        let text: String = seg.spans.iter().map(|s| s.content.as_ref()).collect();
+                        seg.spans = vec![Span::styled(text::fit(&text, room), style)];
+                        used += sep_w + spans_width(&seg.spans);
+                        keep[i] = true;
+                    }
+                }
             }
+            Item::Whole(i) => {
+                let extra = width_of(&segs[i], true).saturating_sub(width_of(&segs[i], false));
+                if keep[i] && used + extra + reserve <= w {
+                    used += extra;
+                    whole[i] = true;
+                }
+            }
+        }
+    }
+    for (seg, whole) in segs.iter_mut().zip(&whole) {
+        if !whole && let Some(short) = seg.short.take() {
+            seg.spans = short;
         }
     }
     let hint = if full {
@@ -294,6 +357,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::view::AlertPart;
 
     fn line(status: &StatusView, width: u16) -> String {
         let area = Rect::new(0, 0, width, 1);
@@ -329,26 +393,19 @@ mod tests {
 
     #[test]
     fn the_answer_to_a_key_shows_on_an_80_column_terminal() {
-        let summary = "alerts: 2 firing, 1 pending · Slack: 4 sent · desktop notifications \
-                       unavailable: no D-Bus session bus";
         let mut status = StatusView {
             endpoint: "db.internal:5432/llm".into(),
             connection: Connection::Live,
             last_refresh: Some(Utc::now()),
             events_per_sec: 41.0,
             rows_read: 123_456,
-            alerts: Some((summary.into(), false)),
             ..StatusView::default()
         };
-        // The standing summary is too long for 80 columns: dropped, as before.
-        assert!(
-            !line(&status, 80).contains("alerts:"),
-            "{}",
-            line(&status, 80)
-        );
         // A key's answer takes the room of lesser segments.
-        status.alerts = Some(("silenced support_qa spike until 14:30 UTC".into(), false));
-        status.alerts_answer = true;
+        status.alerts = vec![AlertPart::new(
+            AlertPartKind::Answer,
+            "silenced support_qa spike until 14:30 UTC",
+        )];
         let l = line(&status, 80);
         assert!(
             l.contains("silenced support_qa spike until 14:30 UTC"),
@@ -356,14 +413,95 @@ mod tests {
         );
         assert!(l.contains(" Live ") && l.contains("? help"), "{l}");
         // The silence prompt: what is typed stays, the help after it is cut.
-        status.alerts = Some((
-            "silence feature support_qa until: 14:3▏ (HH:MM UTC or 90m; Enter sets, Esc cancels)"
-                .into(),
-            false,
-        ));
+        status.alerts = vec![AlertPart::new(
+            AlertPartKind::Answer,
+            "silence feature support_qa until: 14:3▏ (HH:MM UTC or 90m; Enter sets, Esc cancels)",
+        )];
         let l = line(&status, 80);
         assert!(l.contains("silence feature support_qa until: 14:3▏"), "{l}");
         assert!(l.contains('…') && !l.contains("Esc cancels"), "{l}");
+    }
+
+    /// The alert count and Slack's state at 80 columns (issue 16 item 10): they come
+    /// before the endpoint, the rate and the row count; desktop notifications take
+    /// one word, where there is room.
+    #[test]
+    fn the_alert_count_and_slack_show_at_80_columns() {
+        let summary = crate::app::alerts::AlertsSummary {
+            firing: 18,
+            pending: 2,
+            shared: true,
+            slack: "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)".into(),
+            desktop: Some(
+                "desktop notifications unavailable: no D-Bus session bus (I/O error: No such \
+                 file or directory (os error 2))"
+                    .into(),
+            ),
+            ..Default::default()
+        };
+        let status = StatusView {
+            endpoint: "db.internal:5432/llm".into(),
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            events_per_sec: 41.0,
+            rows_read: 123_456,
+            rejected: 3,
+            alerts: summary.parts(Utc::now()),
+            ..StatusView::default()
+        };
+        let narrow = line(&status, 80);
+        assert!(
+            narrow.contains("alerts: 18 firing") && narrow.contains("Slack off"),
+            "{narrow}"
+        );
+        assert!(
+            narrow.contains(" Live ") && narrow.contains("? help"),
+            "{narrow}"
+        );
+        assert!(!narrow.contains("D-Bus"), "{narrow}");
+        let wide = line(&status, 200);
+        for part in [
+            "alerts: 18 firing, 2 pending",
+            "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)",
+            "desktop: off",
+            "db.internal:5432/llm",
+            "41 ev/s",
+            "q quit",
+        ] {
+            assert!(wide.contains(part), "{part}: {wide}");
+        }
+        assert!(
+            !wide.contains("D-Bus") && !wide.contains("unavailable"),
+            "{wide}"
+        );
+    }
+
+    /// `[keys] quit = ["x"]` shows as "x quit", not "q quit" (issue 16 item 26).
+    #[test]
+    fn the_key_hints_follow_the_keymap() {
+        let overrides = std::collections::BTreeMap::from([
+            ("quit".to_string(), vec!["x".to_string()]),
+            ("refresh".to_string(), vec!["F5".to_string()]),
+            ("help".to_string(), vec!["F1".to_string()]),
+        ]);
+        let keymap = crate::app::keymap::Keymap::with_overrides(&overrides).unwrap();
+        let status = StatusView {
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            keys: keymap.hints(),
+            ..StatusView::default()
+        };
+        let wide = line(&status, 120);
+        assert!(
+            wide.contains("x quit  ↑↓ select  F5 refresh  F1 help"),
+            "{wide}"
+        );
+        assert!(
+            !wide.contains("q quit") && !wide.contains("? help"),
+            "{wide}"
+        );
+        let narrow = line(&status, 40);
+        assert!(narrow.contains("F1 help"), "{narrow}");
     }
 
     #[test]

@@ -274,7 +274,94 @@ fn anomalies_that_do_not_fit_are_counted() {
     let buf = buffer(&fixtures::many_anomalies(), 80, 16);
     let text = screen_text(&buf);
     assert!(text.contains(" ! 3 ANOMALIES "), "{text}");
-    assert!(text.contains("more (see the anomaly log)"), "{text}");
+    // The key that opens the full list, not a log nothing opens (issue 16 item 12).
+    assert!(text.contains("more: n opens the anomaly log"), "{text}");
+}
+
+/// Issue 16 item 12: nine anomalies at 120x40 leave every feature in view; the
+/// pane names the key of the full list, which shows all nine.
+#[test]
+fn nine_anomalies_leave_the_features_in_view_and_the_log_lists_them_all() {
+    let f = fixtures::nine_anomalies();
+    let text = screen_text(&buffer(&f, 120, 40));
+    for feature in &f.overview.features {
+        assert!(text.contains(&feature.name), "{}:\n{text}", feature.name);
+    }
+    assert!(text.contains("more: n opens the anomaly log"), "{text}");
+    assert!(!text.contains("feature_5 jumped"), "{text}");
+    // The log, over the body, scrolled to its end: the last anomaly in full.
+    let mut screen = f.screen();
+    let (max, _) =
+        super::anomalies::log_scroll_limits(&f.overview.anomalies, Rect::new(0, 3, 120, 36));
+    screen.anomaly_log = Some(max);
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    terminal.draw(|frame| draw(frame, &screen)).unwrap();
+    let log = screen_text(terminal.backend().buffer());
+    assert!(
+        log.contains("Anomaly log: 9 now, most severe first"),
+        "{log}"
+    );
+    assert!(log.contains("feature_5 jumped 320%"), "{log}");
+    assert!(log.contains("Esc closes"), "{log}");
+    // At 80x24 nothing is cut: long lines wrap (the first anomaly's contributors).
+    screen.anomaly_log = Some(0);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| draw(frame, &screen)).unwrap();
+    let log = screen_text(terminal.backend().buffer());
+    assert!(log.contains("tenant acme-corp $29.00 70%"), "{log}");
+    assert!(
+        log.contains("keep firing a while after their anomaly clears"),
+        "{log}"
+    );
+    // ... and every anomaly can be scrolled to.
+    let (max, _) =
+        super::anomalies::log_scroll_limits(&f.overview.anomalies, Rect::new(0, 3, 80, 20));
+    screen.anomaly_log = Some(max);
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+    terminal.draw(|frame| draw(frame, &screen)).unwrap();
+    let log = screen_text(terminal.backend().buffer());
+    assert!(log.contains("feature_5 jumped 320%"), "{log}");
+}
+
+/// Issue 16 item 10: at 80 columns the alert count and Slack's state show; the
+/// desktop state is one word where there is room, never the D-Bus error; the
+/// anomaly pane says what it counts against the alerts.
+#[test]
+fn the_alert_count_and_slack_show_at_80_columns_and_the_counts_are_explained() {
+    let f = fixtures::nine_anomalies();
+    let buf = buffer(&f, 80, 24);
+    let status = row(&buf, 23);
+    for s in [" Live ", "alerts: 18 firing", "Slack off", "? help"] {
+        assert!(status.contains(s), "missing {s:?} in {status:?}");
+    }
+    let text = screen_text(&buf);
+    assert!(!text.contains("D-Bus"), "{text}");
+    assert!(text.contains("! 9 ANOMALIES NOW"), "{text}");
+    assert!(text.contains("18 alerts firing"), "{text}");
+    let buf = buffer(&f, 200, 50);
+    let status = row(&buf, 49);
+    for s in [
+        "alerts: 18 firing, 2 pending",
+        "Slack off (set BURNRATE_SLACK_WEBHOOK_URL)",
+        "desktop: off",
+        "q quit",
+    ] {
+        assert!(status.contains(s), "missing {s:?} in {status:?}");
+    }
+    assert!(!status.contains("D-Bus"), "{status}");
+    let text = screen_text(&buf);
+    assert!(
+        text.contains("18 alerts firing, incl. held after clearing and monitor health (L)"),
+        "{text}"
+    );
+    // Fewer alerts than anomalies: said why too.
+    let mut fewer = fixtures::nine_anomalies();
+    fewer.status.alerts_firing = Some(5);
+    let text = screen_text(&buffer(&fewer, 200, 50));
+    assert!(
+        text.contains("5 alerts firing: a name's spikes share one; new ones pend first (L)"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -331,9 +418,20 @@ fn a_disconnection_says_how_old_the_data_is_and_why() {
 fn backfill_shows_progress_instead_of_a_blank_screen() {
     let buf = buffer(&fixtures::backfilling(), 80, 24);
     let text = screen_text(&buf);
-    assert!(text.contains("Loading history: 12/31 days"), "{text}");
-    assert!(text.contains("39%"), "{text}");
-    assert!(text.contains("Backfilling 12/31"), "{text}");
+    // Days of history, not six-hour chunks counted as days (issue 16 item 18).
+    assert!(
+        text.contains("Loading the last 35 days of history"),
+        "{text}"
+    );
+    assert!(text.contains("19%"), "{text}");
+    assert!(text.contains("Backfilling 19%"), "{text}");
+    assert!(!text.contains("27/142"), "{text}");
+    // What the header knows without the history, and nothing it does not.
+    assert!(text.contains("Nov 2026, UTC  day 13.1 of 30"), "{text}");
+    assert!(text.contains("budget $20,000/month"), "{text}");
+    for bad in ["$0.00", "no budget set", "()", "day 0.0 of 0"] {
+        assert!(!text.contains(bad), "{bad}: {text}");
+    }
     assert!(
         !text.contains("Spend by feature"),
         "panes wait for the history"
