@@ -149,8 +149,8 @@ fn an_hourly_job_at_the_same_minutes_is_quiet() {
     let digest = RecurringJob::hourly_digest();
     // 21 days watched, then a whole hour (the digest at :10-:15) minute by minute.
     let hour = utc("2026-03-22T10:00:00Z");
-    let base = watched(hour, 21, &[digest.clone()], &[]);
-    let found = through_hour(&base, hour, &[digest.clone()]);
+    let base = watched(hour, 21, std::slice::from_ref(&digest), &[]);
+    let found = through_hour(&base, hour, std::slice::from_ref(&digest));
     assert!(found.is_empty(), "{:#?}", names(&found));
 }
 
@@ -162,7 +162,7 @@ fn an_hourly_job_is_quiet_right_after_a_backfill_too() {
     let p = DetectParams::default();
     for m in 10..=30 {
         let now = utc("2026-03-22T10:00:00Z") + Duration::minutes(m);
-        let store = backfilled(now, 21, &[digest.clone()]);
+        let store = backfilled(now, 21, std::slice::from_ref(&digest));
         let found = detect(&store, now, &p);
         assert!(found.is_empty(), "10:{m}: {:#?}", names(&found));
     }
@@ -172,8 +172,8 @@ fn an_hourly_job_is_quiet_right_after_a_backfill_too() {
 fn a_nightly_batch_at_the_same_time_is_quiet() {
     let batch = RecurringJob::nightly_batch();
     let hour = utc("2026-03-22T02:00:00Z");
-    let base = watched(hour, 21, &[batch.clone()], &[]);
-    let found = through_hour(&base, hour, &[batch.clone()]);
+    let base = watched(hour, 21, std::slice::from_ref(&batch), &[]);
+    let found = through_hour(&base, hour, std::slice::from_ref(&batch));
     assert!(found.is_empty(), "{:#?}", names(&found));
 }
 
@@ -182,7 +182,7 @@ fn the_hourly_job_at_a_new_minute_shows() {
     let digest = RecurringJob::hourly_digest();
     let moved = digest.at(Every::Hour { minute: 40 });
     let hour = utc("2026-03-22T10:00:00Z");
-    let base = watched(hour, 21, &[digest.clone()], &[]);
+    let base = watched(hour, 21, std::slice::from_ref(&digest), &[]);
     let found = through_hour(&base, hour, &[moved]);
     assert!(
         about(&found, &["summarize", "gpt-4o", "svc_digest"]),
@@ -205,7 +205,7 @@ fn the_nightly_batch_at_a_new_hour_shows() {
         minute: 20,
     });
     let hour = utc("2026-03-22T14:00:00Z");
-    let base = watched(hour, 21, &[batch.clone()], &[]);
+    let base = watched(hour, 21, std::slice::from_ref(&batch), &[]);
     let found = through_hour(&base, hour, &[moved]);
     assert!(
         about(
@@ -221,7 +221,7 @@ fn the_nightly_batch_at_a_new_hour_shows() {
 fn twice_the_usual_job_shows() {
     let digest = RecurringJob::hourly_digest();
     let hour = utc("2026-03-22T10:00:00Z");
-    let base = watched(hour, 21, &[digest.clone()], &[]);
+    let base = watched(hour, 21, std::slice::from_ref(&digest), &[]);
     let found = through_hour(&base, hour, &[digest.times(2)]);
     assert!(
         about(&found, &["summarize", "svc_digest"]),
@@ -231,7 +231,7 @@ fn twice_the_usual_job_shows() {
 
     let batch = RecurringJob::nightly_batch();
     let hour = utc("2026-03-22T02:00:00Z");
-    let base = watched(hour, 21, &[batch.clone()], &[]);
+    let base = watched(hour, 21, std::slice::from_ref(&batch), &[]);
     let found = through_hour(&base, hour, &[batch.times(2)]);
     assert!(
         about(&found, &["extract_entities", "svc_batch"]),
