@@ -1955,6 +1955,7 @@ mod tests {
                 mode: TailMode::TxWatermark,
                 watermark_lag_secs: None,
                 absent: Vec::new(),
+                note: None,
             }),
             now,
         );
