@@ -88,6 +88,52 @@ fn an_anomaly_shows_its_onset_not_its_windows_start() {
 }
 
 #[test]
+fn the_onset_is_not_pulled_back_by_traffic_a_little_above_its_baseline() {
+    // The last three hours run 20% above the 14 days before them (a busy day, the
+    // baseline's own rhythm), with one user at a few cents since 16:20; the loop
+    // begins at 17:09. A running sum of (minute - usual) would find its lowest point
+    // at the start of its look-back (16:15) for the feature, and at the user's first
+    // cent for the user; the onset is the loop's first minute for both.
+    let now = utc("2026-12-07T17:14:30Z");
+    let loop_from = utc("2026-12-07T17:09:00Z");
+    let mut store = busy_hour_with_loop(now, loop_from);
+    let mut facts = Vec::new();
+    let mut t = now - Duration::hours(3);
+    while t < now {
+        for u in 0..2 {
+            let model = if u % 2 == 0 { "gpt-4o" } else { "gpt-4o-mini" };
+            let user = format!("user_{u:02}");
+            facts.push(fact(
+                t,
+                "support_qa",
+                &user,
+                model,
+                Money::from_micros(100_000),
+                2,
+            ));
+        }
+        if t >= utc("2026-12-07T16:20:00Z") && t < loop_from {
+            facts.push(fact(
+                t,
+                "support_qa",
+                "user_loop",
+                "claude-sonnet-4",
+                Money::from_micros(20_000),
+                1,
+            ));
+        }
+        t += Duration::minutes(1);
+    }
+    store.apply(&FactBatch::of_rows(facts), now);
+    let found = detect(&store, now, &DetectParams::default());
+    let spike = find(&found, "spike_", Dim::Feature, "support_qa");
+    assert_eq!(spike.since, Some(loop_from), "{spike:#?}");
+    for a in found.iter().filter(|a| a.name == "user_loop") {
+        assert_eq!(a.since, Some(loop_from), "{a:#?}");
+    }
+}
+
+#[test]
 fn contributors_are_parts_of_the_observed_spend() {
     // A 5-minute spike in a busy hour: each contributor's amount is its spend in
     // the window on the feature, so none exceeds the observed total, the parts of a

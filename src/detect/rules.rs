@@ -441,12 +441,15 @@ pub(super) enum Onset {
     Requests,
 }
 
-/// When an excess seen over `[start, now)` began, to the minute: the minute from
-/// which spend (or requests) ran furthest above `usual_per_minute` in total, i.e.
-/// the lowest point of the running sum of (minute - usual) (a CUSUM change point).
-/// Looked for over the window and, for short windows, the hour before its end,
-/// within the minutes the store holds by minute. A window's start says when the
-/// measuring began, not when the problem did.
+/// When an excess seen over `[start, now)` began, to the minute: the first minute
+/// of the last run of a CUSUM with an allowance of half the gap between the usual
+/// rate and the window's level. Minutes nearer the usual rate than the excess reset
+/// it, so ordinary noise or a level drifting a little above its baseline before the
+/// problem is not taken for the problem (a plain running sum walked back to the
+/// start of its look-back on such traffic), while a dip inside a strong excess does
+/// not cut it. Looked for over the window and, for short windows, the hour before
+/// its end, within the minutes the store holds by minute. A window's start says
+/// when the measuring began, not when the problem did.
 pub(super) fn onset(
     store: &Store,
     (dim, id): (Dim, NameId),
@@ -463,23 +466,31 @@ pub(super) fn onset(
         return start;
     }
     let usual = usual_per_minute.max(0.0);
-    // Minutes at about the usual rate before the excess are not part of it: the
-    // latest point within half a usual minute of the lowest is the onset.
-    let tolerance = 0.5 * usual + 1e-9;
-    let (mut sum, mut lowest, mut at) = (0.0, 0.0, from_min);
-    for m in from_min..=end_min {
-        if sum <= lowest + tolerance {
-            lowest = lowest.min(sum);
-            at = m;
-        }
+    let minute = |m: i64| {
         let a = store.minutes_of(dim, Some(id), m, m);
-        let x = match by {
+        match by {
             Onset::Cost => a.cost.as_f64(),
             Onset::Requests => a.requests as f64,
-        };
-        sum += x - usual;
+        }
+    };
+    let window_from = Calendar::minute_index(start).max(from_min);
+    let level = (window_from..=end_min).map(minute).sum::<f64>() / minutes_between(start, now);
+    if level <= usual {
+        return start;
     }
-    Calendar::minute_start(at)
+    let bar = usual + 0.5 * (level - usual);
+    let (mut sum, mut run_start, mut onset_min) = (0.0_f64, None, None);
+    for m in from_min..=end_min {
+        let next = (sum + minute(m) - bar).max(0.0);
+        if next > 0.0 {
+            let began = *run_start.get_or_insert(m);
+            onset_min = Some(began);
+        } else {
+            run_start = None;
+        }
+        sum = next;
+    }
+    onset_min.map_or(start, Calendar::minute_start)
 }
 
 fn fast_candidates(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candidate> {

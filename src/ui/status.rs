@@ -129,8 +129,9 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
-    // Which reasons, where there is room: before the row count and the tail mode,
-    // after everything else.
+    // Which reasons, where there is room: a data problem says more than Slack's
+    // or the desktop's set-up advice, the row count and the tail mode; less than
+    // the alert count and the rate.
     if status.rejected > 0 && !status.rejected_by_reason.is_empty() {
         let detail: Vec<String> = status
             .rejected_by_reason
@@ -140,7 +141,7 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
         segs.push(Segment {
             cut_to_fit: false,
             short: None,
-            priority: 8,
+            priority: 6,
             spans: vec![Span::styled(detail.join(", "), theme.warn())],
         });
     }
