@@ -145,7 +145,7 @@ impl AlertsSummary {
                     K::State,
                     "database unreachable: alert state in the local file (dedupe on this machine)",
                 )
-                .or_short("alert state: local file")
+                .or_short("alert state in the local file")
             } else {
                 AlertPart::new(K::State, "state not shared (local file)")
             });

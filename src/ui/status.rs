@@ -175,7 +175,9 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             AlertPartKind::Count => (2, false),
             AlertPartKind::Problem => (2, true),
             AlertPartKind::Slack => (3, false),
-            AlertPartKind::State => (5, false),
+            // During an outage, where alerts go now matters as much as Slack's state:
+            // it keeps its room beside the disconnection's error.
+            AlertPartKind::State => (3, false),
             AlertPartKind::Desktop => (6, false),
         };
         let style = if part.problem {
