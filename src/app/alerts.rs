@@ -71,48 +71,13 @@ pub struct AlertsSummary {
 }
 
 impl AlertsSummary {
-    /// True while [`AlertsSummary::line`] shows the answer to the last key.
+    /// True while [`AlertsSummary::parts`] shows the answer to the last key.
     pub fn note_shown(&self, now: DateTime<Utc>) -> bool {
         self.note
             .as_ref()
             .is_some_and(|(_, at)| now - *at < Duration::seconds(8))
     }
 
-    /// One status-bar segment, and whether it is a problem.
-    pub fn line(&self, now: DateTime<Utc>) -> (String, bool) {
-        if let Some((note, _)) = self.note.as_ref().filter(|_| self.note_shown(now)) {
-            return (note.clone(), false);
-        }
-        let mut parts = vec![format!(
-            "alerts: {} firing, {} pending",
-            self.firing, self.pending
-        )];
-        if self.acknowledged > 0 {
-            parts.push(format!("{} acked", self.acknowledged));
-        }
-        if !self.silences.is_empty() {
-            parts.push(format!("{} silenced", self.silences.len()));
-        }
-        parts.push(self.slack.clone());
-        if !self.shared {
-            parts.push(if self.state.contains("is unreachable") {
-                "database unreachable: alert state in the local file (dedupe on this machine)"
-                    .into()
-            } else {
-                "state not shared (local file)".into()
-            });
-        }
-        if let Some(d) = &self.desktop {
-            parts.push(d.clone());
-        }
-        if let Some(p) = &self.problem {
-            parts.push(p.clone());
-        }
-        (parts.join(" · "), self.problem.is_some())
-    }
-}
-
-impl AlertsSummary {
     /// The status bar's alert segments: the answer to the last key while it shows,
     /// else what fires, Slack's state, whether the state is shared, desktop
     /// notifications in one word (the reason is in the log), and a problem.
@@ -648,13 +613,13 @@ mod tests {
             firing: 1,
             ..AlertsSummary::default()
         };
-        assert!(
-            s.line(now)
-                .0
-                .contains("database unreachable: alert state in the local file")
-        );
+        let line = |s: &AlertsSummary| {
+            let texts: Vec<String> = s.parts(now).into_iter().map(|p| p.text).collect();
+            texts.join(" · ")
+        };
+        assert!(line(&s).contains("database unreachable: alert state in the local file"));
         s.state = "local file /x/alerts.json (read-only role)".into();
-        assert!(s.line(now).0.contains("state not shared (local file)"));
+        assert!(line(&s).contains("state not shared (local file)"));
     }
 
     #[test]
