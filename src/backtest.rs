@@ -177,6 +177,7 @@ impl World {
         let rows = facts.iter().map(|f| f.agg.requests).sum();
         self.store.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 facts,
                 rows,
                 rejected: Default::default(),

@@ -120,6 +120,18 @@ pub struct Fact {
     pub agg: Agg,
 }
 
+/// A total of one name of one dimension (or of everything, `dim` None) over the
+/// hour starting at `at`; a user's is over the coarse hours of the billing day
+/// starting at `at` (see `Store::detail_floor`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DimFact {
+    pub at: DateTime<Utc>,
+    pub dim: Option<Dim>,
+    /// Empty means NULL/empty in the source.
+    pub name: String,
+    pub agg: Agg,
+}
+
 impl Fact {
     pub fn name(&self, dim: Dim) -> &str {
         &self.names[dim.index()]
@@ -178,6 +190,9 @@ impl RejectReason {
 #[derive(Debug, Clone, Default)]
 pub struct FactBatch {
     pub facts: Vec<Fact>,
+    /// Per-dimension totals of hours read without their combinations (history
+    /// older than the store's detail hours).
+    pub coarse: Vec<DimFact>,
     /// Source rows this batch stands for (a backfill group counts all its rows).
     pub rows: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
@@ -187,6 +202,7 @@ impl FactBatch {
     /// A batch of facts that are one source row each (no rejects).
     pub fn of_rows(facts: Vec<Fact>) -> FactBatch {
         FactBatch {
+            coarse: Vec::new(),
             rows: facts.len() as u64,
             facts,
             rejected: BTreeMap::new(),
@@ -330,6 +346,7 @@ mod tests {
             },
         };
         let batch = FactBatch {
+            coarse: Vec::new(),
             facts: vec![
                 fact(1, "chat", 2),
                 fact(200, "chat", 1),

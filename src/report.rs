@@ -280,6 +280,7 @@ mod tests {
         rejected.insert(RejectReason::NonFiniteCost, 2);
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 facts: vec![
                     mk("2026-11-28T12:00:00Z", "chat", "u1", "1.5"),
                     mk("2026-11-28T11:00:00Z", "search", "u2", "0.0000125"),

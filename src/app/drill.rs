@@ -1013,6 +1013,7 @@ mod tests {
             let rows = facts.len() as u64;
             store.apply(
                 &FactBatch {
+                    coarse: Vec::new(),
                     rows,
                     facts,
                     ..FactBatch::default()
@@ -1298,6 +1299,7 @@ mod tests {
         let rows = facts.len() as u64;
         store.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows,
                 facts,
                 ..FactBatch::default()

@@ -185,6 +185,7 @@ mod tests {
         ];
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows: 3,
                 facts,
                 rejected: Default::default(),

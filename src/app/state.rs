@@ -1406,6 +1406,7 @@ mod tests {
         };
         SourceMsg::Tail {
             batch: FactBatch {
+                coarse: Vec::new(),
                 facts: vec![fact],
                 rows: 1,
                 rejected: Default::default(),
@@ -1723,6 +1724,7 @@ mod tests {
         a.on_source(
             SourceMsg::Tail {
                 batch: FactBatch {
+                    coarse: Vec::new(),
                     facts: vec![event(now, "chat", "alice", "gpt-4o", 10)],
                     rows: 1,
                     rejected: Default::default(),

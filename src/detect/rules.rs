@@ -1650,6 +1650,7 @@ mod tests {
             .collect();
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows: 3,
                 facts: burst,
                 rejected: Default::default(),
@@ -1921,6 +1922,7 @@ mod tests {
         let mut state = DetectorState::default();
         let p = params();
         let burst = |at: DateTime<Utc>| FactBatch {
+            coarse: Vec::new(),
             rows: 1,
             facts: vec![fact(at, "support_qa", "bot", Money::from_dollars(40), 50)],
             rejected: Default::default(),
@@ -1974,6 +1976,7 @@ mod tests {
             .collect();
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows: 1,
                 facts: extra,
                 rejected: Default::default(),
@@ -2032,6 +2035,7 @@ mod tests {
         }
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows: 1,
                 facts,
                 rejected: Default::default(),
@@ -2062,6 +2066,7 @@ mod tests {
         );
         s.apply(
             &FactBatch {
+                coarse: Vec::new(),
                 rows: 1,
                 facts: vec![f],
                 rejected: Default::default(),

@@ -539,6 +539,7 @@ pub(super) fn groups_to_batch(
     ctx: &ErrorContext<'_>,
 ) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
+        coarse: Vec::new(),
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()
     };

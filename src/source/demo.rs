@@ -199,6 +199,7 @@ impl DemoStream {
         }
         let rows = facts.iter().map(|f| f.agg.requests).sum();
         FactBatch {
+            coarse: Vec::new(),
             facts,
             rows,
             rejected: Default::default(),

@@ -232,6 +232,7 @@ impl PgSource {
                     )
                     .await?;
                     let mut batch = FactBatch {
+                        coarse: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -335,6 +336,7 @@ impl PgSource {
                         }
                     };
                     let mut batch = FactBatch {
+                        coarse: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -398,6 +400,7 @@ impl PgSource {
                     )
                     .await?;
                     let mut batch = FactBatch {
+                        coarse: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };

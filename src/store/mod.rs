@@ -28,15 +28,20 @@ use subhour::{HourShapes, SHAPED_DIMS};
 use tally::Tally;
 
 use crate::calendar::Calendar;
-use crate::model::{Agg, Dim, FactBatch, NONE_NAME, RejectReason};
+use crate::model::{Agg, Dim, DimFact, FactBatch, NONE_NAME, RejectReason};
 
 #[derive(Debug, Default, Clone)]
 struct Bucket {
     total: Agg,
+    /// Per-name totals; a coarse bucket's user part is empty (see `Store::user_days`).
     by_dim: [Tally; 5],
+    /// Per combination of the five names; empty in a coarse bucket.
     cells: Tally,
     /// Where within the hour each name spent, when its minutes were all seen.
     shapes: Option<Box<HourShapes>>,
+    /// An hour older than the detail hours: no cells, and its users' totals are
+    /// kept per day.
+    coarse: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -53,6 +58,12 @@ pub struct StoreConfig {
     pub retention_hours: i64,
     /// Minutes kept at minute resolution, for short-window detection.
     pub minute_retention: i64,
+    /// Hours behind the current one whose buckets keep every combination of the five
+    /// names (drill-downs in any order) and per-hour user totals; None: every retained
+    /// hour. Older hours are coarse: per-hour totals of feature, model, tenant and
+    /// region, and per-day user totals, so their memory grows with names and hours,
+    /// not with combinations (see `Store::complete_from`).
+    pub detail_hours: Option<i64>,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +72,7 @@ impl Default for StoreConfig {
             calendar: Calendar::default(),
             retention_hours: 35 * 24,
             minute_retention: 180,
+            detail_hours: None,
         }
     }
 }
@@ -72,6 +84,10 @@ pub struct StoreMemory {
     pub minutes: usize,
     /// (hour, combination of the five names) totals.
     pub cells: usize,
+    /// Hours kept coarse (no combinations; users per day).
+    pub coarse_hours: usize,
+    /// (day, user) totals of the coarse hours.
+    pub user_days: usize,
     pub combinations: usize,
     /// Distinct names over the five dimensions.
     pub names: usize,
@@ -121,6 +137,9 @@ pub struct Store {
     names: [Interner; 5],
     combos: Combos,
     hours: BTreeMap<i64, Bucket>,
+    /// Users' totals over the coarse hours of each billing day, keyed by the day's
+    /// first hour: only the hours before `detail_floor` (the rest are in the hours).
+    user_days: BTreeMap<i64, Tally>,
     minutes: BTreeMap<i64, MinuteBucket>,
     /// Buckets written since they were last sealed (see `seal_past`).
     open_hours: BTreeSet<i64>,
@@ -128,11 +147,24 @@ pub struct Store {
     intake: Intake,
     /// Oldest hour bucket still accepted.
     floor_hour: i64,
+    /// Hours before this are coarse. Only moves forward.
+    detail_floor: i64,
     /// Hours up to here have had their shapes taken (or could not).
     shaped_through: i64,
     /// Increments on every change, so views know when to recompute.
     generation: u64,
     newest_event: Option<DateTime<Utc>>,
+}
+
+/// What a query needs from the store (see `Store::complete_from`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Totals, and per-name totals of feature, model, tenant or region.
+    Dims,
+    /// Per-name totals of users.
+    Users,
+    /// Combinations: a filter with a name, or a drill-down path.
+    Cells,
 }
 
 /// A constraint of a drill-down path: this dimension has this name.
@@ -183,16 +215,19 @@ impl Store {
             names: Default::default(),
             combos: Combos::default(),
             hours: BTreeMap::new(),
+            user_days: BTreeMap::new(),
             minutes: BTreeMap::new(),
             open_hours: BTreeSet::new(),
             open_minutes: BTreeSet::new(),
             intake: Intake::default(),
             floor_hour: i64::MIN,
+            detail_floor: i64::MIN,
             shaped_through: i64::MIN,
             generation: 0,
             newest_event: None,
         };
         s.floor_hour = s.retention_floor(now);
+        s.detail_floor = s.detail_floor_at(now);
         s
     }
 
@@ -220,6 +255,42 @@ impl Store {
         by_hours.min(cal.month_start(now))
     }
 
+    /// The first hour that keeps its detail at `now` (see `StoreConfig::detail_hours`).
+    fn detail_floor_at(&self, now: DateTime<Utc>) -> i64 {
+        match self.cfg.detail_hours {
+            Some(h) => self.cfg.calendar.hour_index(now) - h.max(0),
+            None => i64::MIN,
+        }
+    }
+
+    /// Hours before this are coarse: no combinations, users per day.
+    pub fn detail_floor(&self) -> i64 {
+        self.detail_floor
+    }
+
+    /// The first hour of the billing day that holds hour `h`.
+    pub fn day_of_hour(&self, h: i64) -> i64 {
+        let cal = &self.cfg.calendar;
+        cal.hour_index(cal.day_start(cal.hour_start(h)))
+    }
+
+    /// From which hour on a query is exact, by what it needs: per-hour totals of
+    /// everything and of feature, model, tenant and region are kept for every retained
+    /// hour; users per hour, and combinations (any filter or drill-down path), only
+    /// from `detail_floor` on. Users over a span that starts at a billing day's start
+    /// (today, the month) are exact too: the coarse hours keep them per day.
+    pub fn complete_from(&self, need: Need) -> i64 {
+        match need {
+            Need::Dims => i64::MIN,
+            Need::Users | Need::Cells => self.detail_floor,
+        }
+    }
+
+    /// Whether per-user totals over `[from, ..]` are exact here (see `complete_from`).
+    pub fn users_exact_from(&self, from: i64) -> bool {
+        from >= self.detail_floor || self.day_of_hour(from) == from
+    }
+
     fn retention_floor(&self, now: DateTime<Utc>) -> i64 {
         self.cfg
             .calendar
@@ -239,8 +310,10 @@ impl Store {
             *self.intake.rejected.entry(*reason).or_default() += n;
         }
         let minute_floor = self.minute_floor(now);
-        // Facts come grouped by time: note each bucket as open once per run.
+        // Facts come grouped by time: note each bucket as open once per run, and
+        // look each hour's day up once per run.
         let (mut last_open_hour, mut last_open_minute) = (None, None);
+        let mut day_of = (i64::MIN, i64::MIN);
         for fact in &batch.facts {
             let hour = self.cfg.calendar.hour_index(fact.at);
             if hour < self.floor_hour {
@@ -253,12 +326,30 @@ impl Store {
                 let name = if raw.is_empty() { NONE_NAME } else { raw };
                 key[dim.index()] = self.names[dim.index()].intern(name);
             }
-            let combo = self.combos.intern(key);
+            let coarse = hour < self.detail_floor;
             let bucket = self.hours.entry(hour).or_default();
             bucket.total.add(&fact.agg);
-            bucket.cells.add(combo, &fact.agg);
-            for dim in Dim::ALL {
-                bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+            if coarse {
+                bucket.coarse = true;
+                for dim in Dim::ALL {
+                    if dim != Dim::User {
+                        bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+                    }
+                }
+                if day_of.0 != hour {
+                    day_of = (hour, self.day_of_hour(hour));
+                }
+                self.user_days
+                    .entry(day_of.1)
+                    .or_default()
+                    .add(key[Dim::User.index()], &fact.agg);
+            } else {
+                let combo = self.combos.intern(key);
+                let bucket = self.hours.get_mut(&hour).expect("just added");
+                bucket.cells.add(combo, &fact.agg);
+                for dim in Dim::ALL {
+                    bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+                }
             }
             if last_open_hour != Some(hour) {
                 self.open_hours.insert(hour);
@@ -280,8 +371,100 @@ impl Store {
                 self.newest_event = Some(fact.at);
             }
         }
+        self.apply_coarse(&batch.coarse);
         self.seal_past(now);
         self.generation += 1;
+    }
+
+    /// Adds per-dimension totals of hours the source read without combinations (the
+    /// backfill of hours older than the detail hours). A total or a name of an hour
+    /// that still keeps its detail would leave its cells short, so the source sends
+    /// these only for coarse hours; any that land in a detailed hour make it coarse.
+    fn apply_coarse(&mut self, facts: &[DimFact]) {
+        let mut day_of = (i64::MIN, i64::MIN);
+        for fact in facts {
+            let hour = self.cfg.calendar.hour_index(fact.at);
+            // A user's day counts while any of its hours is retained.
+            let oldest = match fact.dim {
+                Some(Dim::User) => self.day_of_hour(self.floor_hour),
+                _ => self.floor_hour,
+            };
+            if hour < oldest {
+                if fact.dim.is_none() {
+                    self.intake.too_old += fact.agg.requests;
+                }
+                continue;
+            }
+            if hour >= self.detail_floor {
+                tracing::warn!(%fact.at, "per-dimension history for an hour kept in detail: made coarse");
+                self.coarsen_hour(hour);
+            }
+            let bucket = self.hours.entry(hour).or_default();
+            bucket.coarse = true;
+            self.open_hours.insert(hour);
+            let Some(dim) = fact.dim else {
+                bucket.total.add(&fact.agg);
+                if self.newest_event.is_none_or(|n| fact.at > n) {
+                    self.newest_event = Some(fact.at);
+                }
+                continue;
+            };
+            let name = if fact.name.is_empty() {
+                NONE_NAME
+            } else {
+                &fact.name
+            };
+            let id = self.names[dim.index()].intern(name);
+            if dim == Dim::User {
+                if day_of.0 != hour {
+                    day_of = (hour, self.day_of_hour(hour));
+                }
+                self.user_days
+                    .entry(day_of.1)
+                    .or_default()
+                    .add(id, &fact.agg);
+            } else {
+                bucket.by_dim[dim.index()].add(id, &fact.agg);
+            }
+        }
+    }
+
+    /// Makes the hours before `floor` coarse: their cells go, their users' totals
+    /// move into their days.
+    fn coarsen_before(&mut self, floor: i64) {
+        let due: Vec<i64> = self
+            .hours
+            .range(..floor)
+            .filter(|(_, b)| !b.coarse)
+            .map(|(h, _)| *h)
+            .collect();
+        let mut days = BTreeSet::new();
+        for h in due {
+            self.coarsen_hour(h);
+            days.insert(self.day_of_hour(h));
+        }
+        for d in days {
+            if let Some(t) = self.user_days.get_mut(&d) {
+                t.seal();
+            }
+        }
+    }
+
+    fn coarsen_hour(&mut self, h: i64) {
+        let day = self.day_of_hour(h);
+        let Some(b) = self.hours.get_mut(&h) else {
+            return;
+        };
+        if b.coarse {
+            return;
+        }
+        b.coarse = true;
+        b.cells = Tally::default();
+        let users = std::mem::take(&mut b.by_dim[Dim::User.index()]);
+        let into = self.user_days.entry(day).or_default();
+        for (id, a) in users.iter() {
+            into.add(id, &a);
+        }
     }
 
     /// Packs the buckets written since their last seal whose time has passed (every
@@ -290,11 +473,20 @@ impl Store {
     fn seal_past(&mut self, now: DateTime<Utc>) {
         let cur_hour = self.cfg.calendar.hour_index(now);
         let past: Vec<i64> = self.open_hours.range(..cur_hour).copied().collect();
+        let mut days = BTreeSet::new();
         for h in past {
             self.open_hours.remove(&h);
             if let Some(b) = self.hours.get_mut(&h) {
                 b.cells.seal();
                 b.by_dim.iter_mut().for_each(Tally::seal);
+                if b.coarse {
+                    days.insert(self.day_of_hour(h));
+                }
+            }
+        }
+        for d in days {
+            if let Some(t) = self.user_days.get_mut(&d) {
+                t.seal();
             }
         }
         // The hours still being written (the current one, and any ahead of the
@@ -324,14 +516,24 @@ impl Store {
         self.capture_shapes(minute_floor);
         let kept = self.hours.split_off(&self.floor_hour);
         let dropped = std::mem::replace(&mut self.hours, kept);
-        if !dropped.is_empty() {
+        // A day's users go with its last hour.
+        let first_day = self.day_of_hour(self.floor_hour);
+        self.user_days = self.user_days.split_off(&first_day);
+        let detail_floor = self.detail_floor_at(now);
+        let coarsened = detail_floor > self.detail_floor;
+        if coarsened {
+            self.detail_floor = detail_floor;
+            self.coarsen_before(detail_floor);
+        }
+        // Minutes first: a name only an aged-out minute holds is dead too.
+        self.minutes = self.minutes.split_off(&minute_floor);
+        if !dropped.is_empty() || coarsened {
             self.forget_dead_names();
         }
-        self.minutes = self.minutes.split_off(&minute_floor);
         self.open_hours = self.open_hours.split_off(&self.floor_hour);
         self.open_minutes = self.open_minutes.split_off(&minute_floor);
         self.seal_past(now);
-        if before != (self.hours.len(), self.minutes.len()) {
+        if coarsened || before != (self.hours.len(), self.minutes.len()) {
             self.generation += 1;
         }
     }
@@ -375,6 +577,21 @@ impl Store {
                 }
             }
         }
+        // Names the coarse hours, the users' days and the minutes still hold.
+        let mut keep = |d: usize, id: NameId| keep_names[d][id as usize] = true;
+        for b in self.hours.values().filter(|b| b.coarse) {
+            for (d, t) in b.by_dim.iter().enumerate() {
+                t.keys().for_each(|id| keep(d, id));
+            }
+        }
+        for t in self.user_days.values() {
+            t.keys().for_each(|id| keep(Dim::User.index(), id));
+        }
+        for b in self.minutes.values() {
+            for (d, t) in b.by_dim.iter().enumerate() {
+                t.keys().for_each(|id| keep(d, id));
+            }
+        }
         let name_map: [Vec<NameId>; 5] =
             std::array::from_fn(|d| self.names[d].retain(&keep_names[d]));
         let combo_map = self.combos.retain(live, &name_map);
@@ -392,6 +609,9 @@ impl Store {
             for (d, t) in b.by_dim.iter_mut().enumerate() {
                 t.rename(&name_map[d]);
             }
+        }
+        for t in self.user_days.values_mut() {
+            t.rename(&name_map[Dim::User.index()]);
         }
         self.generation += 1;
     }
@@ -427,15 +647,36 @@ impl Store {
         a
     }
 
-    /// Per-name totals of one dimension over a range.
+    /// Per-name totals of one dimension over a range. Users of coarse hours count
+    /// by day: a day counts when its first hour is in the range (exact for a range
+    /// that starts at a day's start: `users_exact_from`).
     pub fn by_dim(&self, dim: Dim, hours: RangeInclusive<i64>) -> NameMap<Agg> {
         let mut out = NameMap::<Agg>::default();
+        if dim == Dim::User {
+            for (_, t) in self.user_days.range(hours.clone()) {
+                for (id, a) in t.iter() {
+                    out.entry(id).or_default().add(&a);
+                }
+            }
+        }
         for (_, b) in self.hours.range(hours) {
             for (id, a) in b.by_dim[dim.index()].iter() {
                 out.entry(id).or_default().add(&a);
             }
         }
         out
+    }
+
+    /// One user's total over the coarse hours of the days whose first hour is in
+    /// `hours` (see `by_dim`).
+    fn user_days_of(&self, id: NameId, hours: RangeInclusive<i64>) -> Agg {
+        let mut a = Agg::default();
+        for (_, t) in self.user_days.range(hours) {
+            if let Some(x) = t.get(id) {
+                a.add(&x);
+            }
+        }
+        a
     }
 
     /// Per-name totals of `group` among events matching every constraint of `filter`.
@@ -450,7 +691,7 @@ impl Store {
         }
         let mut out = NameMap::<Agg>::default();
         let combos = self.matching_combos(filter);
-        for (_, b) in self.hours.range(hours) {
+        for (_, b) in self.hours.range(hours).filter(|(_, b)| !b.coarse) {
             self.for_matching_cells(b, filter, &combos, |combo, a| {
                 let key = self.combos.key(combo);
                 out.entry(key[group.index()]).or_default().add(&a);
@@ -470,6 +711,9 @@ impl Store {
         } else {
             Vec::new() // one constraint: the rollups answer
         };
+        if let [(Dim::User, id)] = filter {
+            a.add(&self.user_days_of(*id, hours.clone()));
+        }
         for (_, b) in self.hours.range(hours) {
             self.add_matching(b, filter, &combos, &mut a);
         }
@@ -490,6 +734,9 @@ impl Store {
                 into.add(&a);
             }
             return;
+        }
+        if b.coarse {
+            return; // no combinations: see `complete_from`
         }
         self.for_matching_cells(b, filter, combos, |_, cell| into.add(&cell));
     }
@@ -545,12 +792,16 @@ impl Store {
     }
 
     /// One value per hour over `[from, to]` for one name (or the total with `None`).
+    /// A user's coarse hours are an estimate (`user_hour_estimate`), for baselines.
     pub fn hourly_series(&self, dim: Dim, id: Option<NameId>, from: i64, to: i64) -> Vec<Agg> {
         let mut out = vec![Agg::default(); (to - from + 1).max(0) as usize];
         for (h, b) in self.hours.range(from..=to) {
             let slot = &mut out[(h - from) as usize];
             match id {
                 None => *slot = b.total,
+                Some(id) if dim == Dim::User && b.coarse => {
+                    *slot = self.user_hour_estimate(id, *h);
+                }
                 Some(id) => {
                     if let Some(a) = b.by_dim[dim.index()].get(id) {
                         *slot = a;
@@ -559,6 +810,50 @@ impl Store {
             }
         }
         out
+    }
+
+    /// A user's spend in a coarse hour, which keeps users per day only: the user's
+    /// coarse total of that day in the proportion of the hour to the day's coarse
+    /// hours (everyone's spend), as if the user followed the day's rhythm. Good
+    /// enough for a baseline sample; never shown as a figure.
+    fn user_hour_estimate(&self, id: NameId, h: i64) -> Agg {
+        let day = self.day_of_hour(h);
+        let Some(user) = self.user_days.get(&day).and_then(|t| t.get(id)) else {
+            return Agg::default();
+        };
+        let next_day = self.day_of_hour(day + 26).max(day + 1);
+        let mut day_total = Agg::default();
+        for (_, b) in self.hours.range(day..next_day).filter(|(_, b)| b.coarse) {
+            day_total.add(&b.total);
+        }
+        let hour_total = self.hours.get(&h).map(|b| b.total).unwrap_or_default();
+        let part = |x: u64| -> u64 {
+            if day_total.requests == 0 {
+                0
+            } else {
+                (x as u128 * hour_total.requests as u128 / day_total.requests as u128) as u64
+            }
+        };
+        let cost = if day_total.cost.picos() == 0 {
+            crate::money::Money::ZERO
+        } else {
+            let (u, h, d) = (
+                user.cost.picos(),
+                hour_total.cost.picos(),
+                day_total.cost.picos(),
+            );
+            crate::money::Money::from_picos(match u.checked_mul(h) {
+                Some(x) => x / d,
+                None => (u as f64 * (h as f64 / d as f64)) as i128,
+            })
+        };
+        Agg {
+            cost,
+            requests: part(user.requests),
+            input_tokens: part(user.input_tokens),
+            output_tokens: part(user.output_tokens),
+            computed: part(user.computed),
+        }
     }
 
     /// Hourly series for every name of a dimension at once (one pass over buckets).
@@ -602,6 +897,9 @@ impl Store {
                     out.entry(id).or_insert_with(|| vec![Agg::default(); len])[slot].add(&a);
                 }
                 continue;
+            }
+            if b.coarse {
+                continue; // no combinations: see `complete_from`
             }
             self.for_matching_cells(b, filter, &combos, |combo, a| {
                 let key = self.combos.key(combo);
@@ -667,53 +965,76 @@ impl Store {
         } else {
             self.matching_combos(q.filter)
         };
+        let mut add = |id: NameId, a: &Agg, window: bool, baseline: bool, slot: Option<usize>| {
+            let i = match index[id as usize] {
+                ABSENT => {
+                    index[id as usize] = rows.len() as u32;
+                    rows.push(NameTotals {
+                        id,
+                        ..NameTotals::default()
+                    });
+                    in_window.push(false);
+                    rows.len() - 1
+                }
+                i => i as usize,
+            };
+            let row = &mut rows[i];
+            if window {
+                row.window.add(a);
+                in_window[i] = true;
+            }
+            if baseline {
+                row.baseline.add(a);
+            }
+            if let Some(slot) = slot {
+                if row.series.is_empty() {
+                    row.series = vec![Agg::default(); len];
+                }
+                row.series[slot].add(a);
+            }
+        };
+        let slot_of = |h: i64| {
+            (len > 0 && (spark_from..=spark_to).contains(&h))
+                .then(|| ((h - spark_from) / step) as usize)
+        };
+        // Users of the coarse hours, by day (see `by_dim`).
+        if q.filter.is_empty() && q.group == Dim::User {
+            for (&day, t) in self.user_days.range(lo..) {
+                let (window, baseline, slot) = (day >= q.from, in_baseline(day), slot_of(day));
+                if window || baseline || slot.is_some() {
+                    for (id, a) in t.iter() {
+                        add(id, &a, window, baseline, slot);
+                    }
+                }
+            }
+        }
         for (&h, b) in self.hours.range(lo..) {
             let window = h >= q.from;
             let baseline = in_baseline(h);
-            let slot = (len > 0 && (spark_from..=spark_to).contains(&h))
-                .then(|| ((h - spark_from) / step) as usize);
+            let slot = slot_of(h);
             if !window && !baseline && slot.is_none() {
                 continue;
             }
-            let mut add = |id: NameId, a: &Agg| {
-                let i = match index[id as usize] {
-                    ABSENT => {
-                        index[id as usize] = rows.len() as u32;
-                        rows.push(NameTotals {
-                            id,
-                            ..NameTotals::default()
-                        });
-                        in_window.push(false);
-                        rows.len() - 1
-                    }
-                    i => i as usize,
-                };
-                let row = &mut rows[i];
-                if window {
-                    row.window.add(a);
-                    in_window[i] = true;
-                }
-                if baseline {
-                    row.baseline.add(a);
-                }
-                if let Some(slot) = slot {
-                    if row.series.is_empty() {
-                        row.series = vec![Agg::default(); len];
-                    }
-                    row.series[slot].add(a);
-                }
-            };
             if q.filter.is_empty() {
                 for (id, a) in b.by_dim[q.group.index()].iter() {
-                    add(id, &a);
+                    add(id, &a, window, baseline, slot);
                 }
                 if window {
                     out.parent.add(&b.total);
                 }
                 continue;
             }
+            if b.coarse {
+                continue; // no combinations: see `complete_from`
+            }
             self.for_matching_cells(b, q.filter, &combos, |combo, a| {
-                add(self.combos.key(combo)[q.group.index()], &a);
+                add(
+                    self.combos.key(combo)[q.group.index()],
+                    &a,
+                    window,
+                    baseline,
+                    slot,
+                );
                 if window {
                     out.parent.add(&a);
                 }
@@ -829,8 +1150,13 @@ impl Store {
         };
         let mut by_dim = 0usize;
         let mut cell_bytes = 0usize;
+        for t in self.user_days.values() {
+            m.user_days += t.len();
+            by_dim += t.heap_bytes();
+        }
         for b in self.hours.values() {
             m.cells += b.cells.len();
+            m.coarse_hours += usize::from(b.coarse);
             cell_bytes += size_of::<Bucket>() + b.cells.heap_bytes();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
             by_dim += b
@@ -875,3 +1201,5 @@ fn key_matches(key: &ComboKey, filter: &[(Dim, NameId)]) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tier_tests;
