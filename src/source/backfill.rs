@@ -51,6 +51,9 @@ pub(super) struct BackfillPlan {
     keyset: Option<KeysetTracker>,
     /// Window mode: where the tail's window starts (fixed by the first attempt).
     window_start: Option<DateTime<Utc>>,
+    /// Chunks ending at or before this are read coarse (see `Sql::backfill_coarse`):
+    /// the store keeps no combinations for them.
+    detail_floor: Option<DateTime<Utc>>,
 }
 
 /// The span of one backfill query. Its groups are read in pages, so memory does not
@@ -104,10 +107,23 @@ impl ChunkSent {
 impl BackfillPlan {
     pub(super) fn new(cfg: &StoreConfig, now: DateTime<Utc>) -> BackfillPlan {
         let history_start = Store::history_start(cfg, now);
-        // The store's own rule, so minute groups are exactly what it keeps by minute.
-        let minute_floor = Calendar::minute_start(Store::new(*cfg, now).minute_floor(now));
+        // The store's own rules, so minute groups are exactly what it keeps by
+        // minute, and coarse chunks exactly the hours it keeps coarse.
+        let store = Store::new(*cfg, now);
+        let minute_floor = Calendar::minute_start(store.minute_floor(now));
+        let detail_floor = (store.detail_floor() > store.hour_index(history_start))
+            .then(|| cfg.calendar.hour_start(store.detail_floor()));
         let mut chunks = Vec::new();
         let mut from = history_start;
+        // Coarse history a billing day at a time: its users are totalled per day.
+        if let Some(floor) = detail_floor {
+            while from < floor {
+                let next_day = cfg.calendar.day_start(from + Duration::hours(26));
+                let to = next_day.min(floor);
+                chunks.push((from, Some(to)));
+                from = to;
+            }
+        }
         while from + CHUNK <= now {
             chunks.push((from, Some(from + CHUNK)));
             from += CHUNK;
@@ -124,6 +140,15 @@ impl BackfillPlan {
             rejects_sent: None,
             keyset: None,
             window_start: None,
+            detail_floor,
+        }
+    }
+
+    /// Whether chunk `step` is read coarse.
+    fn is_coarse(&self, step: usize) -> bool {
+        match (self.detail_floor, self.chunks[step].1) {
+            (Some(floor), Some(to)) => to <= floor,
+            _ => false,
         }
     }
 
@@ -354,6 +379,49 @@ impl PgSource {
 
         for step in 0..plan.chunks.len() {
             let (chunk_from, chunk_to) = plan.chunks[step];
+            if plan.is_coarse(step) {
+                let coarse = CoarseChunk {
+                    from: chunk_from,
+                    to: chunk_to.unwrap_or(chunk_from),
+                    phase: plan.phase,
+                    rollup: rollup.filter(|(_, before)| chunk_to.is_some_and(|t| t <= *before)),
+                };
+                let batch = read_coarse(
+                    &txn,
+                    sql,
+                    &plan.sent[step],
+                    &horizon,
+                    &coarse,
+                    &rollup_tables,
+                    scoped,
+                    &ctx,
+                    limit,
+                )
+                .await?;
+                self.read_rollup |= coarse.rollup.is_some() && !plan.sent[step].is_complete();
+                self.computed_rows += batch
+                    .coarse
+                    .iter()
+                    .filter(|f| f.dim.is_none())
+                    .map(|f| f.agg.computed)
+                    .sum::<u64>();
+                tx.send(SourceMsg::Backfill { batch, done: false })
+                    .await
+                    .map_err(|_| SourceError::ChannelClosed)?;
+                plan.sent[step].sent_upto(None, &horizon);
+                self.status
+                    .send(
+                        tx,
+                        Connection::Backfilling {
+                            done_steps: step as u64 + 1,
+                            total_steps: total,
+                        },
+                        mode,
+                        None,
+                    )
+                    .await?;
+                continue;
+            }
             let sent = &plan.sent[step];
             let mut p = Params::default();
             let from = p.push(chunk_from);
@@ -504,6 +572,132 @@ impl PgSource {
         tracing::info!(table = %ctx.table, "backfill done");
         self.status.send(tx, Connection::Live, mode, None).await
     }
+}
+
+/// What a coarse chunk reads: `[from, to)` within one billing day, and in rollup
+/// mode the rollup's watermark and the hour before which it serves.
+struct CoarseChunk {
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    phase: i64,
+    rollup: Option<(u64, DateTime<Utc>)>,
+}
+
+/// Reads one coarse chunk whole (a few hundred rows per hour and one per user of
+/// the day: no paging) as per-dimension facts. A chunk is sent whole or not at all,
+/// so a retry reads either all of it or, once sent, only the rows counted since
+/// (`chunk_filter` with the chunk complete at its horizon).
+#[allow(clippy::too_many_arguments)]
+async fn read_coarse(
+    txn: &tokio_postgres::Transaction<'_>,
+    sql: &super::sql::Sql,
+    sent: &ChunkSent,
+    horizon: &Horizon,
+    chunk: &CoarseChunk,
+    tables: &super::rollup::RollupTables,
+    scoped: bool,
+    ctx: &ErrorContext<'_>,
+    limit: Option<std::time::Duration>,
+) -> Result<FactBatch, SourceError> {
+    let mut p = Params::default();
+    let (from, to, phase) = (p.push(chunk.from), p.push(chunk.to), p.push(chunk.phase));
+    // Never sent: the rollup's hours and the raw rows it has not taken in.
+    let rollup = match chunk.rollup {
+        Some((upto, _)) if !sent.is_complete() => {
+            let upto = p.push(upto.to_string());
+            let (rf, rt) = (p.push(chunk.from), p.push(chunk.to));
+            let groups = super::rollup::groups_sql(tables, &rf, &rt, scoped, None, &mut p);
+            Some((sql.tx_at_least(&upto), groups))
+        }
+        _ => None,
+    };
+    // No minutes in a coarse chunk (and no partly sent keys to compare).
+    let floor = "'-infinity'".to_string();
+    let filter = sql
+        .chunk_filter(
+            sent.ranges(),
+            horizon,
+            rollup.as_ref().map(|(raw_also, _)| raw_also.as_str()),
+            &floor,
+            &phase,
+            &mut p,
+        )
+        .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+    let text = sql.backfill_coarse(
+        from,
+        to,
+        phase,
+        &filter,
+        rollup.as_ref().map(|(_, g)| g.as_str()),
+    );
+    let rows = timed(
+        ctx,
+        limit,
+        "aggregating history",
+        txn.query(text.as_str(), &p.refs()),
+    )
+    .await?;
+    coarse_rows_to_batch(&rows, chunk.from, ctx)
+}
+
+/// Rows of `Sql::backfill_coarse` as per-dimension facts; users at `day` (the
+/// chunk's start: its users' totals belong to its billing day).
+fn coarse_rows_to_batch(
+    rows: &[Row],
+    day: DateTime<Utc>,
+    ctx: &ErrorContext<'_>,
+) -> Result<FactBatch, SourceError> {
+    let mut batch = FactBatch::default();
+    for r in rows {
+        let mask: i32 = get(r, 0, ctx)?;
+        let Some(dim) = super::sql::coarse_set(mask) else {
+            return Err(ctx.unexpected(format!("grouping set {mask} of a coarse chunk")));
+        };
+        let at = match dim {
+            Some(crate::model::Dim::User) => day,
+            _ => epoch_to_utc(get(r, 1, ctx)?, ctx)?,
+        };
+        let name: Option<String> = match dim {
+            Some(d) => get(r, 2 + d.index(), ctx)?,
+            None => None,
+        };
+        let cost_text: Option<String> = get(r, 7, ctx)?;
+        let requests = count(get(r, 8, ctx)?, ctx)?;
+        let agg_of = |cost| -> Result<Agg, SourceError> {
+            Ok(Agg {
+                cost,
+                requests,
+                input_tokens: count(get(r, 9, ctx)?, ctx)?,
+                output_tokens: count(get(r, 10, ctx)?, ctx)?,
+                computed: count(get(r, 11, ctx)?, ctx)?,
+            })
+        };
+        match cost_text.as_deref().map(str::parse::<Money>) {
+            Some(Ok(cost)) => {
+                if dim.is_none() {
+                    batch.rows += requests;
+                }
+                batch.coarse.push(crate::model::DimFact {
+                    at,
+                    dim,
+                    name: name.unwrap_or_default(),
+                    agg: agg_of(cost)?,
+                });
+            }
+            _ => {
+                // Only a sum beyond Money's range fails; count the hour's rows once.
+                if dim.is_none() {
+                    tracing::warn!(%at, "an hour's cost sum is out of range; counted as rejected");
+                    batch.rows += requests;
+                    *batch
+                        .rejected
+                        .entry(RejectReason::CostOutOfRange)
+                        .or_default() += requests;
+                }
+            }
+        }
+    }
+    Ok(batch)
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(

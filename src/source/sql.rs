@@ -73,6 +73,22 @@ pub(crate) fn compare_key(tuple: &str, op: &str, key: &GroupKey, p: &mut Params)
     format!("({tuple}) {op} ({})", values.join(", "))
 }
 
+/// Which grouping set of `Sql::backfill_coarse` a row is, from its
+/// `GROUPING(b, n1, n2, n3, n4, n5)` mask (a bit set for each column grouped away,
+/// `b` the highest): `Some(None)` for an hour's total, `Some(Some(dim))` for a
+/// dimension's names, None for a mask the query does not make.
+pub(crate) fn coarse_set(mask: i32) -> Option<Option<crate::model::Dim>> {
+    use crate::model::Dim;
+    let kept: Vec<usize> = (0..5).filter(|i| mask & (1 << (4 - i)) == 0).collect();
+    let hour = mask & (1 << 5) == 0;
+    match (hour, kept.as_slice()) {
+        (true, []) => Some(None),
+        (true, [i]) if *i != Dim::User.index() => Some(Some(Dim::ALL[*i])),
+        (false, [i]) if *i == Dim::User.index() => Some(Some(Dim::User)),
+        _ => None,
+    }
+}
+
 /// The names of a group, each compared byte by byte (see `GroupKey`).
 fn bytewise(names: &[String]) -> Vec<String> {
     names
@@ -413,6 +429,57 @@ impl Sql {
             valid = self.valid_row(),
             computed = self.computed,
             key = self.row_key(&minute_floor, &phase),
+        )
+    }
+
+    /// One coarse backfill chunk (history older than the store's detail hours, within
+    /// one billing day): one scan, several small aggregates. Per calendar hour the
+    /// total and the totals of each feature, model, tenant and region; the users over
+    /// the whole chunk. Columns: `GROUPING(b, n1..n5)` (which set: see
+    /// `coarse_set`), bucket epoch (NULL for users), the five names (NULL where
+    /// grouped away), cost text, requests, input and output tokens, computed rows.
+    /// With `rollup` (rows in `groups_sql`'s layout), its rows count beside the raw
+    /// rows `horizon` selects.
+    pub(crate) fn backfill_coarse(
+        &self,
+        from: String,
+        to: String,
+        phase: String,
+        horizon: &str,
+        rollup: Option<&str>,
+    ) -> String {
+        let Sql { ts, cost, .. } = self;
+        let n = &self.names;
+        let per_row = |sel: &str| {
+            if sel.starts_with("NULL") {
+                "0::int8".to_string()
+            } else {
+                format!("coalesce({sel}, 0)::int8")
+            }
+        };
+        let raw = format!(
+            "SELECT floor((extract(epoch FROM {ts}) - {phase}::int8) / 3600)::int8 * 3600 + {phase}::int8, \
+               {}, {}, {}, {}, {}, {cost}::numeric, 1::int8, {}, {}, \
+               (CASE WHEN {computed} THEN 1 ELSE 0 END)::int8 \
+             FROM {table} e \
+             WHERE {ts} >= {from}::timestamptz AND {ts} < {to}::timestamptz AND {valid} AND {horizon}",
+            n[0],
+            n[1],
+            n[2],
+            n[3],
+            n[4],
+            per_row(&self.input_sel),
+            per_row(&self.output_sel),
+            table = self.table,
+            valid = self.valid_row(),
+            computed = self.computed,
+        );
+        let rows = match rollup {
+            Some(rollup) => format!("{raw} UNION ALL {rollup}"),
+            None => raw,
+        };
+        format!(
+            "SELECT GROUPING(b, n1, n2, n3, n4, n5)::int4, b, n1, n2, n3, n4, n5, sum(cost)::text,                sum(requests)::int8, sum(input_tokens)::int8, sum(output_tokens)::int8,                sum(computed)::int8              FROM ({rows}) r(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, output_tokens,                computed)              GROUP BY GROUPING SETS ((b), (b, n1), (b, n3), (b, n4), (b, n5), (n2))"
         )
     }
 

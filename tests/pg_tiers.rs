@@ -1,0 +1,221 @@
+//! The coarse tier from the database (issue 17): history older than the store's
+//! detail hours is read with one GROUPING SETS scan per billing day (hours by
+//! feature, model, tenant and region; users by day) and gives, on every query the
+//! tier claims, exactly what a full backfill gives and what SQL says: raw, from the
+//! rollup, and across a backfill cut in the middle and finished on a new connection.
+
+mod common;
+mod pg_common;
+
+use std::collections::BTreeMap;
+
+use burnrate::model::{Agg, Dim, SourceMsg};
+use burnrate::source::columns::MapSpec;
+use burnrate::source::{PgSource, rollup, schema};
+use burnrate::store::{Store, StoreConfig};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+use common::TestDb;
+use pg_common::*;
+use tokio::sync::mpsc;
+
+const DETAIL_HOURS: i64 = 30;
+
+fn tiered() -> StoreConfig {
+    StoreConfig {
+        detail_hours: Some(DETAIL_HOURS),
+        ..StoreConfig::default()
+    }
+}
+
+/// Four days of rows every 7 minutes from many users (some names NULL), one
+/// rejected row, all dated relative to `now`.
+async fn fill(c: &tokio_postgres::Client, now: DateTime<Utc>) {
+    c.execute(
+        "INSERT INTO cost_events (\"timestamp\", feature_name, user_id, model, tenant_id, region, \
+           cost_usd, input_tokens, output_tokens) \
+         SELECT $1::timestamptz - make_interval(mins => i * 7), \
+           'f' || (i % 6), CASE WHEN i % 13 = 0 THEN NULL ELSE 'user_' || (i * 7919 % 53) END, \
+           'm' || (i % 4), 't' || (i % 3), CASE WHEN i % 5 = 0 THEN NULL ELSE 'eu' END, \
+           ((i * 104729 % 9973) + 1)::numeric / 1000000, i % 900, i % 300 \
+         FROM generate_series(1, 4 * 24 * 60 / 7) AS i",
+        &[&now],
+    )
+    .await
+    .expect("fill");
+    c.execute(
+        "INSERT INTO cost_events (\"timestamp\", feature_name, cost_usd) \
+         VALUES ($1::timestamptz - interval '50 hours', 'bad', 'NaN')",
+        &[&now],
+    )
+    .await
+    .expect("rejected row");
+}
+
+fn named(s: &Store, dim: Dim, from: i64) -> BTreeMap<String, Agg> {
+    s.by_dim(dim, from..=i64::MAX)
+        .into_iter()
+        .map(|(id, a)| (s.name(dim, id).to_string(), a))
+        .collect()
+}
+
+/// Per user from `from` on, from SQL (the valid rows; NULL as the store names it).
+async fn users_sql(c: &tokio_postgres::Client, from: DateTime<Utc>) -> BTreeMap<String, Agg> {
+    let rows = c
+        .query(
+            "SELECT coalesce(user_id, ''), sum(cost_usd)::text, count(*), \
+               coalesce(sum(input_tokens), 0)::int8, coalesce(sum(output_tokens), 0)::int8 \
+             FROM cost_events WHERE \"timestamp\" >= $1 AND cost_usd < 'Infinity' \
+               AND cost_usd > '-Infinity' GROUP BY 1",
+            &[&from],
+        )
+        .await
+        .expect("users");
+    named_aggs(&rows)
+}
+
+/// The tiered store answers like the full one and like SQL.
+async fn assert_same(full: &Store, tiered: &Store, c: &tokio_postgres::Client, now: DateTime<Utc>) {
+    let cal = *full.calendar();
+    let cur = full.hour_index(now);
+    assert!(tiered.memory().coarse_hours > 40, "{:?}", tiered.memory());
+    assert!(tiered.memory().cells < full.memory().cells);
+    assert_eq!(store_by_feature(tiered), ground_truth(c).await);
+    assert_eq!(store_by_feature(tiered), store_by_feature(full));
+    assert_eq!(tiered.intake().rows, full.intake().rows);
+    assert_eq!(tiered.intake().rejected, full.intake().rejected);
+    for h in full.oldest_hour().unwrap()..=cur {
+        assert_eq!(tiered.total(h..=h), full.total(h..=h), "hour {h}");
+    }
+    for dim in [Dim::Model, Dim::Tenant, Dim::Region] {
+        for from in [i64::MIN, cur - 60, cur - 2] {
+            assert_eq!(named(tiered, dim, from), named(full, dim, from), "{dim:?}");
+        }
+    }
+    for back in 0..4 {
+        let day = cal.day_start(now - ChronoDuration::days(back));
+        let from = full.hour_index(day);
+        assert!(tiered.users_exact_from(from));
+        let users = named(tiered, Dim::User, from);
+        assert_eq!(users, named(full, Dim::User, from), "users from {day}");
+        assert_eq!(users, users_sql(c, day).await, "users from {day}, SQL");
+    }
+}
+
+async fn backfill(
+    url: &str,
+    cfg: StoreConfig,
+    rollup_on: bool,
+    now: DateTime<Utc>,
+) -> (bool, Collector) {
+    let mut opts = options(cfg);
+    opts.rollup = rollup_on;
+    let mut source = PgSource::connect(target(url), opts).await.expect("connect");
+    let (tx, mut rx) = mpsc::channel(10_000);
+    source.backfill(&tx, now).await.expect("backfill");
+    let mut seen = Collector::new(cfg);
+    seen.drain(&mut rx);
+    // The first poll takes what the backfill's horizon left (another test's open
+    // transaction can hold it back).
+    source.poll(&tx).await.expect("poll");
+    seen.drain(&mut rx);
+    (source.read_rollup(), seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coarse_backfill_equals_a_full_one_and_sql_raw_and_from_the_rollup() {
+    let db = TestDb::create().await;
+    let url = target(&db.url);
+    schema::init(&url, TABLE).await.expect("db init");
+    let c = db.client().await;
+    let now = Utc::now();
+    fill(&c, now).await;
+    settle(&c).await;
+
+    let (_, full) = backfill(&db.url, StoreConfig::default(), false, now).await;
+    let (_, raw) = backfill(&db.url, tiered(), false, now).await;
+    assert_eq!(
+        raw.store.detail_floor(),
+        raw.store.hour_index(now) - DETAIL_HOURS
+    );
+    assert_same(&full.store, &raw.store, &c, now).await;
+
+    rollup::init_rollup(&url, TABLE, &MapSpec::default(), 0, false)
+        .await
+        .expect("db init --rollup");
+    // Rows the rollup has not taken in: a late one in a coarse day, a new one.
+    insert_at(&c, now - ChronoDuration::hours(70), "late", "3.25").await;
+    insert_at(&c, now - ChronoDuration::minutes(3), "f1", "0.5").await;
+    settle(&c).await;
+    let (_, full) = backfill(&db.url, StoreConfig::default(), false, now).await;
+    let (used_rollup, rolled) = backfill(&db.url, tiered(), true, now).await;
+    assert!(used_rollup, "the rollup was read");
+    assert_same(&full.store, &rolled.store, &c, now).await;
+    db.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coarse_backfill_cut_in_the_middle_is_finished_exactly() {
+    let db = TestDb::create().await;
+    schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let c = db.client().await;
+    let admin = db.client().await;
+    let now = Utc::now();
+    fill(&c, now).await;
+    settle(&c).await;
+    let cfg = tiered();
+    let source = PgSource::connect(target(&db.url), options(cfg))
+        .await
+        .expect("connect");
+    let mut seen = Collector::new(cfg);
+    // Held on a one-slot channel until a coarse day has been sent, then cut.
+    let (tx, mut rx) = mpsc::channel(1);
+    let task = {
+        let tx = tx.clone();
+        let mut source = source;
+        tokio::spawn(async move {
+            let r = source.backfill(&tx, now).await;
+            (source, r)
+        })
+    };
+    loop {
+        let msg = rx.recv().await.expect("message");
+        let coarse = matches!(&msg, SourceMsg::Backfill { batch, .. } if !batch.coarse.is_empty());
+        seen.apply(msg);
+        if coarse {
+            break;
+        }
+    }
+    cut_held_backfill(&admin, &db.name).await;
+    // Rows for hours already sent (detailed, and the coarse day just sent) and for
+    // days still to come.
+    for hours in [1, DETAIL_HOURS + 2, 80] {
+        insert_at(&c, now - ChronoDuration::hours(hours), "late_write", "0.5").await;
+    }
+    drop(tx);
+    let mut task = task;
+    let (mut source, result) = loop {
+        tokio::select! {
+            r = &mut task => break r.expect("backfill task"),
+            Some(m) = rx.recv() => seen.apply(m),
+        }
+    };
+    seen.drain(&mut rx);
+    assert!(result.is_err(), "the cut ended the first backfill");
+    let (tx, mut rx) = mpsc::channel(10_000);
+    source.backfill(&tx, now).await.expect("second backfill");
+    catch_up(&mut source, &tx, &c).await;
+    seen.drain(&mut rx);
+    assert_eq!(seen.backfill_done, 1);
+    assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
+    let day = seen
+        .store
+        .calendar()
+        .day_start(now - ChronoDuration::days(3));
+    assert_eq!(
+        named(&seen.store, Dim::User, seen.store.hour_index(day)),
+        users_sql(&c, day).await
+    );
+    db.drop_db().await;
+}
