@@ -310,6 +310,16 @@ pub struct RequestRow {
     pub cost: Money,
 }
 
+/// Per-name totals of one dimension over `[from, to)` among the rows matching a
+/// drill-down path, from the database: what the store's coarse hours do not hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupQuery {
+    pub group: Dim,
+    pub path: Vec<(Dim, String)>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
 /// "Which requests cost the most?": every event since `from` matching each
 /// (dimension, name) of `path` (`(none)` matches NULL or empty), most expensive
 /// first, at most `limit`.

@@ -202,6 +202,58 @@ pub fn breakdown(
     rows
 }
 
+/// The part `[from, to)` of a window starting at `from` whose users the store
+/// keeps only per day (it starts inside a coarse day): the database answers it
+/// (`users_with_edge`). None when the store's users from `from` on are exact.
+pub fn users_edge(store: &Store, from: DateTime<Utc>) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    let h = store.hour_index(from);
+    if store.users_exact_from(h) {
+        return None;
+    }
+    let cal = store.calendar();
+    let next_day = cal.day_start(cal.hour_start(h) + chrono::Duration::hours(26));
+    let floor = cal.hour_start(store.detail_floor());
+    Some((from, next_day.min(floor)))
+}
+
+/// Users from `from` on, most expensive first: the edge `users_edge` gave (`edge`
+/// ends where the store takes over) read from the database (`edge_users`), the
+/// rest from the store.
+pub fn users_with_edge(
+    store: &Store,
+    edge_end: DateTime<Utc>,
+    edge_users: Vec<(String, Agg)>,
+    top: Option<usize>,
+) -> Vec<Breakdown> {
+    let mut totals: std::collections::HashMap<String, Agg> = edge_users.into_iter().collect();
+    for (id, a) in store.by_dim(Dim::User, store.hours_from(edge_end)) {
+        totals
+            .entry(store.name(Dim::User, id).to_string())
+            .or_default()
+            .add(&a);
+    }
+    let mut rows: Vec<Breakdown> = totals
+        .into_iter()
+        .map(|(name, a)| Breakdown {
+            name,
+            cost_usd: a.cost,
+            requests: a.requests,
+            input_tokens: a.input_tokens,
+            output_tokens: a.output_tokens,
+            computed_cost_requests: a.computed,
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b.cost_usd
+            .cmp(&a.cost_usd)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    if let Some(n) = top {
+        rows.truncate(n);
+    }
+    rows
+}
+
 pub fn build(
     store: &Store,
     now: DateTime<Utc>,

@@ -219,3 +219,62 @@ async fn a_coarse_backfill_cut_in_the_middle_is_finished_exactly() {
     );
     db.drop_db().await;
 }
+
+/// A 30-day window starts inside a coarse day: its users are that day's part from
+/// the database and the rest from the store, equal to SQL over the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_window_starting_inside_a_coarse_day_equal_sql() {
+    let db = TestDb::create().await;
+    schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let c = db.client().await;
+    let now = Utc::now();
+    fill(&c, now).await;
+    settle(&c).await;
+    let (_, seen) = backfill(&db.url, tiered(), false, now).await;
+    let store = &seen.store;
+    let cal = *store.calendar();
+    // Windows starting at each of the last 60 hours' starts, some inside a coarse
+    // day, some at a day's start, some within the detail hours.
+    let cur = store.hour_index(now);
+    let mut edges = 0;
+    for back in (5..80).step_by(7) {
+        let from = cal.hour_start(cur - back);
+        let users = match burnrate::report::users_edge(store, from) {
+            Some((edge_from, edge_to)) => {
+                edges += 1;
+                assert_eq!(edge_from, from);
+                assert!(edge_to > from && edge_to <= cal.hour_start(store.detail_floor()));
+                let mut source = PgSource::connect(target(&db.url), options(tiered()))
+                    .await
+                    .expect("connect");
+                let q = burnrate::model::GroupQuery {
+                    group: Dim::User,
+                    path: Vec::new(),
+                    from: edge_from,
+                    to: edge_to,
+                };
+                let edge = source.group_totals(&q).await.expect("group totals");
+                burnrate::report::users_with_edge(store, edge_to, edge, None)
+            }
+            None => burnrate::report::breakdown(store, Dim::User, from, None),
+        };
+        let got: BTreeMap<String, Agg> = users
+            .into_iter()
+            .map(|b| {
+                let agg = Agg {
+                    cost: b.cost_usd,
+                    requests: b.requests,
+                    input_tokens: b.input_tokens,
+                    output_tokens: b.output_tokens,
+                    computed: b.computed_cost_requests,
+                };
+                (b.name, agg)
+            })
+            .collect();
+        assert_eq!(got, users_sql(&c, from).await, "users from {from}");
+    }
+    assert!(edges >= 3, "some windows started inside a coarse day");
+    db.drop_db().await;
+}

@@ -5,6 +5,7 @@
 //!
 //! Exit codes: 0 nothing firing, 1 something firing, 2 an error.
 
+use crate::store::Store;
 use std::io::Write;
 use std::time::Duration;
 
@@ -37,9 +38,10 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
         tenant.as_deref(),
         &["no_events"],
     ));
-    let opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
+    let store_config = ctx.one_shot_store_config();
+    let opts = SourceOptions::new(&ctx.cfg.database, store_config);
     let mut source = PgSource::connect(target.clone(), opts).await?;
-    let mut store = ctx.new_store();
+    let mut store = Store::new(store_config, Utc::now());
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
 

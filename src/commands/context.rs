@@ -17,6 +17,11 @@ pub struct Context {
     pub global: GlobalArgs,
 }
 
+/// Hours a one-shot command keeps in full detail: the longest window its rules
+/// explain with combinations (today, for `today_vs_7d`'s contributors) and a day
+/// of margin.
+pub const ONE_SHOT_DETAIL_HOURS: i64 = 48;
+
 impl Context {
     /// History kept in memory: the view window, and at least five weeks so that
     /// same-hour-of-week baselines exist (the current month is always kept too).
@@ -26,6 +31,19 @@ impl Context {
             calendar: self.cfg.calendar(),
             retention_hours: window_hours.max(35 * 24),
             ..StoreConfig::default()
+        }
+    }
+
+    /// The store of a one-shot command (`snapshot`, `check`): hours older than
+    /// [`ONE_SHOT_DETAIL_HOURS`] are read and kept coarse (per-dimension totals,
+    /// users per day), so a cron `check` on a table of millions of end users costs
+    /// about one scan, not one group per row. Nothing it prints needs their
+    /// combinations: a user list over a window that starts in a coarse day asks the
+    /// database for that day's part (`report::users_edge`).
+    pub fn one_shot_store_config(&self) -> StoreConfig {
+        StoreConfig {
+            detail_hours: Some(ONE_SHOT_DETAIL_HOURS),
+            ..self.store_config()
         }
     }
 

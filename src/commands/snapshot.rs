@@ -41,7 +41,9 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
         );
     }
     let target = ctx.connect_target()?;
-    let opts = ctx.source_options()?;
+    let mut opts = ctx.source_options()?;
+    opts.store = ctx.one_shot_store_config();
+    let store_config = opts.store;
     let refresh = opts.refresh_interval;
     let mut source = PgSource::new(target, opts)?;
     // As in `watch`: a NOTIFY on database.notify_channel polls at once.
@@ -49,7 +51,7 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
     if args.follow {
         source.wake_on_notify(wake.clone());
     }
-    let mut store = ctx.new_store();
+    let mut store = Store::new(store_config, Utc::now());
 
     backfill(&mut store, &mut source).await?;
     poll(&mut store, &mut source).await?;
@@ -217,6 +219,17 @@ async fn print(
 ) -> Result<()> {
     let mode = source.mode().unwrap_or(TailMode::TxWatermark);
     let mut snap = report::build(store, Utc::now(), spec, mode, source.endpoint());
+    // Users of a window that starts inside a day the store keeps coarse.
+    if let Some((from, to)) = report::users_edge(store, snap.window_start) {
+        let q = crate::model::GroupQuery {
+            group: crate::model::Dim::User,
+            path: Vec::new(),
+            from,
+            to,
+        };
+        let edge = source.group_totals(&q).await?;
+        snap.by_user = report::users_with_edge(store, to, edge, Some(spec.top));
+    }
     add_requests(&mut snap, source, cache).await;
     snap.source.watermark_lag_secs = source.last_status().and_then(|s| s.watermark_lag_secs);
     snap.source.computed_cost_rows = source.computed_cost_rows();

@@ -12,6 +12,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use std::ops::RangeInclusive;
+
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc};
 
 use super::stats::{Robust, ewma_chart, ln_cost, quantile};
@@ -733,6 +735,15 @@ fn carried_by_one_user(
             >= feature_typical_requests.max(ONE_USER_MIN_REQUESTS)
 }
 
+/// The part of `hours` whose combinations the store keeps (see
+/// `Store::complete_from`): a user's share of a feature compares two totals over
+/// the same hours, so both are taken over this part when the oldest hours are kept
+/// coarse (a share over the last days rather than the whole week).
+fn with_combinations(store: &Store, hours: RangeInclusive<i64>) -> RangeInclusive<i64> {
+    let floor = store.complete_from(crate::store::Need::Cells);
+    (*hours.start()).max(floor)..=*hours.end()
+}
+
 /// The user most behind the excess of a feature (or model) in `[start, now)`, if it
 /// carries it (see [`carried_by_one_user`]). `users_now` holds every user's window
 /// totals.
@@ -765,7 +776,7 @@ fn one_user_behind(
             Some((*uid, cost, requests))
         })
         .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))?;
-    let week = (hours.start() - 7 * 24)..=(hours.start() - 1);
+    let week = with_combinations(store, (hours.start() - 7 * 24)..=(hours.start() - 1));
     let feature_week = store.total_filtered(&[scope], week.clone());
     let user_week = store.total_filtered(&[scope, (Dim::User, id)], week);
     let share = if feature_week.requests > 0 {
@@ -800,7 +811,7 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
         cur
     };
     let start = cal.hour_start(from_hour);
-    let week = (from_hour - 7 * 24)..=(from_hour - 1);
+    let week = with_combinations(store, (from_hour - 7 * 24)..=(from_hour - 1));
     let mut out = Vec::new();
     for (fid, fagg) in store.by_dim(Dim::Feature, from_hour..=cur) {
         if fagg.cost <= p.runaway_min_excess {

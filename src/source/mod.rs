@@ -11,6 +11,7 @@ pub mod demo;
 pub mod doctor;
 pub mod error;
 pub mod export;
+mod history;
 pub mod idgaps;
 pub mod keyset;
 pub mod notify;

@@ -5,7 +5,7 @@ use tokio_postgres::types::ToSql;
 
 use super::columns::{ResolvedMap, RowOrder};
 use super::schema::{CostKind, TableInfo};
-use crate::model::{FUTURE_TOLERANCE_SECS, MAX_ROW_COST_USD, NONE_NAME, TopQuery};
+use crate::model::{FUTURE_TOLERANCE_SECS, GroupQuery, MAX_ROW_COST_USD, NONE_NAME, TopQuery};
 
 /// Parameters collected while a statement is built; `push` returns the placeholder.
 #[derive(Default)]
@@ -577,6 +577,41 @@ impl Sql {
             table = self.table,
             conds = conds.join(" AND "),
             limit = p.push(q.limit as i64),
+        )
+    }
+
+    /// Per-name totals of `q.group` over `[q.from, q.to)` among the valid rows
+    /// matching `q.path` (bound parameters; `(none)` matches NULL or empty): name,
+    /// cost text, requests, input tokens, output tokens, computed rows.
+    pub(crate) fn group_totals(&self, q: &GroupQuery, p: &mut Params) -> String {
+        let mut conds = vec![
+            format!("{} >= {}::timestamptz", self.ts, p.push(q.from)),
+            format!("{} < {}::timestamptz", self.ts, p.push(q.to)),
+            self.valid_row(),
+        ];
+        for (dim, name) in &q.path {
+            let want = if name == NONE_NAME {
+                String::new()
+            } else {
+                name.clone()
+            };
+            conds.push(format!(
+                "{} = {}::text",
+                self.names[dim.index()],
+                p.push(want)
+            ));
+        }
+        format!(
+            "SELECT {name}, sum({cost})::text, count(*), {input}, {output}, \
+               count(*) FILTER (WHERE {computed}) \
+             FROM {table} e WHERE {conds} GROUP BY 1",
+            name = self.names[q.group.index()],
+            cost = self.cost,
+            input = self.sum_tokens(&self.input_sel),
+            output = self.sum_tokens(&self.output_sel),
+            computed = self.computed,
+            table = self.table,
+            conds = conds.join(" AND "),
         )
     }
 
