@@ -111,6 +111,12 @@ impl AlertsSummary {
                     "database unreachable: alert state in the local file (dedupe on this machine)",
                 )
                 .or_short("alert state in the local file")
+            } else if self.state.contains("hot standby") {
+                AlertPart::new(
+                    K::State,
+                    "standby: alert state not shared (set database.primary_url)",
+                )
+                .or_short("state not shared (standby)")
             } else {
                 AlertPart::new(K::State, "state not shared (local file)")
             });

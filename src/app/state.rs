@@ -656,6 +656,7 @@ impl App {
         self.status.watermark_lag_secs = s.watermark_lag_secs;
         self.status.absent = s.absent;
         self.status.source_note = s.note;
+        self.status.replay_lag = s.replay_lag;
         self.dirty = true;
     }
 
@@ -1429,6 +1430,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             }),
             now,
         );
@@ -1956,6 +1958,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             }),
             now,
         );
@@ -2232,6 +2235,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+            replay_lag: None,
             }),
             now,
         );

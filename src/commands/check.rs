@@ -37,7 +37,8 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
         tenant.as_deref(),
         &["no_events"],
     ));
-    let opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
+    let mut opts = SourceOptions::new(&ctx.cfg.database, ctx.store_config());
+    opts.primary = ctx.primary_target()?;
     let mut source = PgSource::connect(target.clone(), opts).await?;
     let mut store = ctx.new_store();
     backfill(&mut store, &mut source).await?;
@@ -51,8 +52,9 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
         seen.push((o, crate::alert::Hold::Confirmed));
     }
 
+    // On a read replica the shared state lives on the primary (`database.primary_url`).
     let state = AlertStore::open(
-        Some(target.clone()),
+        Some(ctx.write_target()?),
         &ctx.cfg.database.table,
         local_state_file(&target.endpoint, &ctx.cfg.database.table, tenant.as_deref()),
     )

@@ -185,6 +185,13 @@ impl PgSource {
         };
         let batch_rows = i64::from(self.opts.tail_batch_rows.max(1));
         let mut stats = PollStats::default();
+        // A standby's pg_current_snapshot() lists no running transactions: its
+        // snapshot is cut at the xmin there (see `source::replica`).
+        let (snapshot_sql, standby) = if self.standby {
+            (super::replica::STANDBY_SNAPSHOT, true)
+        } else {
+            (CURRENT_SNAPSHOT, false)
+        };
 
         match self.cursor.as_mut() {
             None => return Err(SourceError::NotBackfilled),
@@ -194,7 +201,7 @@ impl PgSource {
                         &ctx,
                         limit,
                         "reading the snapshot",
-                        client.query_one(CURRENT_SNAPSHOT, &[]),
+                        client.query_one(snapshot_sql, &[]),
                     )
                     .await?;
                     let current: String = row
@@ -261,9 +268,13 @@ impl PgSource {
                     }
                 }
                 // The tail waits for no transaction; one held open long is named
-                // (its own rows count when it commits).
+                // (its own rows count when it commits). On a standby no session
+                // holds a transaction id: what the tail waits for is on the primary.
                 stats.watermark_lag_secs = Some(0);
-                self.holder = match timed(
+                self.holder = if standby {
+                    None
+                } else {
+                    match timed(
                     &ctx,
                     limit,
                     "reading the oldest open transaction",
@@ -279,6 +290,7 @@ impl PgSource {
                     Err(e) => {
                         tracing::debug!(error = %e, "oldest open transaction unavailable");
                         None
+                    }
                     }
                 };
             }
@@ -430,6 +442,7 @@ impl PgSource {
                 *tracker = work;
             }
         }
+        self.measure_replay_lag().await;
         let mode = self.mode.unwrap_or(TailMode::TxWatermark);
         self.status.note = self.status_note();
         self.status

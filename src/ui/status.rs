@@ -156,6 +156,21 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
+    // Reading from a hot standby: how far it trails the primary (always shown: a
+    // replica's numbers are only as fresh as its replay).
+    if let Some(lag) = &status.replay_lag {
+        let style = if lag.secs > LAG_SHOWN_SECS {
+            theme.warn()
+        } else {
+            theme.muted()
+        };
+        segs.push(Segment {
+            cut_to_fit: false,
+            priority: 4,
+            spans: vec![Span::styled(lag.short(), style)],
+            short: Some(vec![Span::styled(format!("standby {}s", lag.secs), style)]),
+        });
+    }
     // The source's own words: a transaction held open, an overlap mode's limit.
     if let Some(note) = &status.source_note {
         segs.push(Segment {
