@@ -358,7 +358,11 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
         .await
         .unwrap();
     // Roll what is there on the primary, so the standby's backfill reads the rollup.
-    let out = burnrate(&["db", "rollup", "--database-url", &db.url], state.path(), None);
+    let out = burnrate(
+        &["db", "rollup", "--database-url", &db.url],
+        state.path(),
+        None,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
 
     let sb = common::connect(&standby_url).await;
@@ -421,7 +425,10 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     assert_eq!(truth["later_started"].requests, 1);
 
     // The replay lag, measured on the standby and against the primary.
-    let lag = source.replay_lag().expect("a replay lag on a standby").clone();
+    let lag = source
+        .replay_lag()
+        .expect("a replay lag on a standby")
+        .clone();
     assert!(lag.secs >= 0 && lag.unreplayed_bytes >= 0, "{lag:?}");
     assert!(lag.behind_primary_bytes.is_some(), "{lag:?}");
     let last_status = source.last_status().expect("a status").clone();

@@ -464,6 +464,54 @@ mod tests {
     }
 
     #[test]
+    fn the_primary_comes_from_its_flag_env_or_config_key_and_is_optional() {
+        let primary = |flag: Option<&str>, cfg: Option<&str>, env: &[(&str, &str)]| {
+            resolve_primary_with(flag, cfg, &env_of(env), &|_| false)
+                .unwrap()
+                .map(|t| (t.endpoint, t.origin))
+        };
+        // DATABASE_URL names the read server, never the primary.
+        let env = [
+            ("DATABASE_URL", "postgres://u@replica/llm"),
+            ("BURNRATE_PRIMARY_URL", "postgres://u@envprimary:5433/llm"),
+        ];
+        assert_eq!(primary(None, None, &env[..1]), None);
+        assert_eq!(
+            primary(
+                Some("postgres://u@flagprimary/llm"),
+                Some("postgres://u@cfg/llm"),
+                &env
+            ),
+            Some(("flagprimary:5432/llm".into(), Some("--primary-url")))
+        );
+        assert_eq!(
+            primary(None, Some("postgres://u@cfg/llm"), &env),
+            Some(("envprimary:5433/llm".into(), Some("BURNRATE_PRIMARY_URL")))
+        );
+        assert_eq!(
+            primary(
+                None,
+                Some("postgres://u@cfg/llm"),
+                &[("BURNRATE_PRIMARY_URL", "")]
+            ),
+            Some((
+                "cfg:5432/llm".into(),
+                Some("the config key database.primary_url")
+            ))
+        );
+        // A bad one says where it came from and what it is for.
+        let err = resolve_primary_with(
+            Some("postgres://u@h:notaport/db"),
+            None,
+            &env_of(&[]),
+            &|_| false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--primary-url"), "{err}");
+    }
+
+    #[test]
     fn flag_beats_env_beats_config() {
         let env = [("DATABASE_URL", "postgres://u@envhost:5433/envdb")];
         let cfg = Some("postgres://u@cfghost/cfgdb");

@@ -47,7 +47,8 @@ const REPLAY_STATUS: &str = "SELECT pg_last_wal_replay_lsn()::text, \
                  ELSE 0 END";
 
 /// How far the primary's WAL is past a position (on the primary).
-const BEHIND_PRIMARY: &str = "SELECT greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn))::int8";
+const BEHIND_PRIMARY: &str =
+    "SELECT greatest(0, pg_wal_lsn_diff(pg_current_wal_lsn(), $1::text::pg_lsn))::int8";
 
 /// Whether the server behind `client` is a standby.
 pub async fn is_standby(client: &Client) -> Result<bool, tokio_postgres::Error> {
@@ -70,7 +71,9 @@ pub async fn replay_lag(
     if let (Some(primary), Some(lsn)) = (primary, replayed) {
         match primary.query_one(BEHIND_PRIMARY, &[&lsn]).await {
             Ok(r) => lag.behind_primary_bytes = Some(r.get(0)),
-            Err(e) => tracing::debug!(error = %e, "replica: the primary's WAL position unavailable"),
+            Err(e) => {
+                tracing::debug!(error = %e, "replica: the primary's WAL position unavailable")
+            }
         }
     }
     Ok(lag)
@@ -254,7 +257,10 @@ mod tests {
         lag.unreplayed_bytes = 2048;
         assert_eq!(lag.short(), "standby lag 12s, 2.0 kB behind");
         assert!(lag.describe().contains("needs database.primary_url"));
-        assert!(lag.describe().starts_with("replay lag 12s (2.0 kB received"));
+        assert!(
+            lag.describe()
+                .starts_with("replay lag 12s (2.0 kB received")
+        );
     }
 
     #[test]

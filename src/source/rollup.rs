@@ -508,10 +508,9 @@ impl super::pg::PgSource {
             Some(live) if supported(&live.info) => {}
             _ => return,
         }
-        if self
-            .roller
-            .is_some_and(|r| !r.elected || r.last.is_some_and(|t| t.elapsed() < self.opts.rollup_every))
-        {
+        if self.roller.is_some_and(|r| {
+            !r.elected || r.last.is_some_and(|t| t.elapsed() < self.opts.rollup_every)
+        }) {
             return;
         }
         // On a standby the rolls go to the primary (`database.primary_url`).
@@ -545,9 +544,7 @@ impl super::pg::PgSource {
             Some(r) => r,
             None => {
                 let elected = match read_state(client, &tables, &ctx).await {
-                    Ok(Some(_)) => try_elect(client, &self.table, &ctx)
-                        .await
-                        .unwrap_or(false),
+                    Ok(Some(_)) => try_elect(client, &self.table, &ctx).await.unwrap_or(false),
                     Ok(None) => false,
                     Err(e) => {
                         tracing::warn!(error = %e, "rollup: cannot read its state");

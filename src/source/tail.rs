@@ -275,22 +275,22 @@ impl PgSource {
                     None
                 } else {
                     match timed(
-                    &ctx,
-                    limit,
-                    "reading the oldest open transaction",
-                    client.query_opt(OLDEST_OPEN_TX, &[]),
-                )
-                .await
-                {
-                    Ok(row) => row.and_then(|r| open_long_enough(&r)),
-                    // Informational only, but a connection failure still counts.
-                    Err(
-                        e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
-                    ) => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "oldest open transaction unavailable");
-                        None
-                    }
+                        &ctx,
+                        limit,
+                        "reading the oldest open transaction",
+                        client.query_opt(OLDEST_OPEN_TX, &[]),
+                    )
+                    .await
+                    {
+                        Ok(row) => row.and_then(|r| open_long_enough(&r)),
+                        // Informational only, but a connection failure still counts.
+                        Err(
+                            e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
+                        ) => return Err(e),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "oldest open transaction unavailable");
+                            None
+                        }
                     }
                 };
             }

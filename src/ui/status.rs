@@ -387,6 +387,40 @@ mod tests {
     }
 
     #[test]
+    fn a_standby_shows_its_replay_lag_at_80_columns() {
+        let mut status = StatusView {
+            endpoint: "replica.internal:5432/llm".into(),
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            events_per_sec: 41.0,
+            rows_read: 123_456,
+            replay_lag: Some(crate::model::ReplayLag {
+                secs: 0,
+                unreplayed_bytes: 0,
+                behind_primary_bytes: Some(4_096),
+                last_replayed_commit: None,
+            }),
+            ..StatusView::default()
+        };
+        let caught_up = line(&status, 80);
+        assert!(caught_up.contains("standby lag 0s"), "{caught_up}");
+        status.replay_lag = Some(crate::model::ReplayLag {
+            secs: 42,
+            unreplayed_bytes: 3 << 20,
+            behind_primary_bytes: Some(5 << 20),
+            last_replayed_commit: None,
+        });
+        let behind = line(&status, 120);
+        assert!(
+            behind.contains("standby lag 42s, 5.0 MB behind"),
+            "{behind}"
+        );
+        // Narrow: the short form keeps the seconds.
+        let narrow = line(&status, 60);
+        assert!(narrow.contains("standby 42s"), "{narrow}");
+    }
+
+    #[test]
     fn rejected_rows_show_their_reasons_where_there_is_room() {
         let status = StatusView {
             endpoint: "db:5432/llm".into(),
