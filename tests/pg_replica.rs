@@ -370,7 +370,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
 
     // The source on the standby: detected as one, backfilled from the rollup.
     let cfg = StoreConfig::default();
-    let mut opts = options(cfg.clone());
+    let mut opts = options(cfg);
     opts.rollup = true;
     opts.rollup_every = Duration::from_millis(1);
     opts.primary = Some(target(&db.url));
