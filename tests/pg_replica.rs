@@ -10,8 +10,11 @@
 //! primary URL, writes are refused or kept local, with a message saying why.
 //!
 //! Needs replication connections from 127.0.0.1 on the test server (scripts/test
-//! adds `host replication all 127.0.0.1/32 trust` to pg_hba.conf). Skipped, saying
-//! so, only when pg_basebackup or pg_ctl is not installed.
+//! adds `host replication all 127.0.0.1/32 trust` to pg_hba.conf). pg_basebackup
+//! copies every database of the server: one holding more than 1 GiB (a benchmark's
+//! data set; 3 GB took 35 s to clone here) is not cloned, the test then makes a
+//! primary of its own with initdb and clones that (2 s). Skipped, saying so, only
+//! when pg_basebackup or pg_ctl is not installed.
 
 mod common;
 mod pg_common;
@@ -22,7 +25,6 @@ use std::time::Duration;
 
 use burnrate::source::PgSource;
 use burnrate::store::StoreConfig;
-use common::TestDb;
 use pg_common::*;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -65,7 +67,8 @@ fn id_of(flag: &str) -> u32 {
     text(&out.stdout).trim().parse().expect("numeric id")
 }
 
-/// A hot standby of the test server, stopped and removed when dropped.
+/// A cluster of this test's own (the standby, and the primary when the test server
+/// is too big to clone), stopped and removed when dropped.
 struct Standby {
     bindir: PathBuf,
     data: PathBuf,
@@ -86,15 +89,82 @@ impl Standby {
         }
     }
 
-    async fn start(primary: &Client, admin_url: &str, bindir: PathBuf) -> Standby {
+    /// A temporary directory the server's OS user owns.
+    fn temp_dir(prefix: &str) -> tempfile::TempDir {
         let dir = tempfile::Builder::new()
-            .prefix("burnrate-standby-")
+            .prefix(prefix)
             .tempdir()
             .expect("temp dir");
         if is_root() {
             std::os::unix::fs::chown(dir.path(), Some(id_of("-u")), Some(id_of("-g")))
-                .expect("chown the standby's directory to postgres");
+                .expect("chown the cluster's directory to postgres");
         }
+        dir
+    }
+
+    /// A free port: bound, read and released just before the server takes it.
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port()
+    }
+
+    /// A new, empty primary of our own (initdb), accepting replication connections.
+    fn own_primary(bindir: PathBuf) -> Standby {
+        let dir = Self::temp_dir("burnrate-primary-");
+        let data = dir.path().join("data");
+        let out = Self::command(&bindir, "initdb")
+            .args(["-U", "postgres", "-A", "trust", "--no-sync", "-D"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run initdb");
+        assert!(out.status.success(), "initdb: {}", text(&out.stderr));
+        let port = Self::free_port();
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str(&format!(
+            "\nlisten_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
+             wal_level = replica\nmax_wal_senders = 5\nshared_buffers = 16MB\nfsync = off\n",
+            dir.path().display()
+        ));
+        write_as_postgres(&data.join("postgresql.conf"), &conf);
+        write_as_postgres(
+            &data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 trust\n\
+             host replication all 127.0.0.1/32 trust\n",
+        );
+        let cluster = Standby {
+            bindir,
+            data,
+            port,
+            _dir: dir,
+        };
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn pg_ctl_start(&self) {
+        let log = self.data.parent().unwrap().join("server.log");
+        let out = Self::command(&self.bindir, "pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "start"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}{}",
+            text(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    async fn start(primary: &Client, admin_url: &str, bindir: PathBuf) -> Standby {
+        let dir = Self::temp_dir("burnrate-standby-");
         let data = dir.path().join("data");
         let out = Self::command(&bindir, "pg_basebackup")
             .args(["-d", admin_url, "-D"])
@@ -127,11 +197,7 @@ impl Standby {
                 .get(0);
             conf.push_str(&format!("{name} = {v}\n"));
         }
-        // A free port: bound, read and released just before the server takes it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = Self::free_port();
         conf.push_str(&format!(
             "listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{}'\n\
              hot_standby = on\nhot_standby_feedback = on\nshared_buffers = 16MB\nfsync = off\n\
@@ -152,22 +218,7 @@ impl Standby {
             port,
             _dir: dir,
         };
-        let log = standby.data.parent().unwrap().join("standby.log");
-        let out = Self::command(&standby.bindir, "pg_ctl")
-            .arg("-D")
-            .arg(&standby.data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "60", "start"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "pg_ctl start failed: {}{}",
-            text(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        standby.pg_ctl_start();
         standby
     }
 
@@ -304,11 +355,45 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
         );
         return;
     };
-    let db = TestDb::create().await;
+    // pg_basebackup copies the whole cluster: a test server holding big databases
+    // (a benchmark's 10M rows) is not cloned, the test makes a primary of its own.
+    let cluster_bytes: i64 = admin
+        .query_one(
+            "SELECT sum(pg_database_size(oid))::int8 FROM pg_database",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let (own_primary, admin_url) = if cluster_bytes <= MAX_CLONED_BYTES {
+        (None, common::admin_url())
+    } else {
+        eprintln!(
+            "the test server holds {} MB, over the {} MB this test clones: using a primary of \
+             its own (initdb) instead",
+            cluster_bytes >> 20,
+            MAX_CLONED_BYTES >> 20
+        );
+        let p = Standby::own_primary(bindir.clone());
+        let url = p.url("postgres");
+        (Some(p), url)
+    };
+    let admin = common::connect(&admin_url).await;
+    let name = format!("burnrate_t_replica_{}", std::process::id());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create the test database");
+    let db_url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
     let state = tempfile::tempdir().unwrap();
-    let primary = db.client().await;
-    let standby = Standby::start(&admin, &common::admin_url(), bindir).await;
-    let standby_url = standby.url(&db.name);
+    let primary = common::connect(&db_url).await;
+    let started = std::time::Instant::now();
+    let standby = Standby::start(&admin, &admin_url, bindir).await;
+    eprintln!(
+        "standby cloned and started in {} ms",
+        started.elapsed().as_millis()
+    );
+    let standby_url = standby.url(&name);
 
     // `db init` through the standby's URL: refused without the primary, saying how.
     let out = burnrate(
@@ -326,7 +411,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     let out = burnrate(
         &["db", "init", "--rollup", "--database-url", &standby_url],
         state.path(),
-        Some(&db.url),
+        Some(&db_url),
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     // History and a runaway, written on the primary.
@@ -341,7 +426,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
             "11",
             "--quiet",
             "--database-url",
-            &db.url,
+            &db_url,
         ],
         state.path(),
         None,
@@ -359,7 +444,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
         .unwrap();
     // Roll what is there on the primary, so the standby's backfill reads the rollup.
     let out = burnrate(
-        &["db", "rollup", "--database-url", &db.url],
+        &["db", "rollup", "--database-url", &db_url],
         state.path(),
         None,
     );
@@ -373,7 +458,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     let mut opts = options(cfg);
     opts.rollup = true;
     opts.rollup_every = Duration::from_millis(1);
-    opts.primary = Some(target(&db.url));
+    opts.primary = Some(target(&db_url));
     let mut source = PgSource::connect(target(&standby_url), opts)
         .await
         .expect("connect to the standby");
@@ -390,7 +475,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     assert_eq!(store_by_feature(&seen.store), ground_truth(&primary).await);
 
     // Out-of-order commits on the primary: `early` starts first and commits last.
-    let mut early_conn = db.client().await;
+    let mut early_conn = common::connect(&db_url).await;
     let early = early_conn.transaction().await.unwrap();
     insert(&early, "early_started", 1_000_000_000_001, 1, 1).await;
     insert(&primary, "later_started", 2_000_000_000_002, 2, 2).await;
@@ -429,6 +514,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
         .replay_lag()
         .expect("a replay lag on a standby")
         .clone();
+    eprintln!("replay lag after catching up: {lag:?} ({})", lag.short());
     assert!(lag.secs >= 0 && lag.unreplayed_bytes >= 0, "{lag:?}");
     assert!(lag.behind_primary_bytes.is_some(), "{lag:?}");
     let last_status = source.last_status().expect("a status").clone();
@@ -449,7 +535,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     let out = burnrate_with(
         &["check", "--json", "--database-url", &standby_url],
         state.path(),
-        Some(&db.url),
+        Some(&db_url),
         Some(&slack.url),
     );
     assert_eq!(
@@ -502,7 +588,7 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
     let out = burnrate(
         &["doctor", "--json", "--database-url", &standby_url],
         state.path(),
-        Some(&db.url),
+        Some(&db_url),
     );
     let v: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor --json ({e}): {}", text(&out.stderr)));
@@ -512,6 +598,16 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
 
     drop(source);
     drop(sb);
+    drop(early_conn);
+    drop(primary);
     drop(standby);
-    db.drop_db().await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .expect("drop the test database");
+    drop(own_primary);
 }
+
+/// The most the test clones of the test server (all its databases); over it, the
+/// test makes a primary of its own.
+const MAX_CLONED_BYTES: i64 = 1 << 30;

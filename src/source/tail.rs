@@ -207,7 +207,15 @@ impl PgSource {
                     let current: String = row
                         .try_get(0)
                         .map_err(|e| ctx.unexpected(format!("snapshot: {e}")))?;
-                    cursor.start(current);
+                    if standby && !super::txcursor::covers(&current, &cursor.prev) {
+                        // A standby's snapshot behind the previous one (a reconnect
+                        // to another server, a standby restarted): reading it would
+                        // count rows again. Nothing new until it passes.
+                        tracing::debug!(current = %current, prev = %cursor.prev, "standby snapshot behind the tail's; waiting for replay");
+                        send_tail(tx, FactBatch::default(), &mut stats).await?;
+                    } else {
+                        cursor.start(current);
+                    }
                 }
                 let text = sql.tail_tx();
                 loop {
