@@ -584,6 +584,40 @@ async fn a_hot_standby_reads_exactly_and_writes_go_to_the_primary() {
         .collect();
     assert!(!files.is_empty(), "a local alert state file");
 
+    // `snapshot --json` through the standby: the totals of the primary, and the lag.
+    let out = burnrate(
+        &["snapshot", "--json", "--database-url", &standby_url],
+        state.path(),
+        Some(&db_url),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("snapshot --json");
+    assert_eq!(
+        v["source"]["replay_lag_secs"].as_i64().map(|s| s >= 0),
+        Some(true),
+        "{}",
+        v["source"]
+    );
+    let sql_total: String = primary
+        .query_one(
+            "SELECT round(sum(cost_usd), 6)::text FROM cost_events \
+             WHERE \"timestamp\" >= $1",
+            &[&v["window_start"]
+                .as_str()
+                .unwrap()
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        v["totals"]["cost_usd"].as_str(),
+        Some(sql_total.as_str()),
+        "{}",
+        v["totals"]
+    );
+
     // `doctor` reports the standby and its lag.
     let out = burnrate(
         &["doctor", "--json", "--database-url", &standby_url],
