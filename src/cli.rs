@@ -28,6 +28,11 @@ pub struct GlobalArgs {
     /// database.url, then the libpq variables PGHOST, PGPORT, PGUSER, PGDATABASE...
     #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
+    /// The primary's URL when --database-url is a read replica (hot standby): alert
+    /// state, silences, rollup rolls and `db init` write there. Else
+    /// $BURNRATE_PRIMARY_URL, then the config's database.primary_url.
+    #[arg(long, global = true, value_name = "URL")]
+    pub primary_url: Option<String>,
     /// Config file. Else $BURNRATE_CONFIG, then ~/.config/burnrate/burnrate.toml.
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,

@@ -53,6 +53,12 @@ pub struct Config {
 pub struct DatabaseConfig {
     /// postgres://user@host:port/db; `--database-url` and `DATABASE_URL` win over it.
     pub url: Option<String>,
+    /// The primary's URL when `url` is a read replica (a streaming hot standby):
+    /// burnrate reads from `url` and writes here (the shared alert state, silences
+    /// and alert log, the rollup's rolls, `db init`). `--primary-url` and
+    /// `BURNRATE_PRIMARY_URL` win over it. Unset: writes go to `url`, and on a
+    /// standby the alert state stays in a local file (said in the status bar).
+    pub primary_url: Option<String>,
     /// The table to watch, optionally schema-qualified ("public.cost_events").
     pub table: String,
     /// How often the tail polls for new rows.
@@ -250,6 +256,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig {
             url: None,
+            primary_url: None,
             table: "cost_events".into(),
             refresh_interval: Duration::from_secs(2),
             statement_timeout: Duration::from_secs(30),

@@ -275,6 +275,73 @@ pub struct SourceStatus {
     /// What the status bar says besides the mode: the transaction held open on
     /// the server (tx mode), or what an overlap mode can miss.
     pub note: Option<String>,
+    /// Reading from a streaming hot standby: how far it trails its primary.
+    pub replay_lag: Option<ReplayLag>,
+}
+
+/// How far a hot standby trails its primary (see `source::replica`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplayLag {
+    /// Seconds since the last replayed commit while received WAL waits for replay;
+    /// 0 when everything received is replayed.
+    pub secs: i64,
+    /// WAL received but not yet replayed.
+    pub unreplayed_bytes: i64,
+    /// WAL the primary has written past the standby's replay position (with a
+    /// primary URL only): also counts WAL not yet received.
+    pub behind_primary_bytes: Option<i64>,
+    /// When the last replayed transaction committed on the primary.
+    pub last_replayed_commit: Option<DateTime<Utc>>,
+}
+
+impl ReplayLag {
+    /// For the status bar: "standby lag 0s" or "standby lag 12s, 3.4 MB behind"
+    /// (bytes from a megabyte on, or with any lag).
+    pub fn short(&self) -> String {
+        let bytes = self
+            .behind_primary_bytes
+            .unwrap_or(0)
+            .max(self.unreplayed_bytes);
+        if bytes >= 1 << 20 || (self.secs > 0 && bytes > 0) {
+            format!("standby lag {}s, {} behind", self.secs, human_bytes(bytes))
+        } else {
+            format!("standby lag {}s", self.secs)
+        }
+    }
+
+    /// For `doctor`: what is measured, and how.
+    pub fn describe(&self) -> String {
+        let primary = match self.behind_primary_bytes {
+            Some(b) => format!(
+                "; the primary's WAL is {} past its replay position",
+                human_bytes(b)
+            ),
+            None => "; how far the primary is ahead needs database.primary_url".to_string(),
+        };
+        let last = self
+            .last_replayed_commit
+            .map(|t| {
+                format!(
+                    "; last replayed commit {}",
+                    t.format("%Y-%m-%d %H:%M:%S UTC")
+                )
+            })
+            .unwrap_or_default();
+        format!(
+            "replay lag {}s ({} received and not yet replayed{primary}{last})",
+            self.secs,
+            human_bytes(self.unreplayed_bytes)
+        )
+    }
+}
+
+fn human_bytes(b: i64) -> String {
+    match b {
+        b if b >= 1 << 30 => format!("{:.1} GB", b as f64 / (1u64 << 30) as f64),
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1u64 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / (1u64 << 10) as f64),
+        b => format!("{b} B"),
+    }
 }
 
 /// Messages from a source task to whoever owns the store.

@@ -65,6 +65,9 @@ pub struct SourceInfo {
     /// Seconds a long-running transaction has held the tail's watermark back (0:
     /// nothing holds it); null where unknown (before the first poll, demo).
     pub watermark_lag_secs: Option<i64>,
+    /// Reading from a hot standby: its replay lag in seconds (see the README's "Read
+    /// replicas"); null on a primary and where unknown.
+    pub replay_lag_secs: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -298,6 +301,7 @@ pub fn build(
             computed_cost_rows: 0,
             absent_names: Vec::new(),
             watermark_lag_secs: None,
+            replay_lag_secs: None,
         },
         store: store.memory(),
     }

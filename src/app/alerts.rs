@@ -111,6 +111,12 @@ impl AlertsSummary {
                     "database unreachable: alert state in the local file (dedupe on this machine)",
                 )
                 .or_short("alert state in the local file")
+            } else if self.state.contains("hot standby") {
+                AlertPart::new(
+                    K::State,
+                    "standby: alert state not shared (set database.primary_url)",
+                )
+                .or_short("state not shared (standby)")
             } else {
                 AlertPart::new(K::State, "state not shared (local file)")
             });
@@ -620,6 +626,16 @@ mod tests {
         assert!(line(&s).contains("database unreachable: alert state in the local file"));
         s.state = "local file /x/alerts.json (read-only role)".into();
         assert!(line(&s).contains("state not shared (local file)"));
+        // A standby without the primary's URL: says what to set.
+        s.state = format!(
+            "local file /x/alerts.json ({}): alert state is not shared with other monitors",
+            crate::source::alert_state::standby_reason("replica:5432/llm")
+        );
+        assert!(
+            line(&s).contains("standby: alert state not shared (set database.primary_url)"),
+            "{}",
+            line(&s)
+        );
     }
 
     #[test]

@@ -656,6 +656,7 @@ impl App {
         self.status.watermark_lag_secs = s.watermark_lag_secs;
         self.status.absent = s.absent;
         self.status.source_note = s.note;
+        self.status.replay_lag = s.replay_lag;
         self.dirty = true;
     }
 
@@ -1430,6 +1431,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             }),
             now,
         );
@@ -1958,6 +1960,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             }),
             now,
         );
@@ -2234,6 +2237,7 @@ mod tests {
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             }),
             now,
         );

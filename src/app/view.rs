@@ -136,6 +136,8 @@ pub struct StatusView {
     pub shared_alerts: Vec<Anomaly>,
     /// The source's own words (`SourceStatus::note`).
     pub source_note: Option<String>,
+    /// Reading from a hot standby: its replay lag (`SourceStatus::replay_lag`).
+    pub replay_lag: Option<crate::model::ReplayLag>,
     /// The keys in effect for the hints at the right (`[keys]` may rebind them).
     pub keys: KeyHints,
 }
@@ -247,6 +249,7 @@ impl Default for StatusView {
             absent: Vec::new(),
             shared_alerts: Vec::new(),
             source_note: None,
+            replay_lag: None,
             keys: KeyHints::default(),
         }
     }

@@ -39,7 +39,8 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
         &["no_events"],
     ));
     let store_config = ctx.one_shot_store_config();
-    let opts = SourceOptions::new(&ctx.cfg.database, store_config);
+    let mut opts = SourceOptions::new(&ctx.cfg.database, store_config);
+    opts.primary = ctx.primary_target()?;
     let mut source = PgSource::connect(target.clone(), opts).await?;
     let mut store = Store::new(store_config, Utc::now());
     backfill(&mut store, &mut source).await?;
@@ -53,8 +54,9 @@ pub async fn check(ctx: &Context, args: &CheckArgs) -> Result<bool> {
         seen.push((o, crate::alert::Hold::Confirmed));
     }
 
+    // On a read replica the shared state lives on the primary (`database.primary_url`).
     let state = AlertStore::open(
-        Some(target.clone()),
+        Some(ctx.write_target()?),
         &ctx.cfg.database.table,
         local_state_file(&target.endpoint, &ctx.cfg.database.table, tenant.as_deref()),
     )

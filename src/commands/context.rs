@@ -67,6 +67,7 @@ impl Context {
         .with_prices(self.cfg.prices.clone());
         let mut opts = SourceOptions::new(&self.cfg.database, self.store_config()).with_map(map);
         opts.tenant = self.tenant();
+        opts.primary = self.primary_target()?;
         Ok(opts)
     }
 
@@ -76,6 +77,24 @@ impl Context {
             .tenant
             .clone()
             .or_else(|| self.cfg.database.tenant.clone())
+    }
+
+    /// The primary, when the read URL is a replica: `--primary-url`,
+    /// `BURNRATE_PRIMARY_URL`, then `database.primary_url`; None when none is given.
+    pub fn primary_target(&self) -> Result<Option<ConnectTarget>, SourceError> {
+        ConnectTarget::resolve_primary(
+            self.global.primary_url.as_deref(),
+            self.cfg.database.primary_url.as_deref(),
+        )
+    }
+
+    /// Where burnrate writes (alert state, rollup rolls, `db init`): the primary if
+    /// one is given, else the read target.
+    pub fn write_target(&self) -> Result<ConnectTarget, SourceError> {
+        match self.primary_target()? {
+            Some(p) => Ok(p),
+            None => self.connect_target(),
+        }
     }
 
     /// `--database-url`, `DATABASE_URL`, `database.url`, then the libpq variables.

@@ -5,10 +5,12 @@ use color_eyre::Result;
 
 use super::context::Context;
 use crate::cli::DbInitArgs;
-use crate::source::{notify, partitions, rollup, schema, tenancy};
+use crate::source::{notify, partitions, replica, rollup, schema, tenancy};
 
 pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
-    let target = ctx.connect_target()?;
+    // Writes go to the primary when the read URL is a replica.
+    let target = ctx.write_target()?;
+    replica::refuse_standby(&target, "db init", &ctx.cfg.database.table).await?;
     if args.partitioned {
         let (report, parts) =
             partitions::init_partitioned(&target, &ctx.cfg.database.table, chrono::Utc::now())
@@ -39,7 +41,8 @@ pub async fn init(ctx: &Context, args: &DbInitArgs) -> Result<()> {
 }
 
 pub async fn rollup(ctx: &Context) -> Result<()> {
-    let target = ctx.connect_target()?;
+    let target = ctx.write_target()?;
+    replica::refuse_standby(&target, "db rollup", &ctx.cfg.database.table).await?;
     let opts = ctx.source_options()?;
     let stats = rollup::roll_once(&target, &opts.table, &opts.map).await?;
     println!(

@@ -75,6 +75,18 @@ pub fn render(r: &DoctorReport) -> String {
     if let Some(mode) = r.mode {
         let _ = writeln!(out, "tail mode  {}: {}", mode.label(), promise(r, mode));
     }
+    if r.standby == Some(true) {
+        let lag = r
+            .replay_lag
+            .as_ref()
+            .map(|l| l.describe())
+            .unwrap_or_else(|| "replay lag unknown".into());
+        let writes = match &r.primary {
+            Some(p) => format!("writes (alert state, rollup rolls, db init) go to the primary {p}"),
+            None => "no primary URL: alert state is not shared".to_string(),
+        };
+        let _ = writeln!(out, "replica    hot standby, {lag}; {writes}");
+    }
     if let Some(h) = &r.open_transaction {
         let _ = writeln!(
             out,
@@ -138,6 +150,11 @@ pub fn render(r: &DoctorReport) -> String {
 /// What the tail mode guarantees, in a sentence.
 fn promise(r: &DoctorReport, mode: TailMode) -> String {
     match mode {
+        TailMode::TxWatermark if r.standby == Some(true) => {
+            "every committed row is read exactly once, as the standby replays it; on a standby \
+             a transaction held open on the primary delays the rows committed after it"
+                .to_string()
+        }
         TailMode::TxWatermark => {
             "every committed row is read exactly once, whenever it commits".to_string()
         }
@@ -192,6 +209,14 @@ pub fn to_json(r: &DoctorReport) -> Value {
         })).collect::<Vec<_>>(),
         "hints": r.hints,
         "problems": r.problems,
+        "standby": r.standby,
+        "primary": r.primary,
+        "replay_lag": r.replay_lag.as_ref().map(|l| json!({
+            "secs": l.secs,
+            "unreplayed_bytes": l.unreplayed_bytes,
+            "behind_primary_bytes": l.behind_primary_bytes,
+            "last_replayed_commit": l.last_replayed_commit,
+        })),
         "open_transaction": r.open_transaction.as_ref().map(|h| json!({
             "pid": h.pid,
             "database": h.database,

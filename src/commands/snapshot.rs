@@ -232,6 +232,7 @@ async fn print(
     }
     add_requests(&mut snap, source, cache).await;
     snap.source.watermark_lag_secs = source.last_status().and_then(|s| s.watermark_lag_secs);
+    snap.source.replay_lag_secs = source.replay_lag().map(|l| l.secs);
     snap.source.computed_cost_rows = source.computed_cost_rows();
     snap.source.absent_names = source
         .absent_names()

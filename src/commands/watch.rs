@@ -64,8 +64,9 @@ async fn start_alerts(
         tenant.as_deref(),
         &["database_unreachable", "no_events"],
     ));
+    // On a read replica the shared state lives on the primary (`database.primary_url`).
     let store = AlertStore::open(
-        Some(target.clone()),
+        Some(ctx.write_target()?),
         &ctx.cfg.database.table,
         local_state_file(&target.endpoint, &ctx.cfg.database.table, tenant.as_deref()),
     )

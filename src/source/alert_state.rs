@@ -101,6 +101,15 @@ pub async fn create_tables(
         .await
 }
 
+/// Why a standby cannot hold the shared state (its words are matched by the status
+/// bar: "hot standby").
+pub fn standby_reason(endpoint: &str) -> String {
+    format!(
+        "{endpoint} is a hot standby (read-only): alert state cannot be shared without the \
+         primary's URL (database.primary_url, BURNRATE_PRIMARY_URL or --primary-url)"
+    )
+}
+
 /// Why the shared state cannot be used (the caller falls back to a local file).
 #[derive(Debug, thiserror::Error)]
 pub enum StateDbError {
@@ -194,7 +203,8 @@ impl AlertStateDb {
             .query_one(
                 "SELECT current_setting('transaction_read_only') = 'on',
                         to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL
-                            AND to_regclass($3) IS NOT NULL",
+                            AND to_regclass($3) IS NOT NULL,
+                        pg_is_in_recovery()",
                 &[&tables.alerts, &tables.silences, &tables.log],
             )
             .await;
@@ -202,7 +212,10 @@ impl AlertStateDb {
             Ok(r) => r,
             Err(e) => return Err(self.err(e, "checking the alert tables")),
         };
-        let (read_only, exist): (bool, bool) = (row.get(0), row.get(1));
+        let (read_only, exist, standby): (bool, bool, bool) = (row.get(0), row.get(1), row.get(2));
+        if standby {
+            return Err(StateDbError::Unusable(standby_reason(&endpoint)));
+        }
         if read_only {
             return Err(StateDbError::Unusable(format!(
                 "the connection to {endpoint} is read-only"

@@ -58,6 +58,20 @@ impl ConnectTarget {
         resolve_with(Some(url), None, &|_| None, &|_| false)
     }
 
+    /// The primary's target (`--primary-url`, `$BURNRATE_PRIMARY_URL`, then the
+    /// config's `database.primary_url`), if one is given.
+    pub fn resolve_primary(
+        explicit_url: Option<&str>,
+        config_url: Option<&str>,
+    ) -> Result<Option<ConnectTarget>, SourceError> {
+        resolve_primary_with(
+            explicit_url,
+            config_url,
+            &|key| std::env::var(key).ok(),
+            &|dir| dir.is_dir(),
+        )
+    }
+
     pub fn database(&self) -> &str {
         self.config.get_dbname().unwrap_or("")
     }
@@ -243,7 +257,43 @@ pub fn resolve_with(
     ]
     .into_iter()
     .find_map(|(origin, url)| url.filter(|u| !u.trim().is_empty()).map(|u| (origin, u)));
+    resolve_chosen(chosen, &env, dir_exists)
+}
 
+/// The primary's target when one is given (`--primary-url`, `$BURNRATE_PRIMARY_URL`,
+/// the config's `database.primary_url`, first match wins), its gaps filled from the
+/// libpq variables like the read URL's; None when none is given.
+pub fn resolve_primary_with(
+    explicit_url: Option<&str>,
+    config_url: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    dir_exists: &dyn Fn(&Path) -> bool,
+) -> Result<Option<ConnectTarget>, SourceError> {
+    let env = |key: &str| env(key).filter(|v| !v.is_empty());
+    let chosen = [
+        ("--primary-url", explicit_url.map(str::to_string)),
+        (PRIMARY_URL_ENV, env(PRIMARY_URL_ENV)),
+        (
+            "the config key database.primary_url",
+            config_url.map(str::to_string),
+        ),
+    ]
+    .into_iter()
+    .find_map(|(origin, url)| url.filter(|u| !u.trim().is_empty()).map(|u| (origin, u)));
+    match chosen {
+        None => Ok(None),
+        Some(c) => resolve_chosen(Some(c), &env, dir_exists).map(Some),
+    }
+}
+
+/// The environment variable naming the primary (see `resolve_primary_with`).
+pub const PRIMARY_URL_ENV: &str = "BURNRATE_PRIMARY_URL";
+
+fn resolve_chosen(
+    chosen: Option<(&'static str, String)>,
+    env: &dyn Fn(&str) -> Option<String>,
+    dir_exists: &dyn Fn(&Path) -> bool,
+) -> Result<ConnectTarget, SourceError> {
     // The driver knows neither verify-* modes nor sslrootcert: take them out first.
     let (chosen, url_sslmode, url_rootcert) = match chosen {
         Some((origin, url)) => {
@@ -411,6 +461,54 @@ mod tests {
         socket: bool,
     ) -> ConnectTarget {
         resolve_with(flag, cfg, &env_of(env), &|_| socket).unwrap()
+    }
+
+    #[test]
+    fn the_primary_comes_from_its_flag_env_or_config_key_and_is_optional() {
+        let primary = |flag: Option<&str>, cfg: Option<&str>, env: &[(&str, &str)]| {
+            resolve_primary_with(flag, cfg, &env_of(env), &|_| false)
+                .unwrap()
+                .map(|t| (t.endpoint, t.origin))
+        };
+        // DATABASE_URL names the read server, never the primary.
+        let env = [
+            ("DATABASE_URL", "postgres://u@replica/llm"),
+            ("BURNRATE_PRIMARY_URL", "postgres://u@envprimary:5433/llm"),
+        ];
+        assert_eq!(primary(None, None, &env[..1]), None);
+        assert_eq!(
+            primary(
+                Some("postgres://u@flagprimary/llm"),
+                Some("postgres://u@cfg/llm"),
+                &env
+            ),
+            Some(("flagprimary:5432/llm".into(), Some("--primary-url")))
+        );
+        assert_eq!(
+            primary(None, Some("postgres://u@cfg/llm"), &env),
+            Some(("envprimary:5433/llm".into(), Some("BURNRATE_PRIMARY_URL")))
+        );
+        assert_eq!(
+            primary(
+                None,
+                Some("postgres://u@cfg/llm"),
+                &[("BURNRATE_PRIMARY_URL", "")]
+            ),
+            Some((
+                "cfg:5432/llm".into(),
+                Some("the config key database.primary_url")
+            ))
+        );
+        // A bad one says where it came from and what it is for.
+        let err = resolve_primary_with(
+            Some("postgres://u@h:notaport/db"),
+            None,
+            &env_of(&[]),
+            &|_| false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--primary-url"), "{err}");
     }
 
     #[test]

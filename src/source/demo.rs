@@ -279,6 +279,7 @@ fn status(connection: Connection) -> SourceMsg {
         watermark_lag_secs: None,
         absent: Vec::new(),
         note: None,
+        replay_lag: None,
     })
 }
 

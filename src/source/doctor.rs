@@ -54,11 +54,64 @@ pub struct DoctorReport {
     /// The oldest transaction open on the server (any database), when open more
     /// than a few seconds: it holds the xmin (and the rollup) back.
     pub open_transaction: Option<super::txcursor::TxHolder>,
+    /// Whether the server read from is a hot standby (once connected).
+    pub standby: Option<bool>,
+    /// On a standby: its replay lag.
+    pub replay_lag: Option<crate::model::ReplayLag>,
+    /// Where burnrate writes when it reads from a standby (`database.primary_url`).
+    pub primary: Option<String>,
 }
 
 impl DoctorReport {
     pub fn ok(&self) -> bool {
         self.problems.is_empty()
+    }
+}
+
+/// A standby: its replay lag, and where writes go (the primary, reachable, and not a
+/// standby itself), or what is not shared without it.
+async fn replica_checks(source: &mut PgSource, report: &mut DoctorReport) {
+    report.standby = Some(source.standby);
+    if !source.standby {
+        if let Some(p) = &report.primary {
+            report.hints.push(format!(
+                "database.primary_url ({p}) is set but {} is not a standby: burnrate reads \
+                 there and writes to {p}",
+                report.endpoint
+            ));
+        }
+        return;
+    }
+    source.measure_replay_lag().await;
+    report.replay_lag = source.status.replay_lag.clone();
+    match &report.primary {
+        None => report.hints.push(format!(
+            "{} is a hot standby and no primary URL is given: alert state cannot be shared \
+             (alerts use a local file on each machine), this instance does not roll the rollup, \
+             and `db init` needs the primary; set database.primary_url, BURNRATE_PRIMARY_URL or \
+             --primary-url",
+            report.endpoint
+        )),
+        Some(p) => {
+            if !source.ensure_primary().await {
+                report.problems.push(format!(
+                    "cannot reach the primary {p} (database.primary_url): {}. Alert state \
+                     falls back to a local file and the rollup is not rolled until it answers",
+                    source
+                        .primary
+                        .last_error
+                        .clone()
+                        .unwrap_or_else(|| "no answer".into())
+                ));
+            } else if let Some(client) = source.primary.client()
+                && super::replica::is_standby(client).await.unwrap_or(false)
+            {
+                report.problems.push(format!(
+                    "database.primary_url names {p}, which is a standby too: writes there fail; \
+                     give the primary's URL"
+                ));
+            }
+        }
     }
 }
 
@@ -82,6 +135,9 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
         hints: Vec::new(),
         problems: Vec::new(),
         open_transaction: None,
+        standby: None,
+        replay_lag: None,
+        primary: opts.primary.as_ref().map(|p| p.endpoint.clone()),
     };
     let mut source = match PgSource::connect(target.clone(), opts.clone()).await {
         Ok(s) => s,
@@ -100,6 +156,7 @@ pub async fn doctor(target: &ConnectTarget, opts: &SourceOptions) -> DoctorRepor
             return report;
         }
     };
+    replica_checks(&mut source, &mut report).await;
     let Some(live) = source.conn.take() else {
         report
             .problems

@@ -278,6 +278,11 @@ fn connect_advice(origin: Option<&'static str>) -> String {
         Some("DATABASE_URL") => {
             "Check DATABASE_URL in the environment, or give --database-url".to_string()
         }
+        Some(origin @ ("--primary-url" | "BURNRATE_PRIMARY_URL"))
+        | Some(origin @ "the config key database.primary_url") => format!(
+            "Check {origin}: it names the primary, where burnrate writes when it reads from a \
+             replica (--primary-url wins over BURNRATE_PRIMARY_URL and database.primary_url)"
+        ),
         Some(origin) => format!("Check {origin}, or give --database-url"),
         None => "No connection string was given, so the PG* variables and defaults were used: \
                  set --database-url or DATABASE_URL"

@@ -18,6 +18,7 @@ pub mod notify;
 pub mod partitions;
 pub mod pg;
 pub mod prices;
+pub mod replica;
 pub mod rollup;
 pub mod run;
 pub mod schema;

@@ -51,6 +51,9 @@ pub struct SourceOptions {
     /// Groups per page of a backfill query: one message to the store each, and the
     /// most the backfill holds at once. Tests shrink it to cut a chunk mid-way.
     pub backfill_page_groups: usize,
+    /// The primary, when the source reads from a hot standby: the rollup's rolls
+    /// go there, and the replay lag is measured against it (`database.primary_url`).
+    pub primary: Option<ConnectTarget>,
 }
 
 impl SourceOptions {
@@ -68,6 +71,7 @@ impl SourceOptions {
             rollup: db.rollup,
             rollup_every: db.rollup_every,
             backfill_page_groups: super::run::FACTS_PER_MESSAGE,
+            primary: None,
         }
     }
 
@@ -116,6 +120,8 @@ pub(super) struct StatusSender {
     pub(super) absent: Vec<crate::model::Dim>,
     /// What the status bar should say besides the mode (`SourceStatus::note`).
     pub(super) note: Option<String>,
+    /// Reading from a hot standby: its replay lag as of the last poll.
+    pub(super) replay_lag: Option<crate::model::ReplayLag>,
     last: Option<SourceStatus>,
 }
 
@@ -134,6 +140,7 @@ impl StatusSender {
             watermark_lag_secs,
             absent: self.absent.clone(),
             note: self.note.clone(),
+            replay_lag: self.replay_lag.clone(),
         };
         if self.last.as_ref() == Some(&status) {
             return Ok(());
@@ -178,6 +185,11 @@ pub struct PgSource {
     /// Rollup mode on this connection: whether it won the election, and when it
     /// last rolled (reset on reconnecting, as the lock is the session's).
     pub(super) roller: Option<super::rollup::Roller>,
+    /// The server is a hot standby (`pg_is_in_recovery()`, checked on connecting).
+    pub(super) standby: bool,
+    /// On a standby with a primary URL: a connection to the primary, for the
+    /// rollup's rolls and the replay lag (see `source::replica`).
+    pub(super) primary: super::replica::PrimaryLink,
 }
 
 impl PgSource {
@@ -190,6 +202,7 @@ impl PgSource {
                 endpoint: target.endpoint.clone(),
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
                 last: None,
             },
             target,
@@ -205,6 +218,8 @@ impl PgSource {
             wake: None,
             read_rollup: false,
             roller: None,
+            standby: false,
+            primary: Default::default(),
         })
     }
 
@@ -271,6 +286,16 @@ impl PgSource {
         self.status.last()
     }
 
+    /// Whether the server read from is a hot standby (known once connected).
+    pub fn is_standby(&self) -> bool {
+        self.standby
+    }
+
+    /// On a standby: its replay lag as of the last poll.
+    pub fn replay_lag(&self) -> Option<&crate::model::ReplayLag> {
+        self.status.replay_lag.as_ref()
+    }
+
     /// tx mode: the oldest transaction open on the server for more than a few
     /// seconds, as of the last poll.
     pub fn open_transaction(&self) -> Option<&super::txcursor::TxHolder> {
@@ -323,7 +348,29 @@ impl PgSource {
                 .await
         })
         .await?;
-        if let Some((channel, _)) = &listen {
+        let standby = timed(
+            &ctx,
+            limit,
+            "checking whether the server is a standby",
+            client.query_one(super::replica::IS_STANDBY, &[]),
+        )
+        .await?
+        .try_get::<_, bool>(0)
+        .unwrap_or(false);
+        if standby {
+            tracing::info!(
+                endpoint = %self.target.endpoint,
+                primary = self.opts.primary.as_ref().map(|p| p.endpoint.as_str()),
+                "the server is a hot standby: reading here, writing to the primary if one is given"
+            );
+        }
+        if standby != self.standby {
+            // A new role (a failover, or a URL through a proxy): the rolling
+            // instance is elected again where it now writes.
+            self.primary = Default::default();
+        }
+        self.standby = standby;
+        if let Some((channel, _)) = listen.as_ref().filter(|_| !standby) {
             // Not fatal: without it, polls still come every refresh_interval (a hot
             // standby, for one, refuses LISTEN).
             let sql = super::notify::listen_sql(channel);

@@ -504,15 +504,38 @@ impl super::pg::PgSource {
         if !self.opts.rollup || self.opts.tenant.is_some() || self.cursor.is_none() {
             return;
         }
+        match self.conn.as_ref() {
+            Some(live) if supported(&live.info) => {}
+            _ => return,
+        }
+        if self.roller.is_some_and(|r| {
+            !r.elected || r.last.is_some_and(|t| t.elapsed() < self.opts.rollup_every)
+        }) {
+            return;
+        }
+        // On a standby the rolls go to the primary (`database.primary_url`).
+        if self.writer_client().await.is_none() {
+            return;
+        }
         let Some(live) = self.conn.as_ref() else {
             return;
         };
-        if !supported(&live.info) {
-            return;
-        }
+        let primary = self.primary.client().filter(|c| !c.is_closed());
+        let client = match (self.standby, primary) {
+            (false, _) => &live.client,
+            (true, Some(c)) => c,
+            (true, None) => return,
+        };
         let table_text = self.table_text.clone();
         let ctx = ErrorContext {
-            endpoint: &self.target.endpoint,
+            endpoint: if self.standby {
+                self.opts
+                    .primary
+                    .as_ref()
+                    .map_or(self.target.endpoint.as_str(), |p| p.endpoint.as_str())
+            } else {
+                &self.target.endpoint
+            },
             table: &table_text,
             statement_timeout: self.opts.statement_timeout,
         };
@@ -520,10 +543,8 @@ impl super::pg::PgSource {
         let roller = match self.roller {
             Some(r) => r,
             None => {
-                let elected = match read_state(&live.client, &tables, &ctx).await {
-                    Ok(Some(_)) => try_elect(&live.client, &self.table, &ctx)
-                        .await
-                        .unwrap_or(false),
+                let elected = match read_state(client, &tables, &ctx).await {
+                    Ok(Some(_)) => try_elect(client, &self.table, &ctx).await.unwrap_or(false),
                     Ok(None) => false,
                     Err(e) => {
                         tracing::warn!(error = %e, "rollup: cannot read its state");
@@ -531,7 +552,7 @@ impl super::pg::PgSource {
                     }
                 };
                 if elected {
-                    tracing::info!(table = %table_text, "rollup: this instance keeps the rollup up to date");
+                    tracing::info!(table = %table_text, endpoint = %ctx.endpoint, "rollup: this instance keeps the rollup up to date");
                 }
                 let r = Roller {
                     elected,
@@ -548,7 +569,7 @@ impl super::pg::PgSource {
         {
             return;
         }
-        match roll(&live.client, &live.sql, &tables, &ctx).await {
+        match roll(client, &live.sql, &tables, &ctx).await {
             Ok(stats) => tracing::debug!(?stats, "rollup: rolled"),
             Err(e) => tracing::warn!(error = %e, "rollup: roll failed; retrying later"),
         }

@@ -124,6 +124,7 @@ pub async fn run(
                 watermark_lag_secs: None,
                 absent: Vec::new(),
                 note: None,
+                replay_lag: None,
             };
             let _ = tx.send(SourceMsg::Status(status)).await;
             return Err(e);

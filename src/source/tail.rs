@@ -185,6 +185,13 @@ impl PgSource {
         };
         let batch_rows = i64::from(self.opts.tail_batch_rows.max(1));
         let mut stats = PollStats::default();
+        // A standby's pg_current_snapshot() lists no running transactions: its
+        // snapshot is cut at the xmin there (see `source::replica`).
+        let (snapshot_sql, standby) = if self.standby {
+            (super::replica::STANDBY_SNAPSHOT, true)
+        } else {
+            (CURRENT_SNAPSHOT, false)
+        };
 
         match self.cursor.as_mut() {
             None => return Err(SourceError::NotBackfilled),
@@ -194,13 +201,21 @@ impl PgSource {
                         &ctx,
                         limit,
                         "reading the snapshot",
-                        client.query_one(CURRENT_SNAPSHOT, &[]),
+                        client.query_one(snapshot_sql, &[]),
                     )
                     .await?;
                     let current: String = row
                         .try_get(0)
                         .map_err(|e| ctx.unexpected(format!("snapshot: {e}")))?;
-                    cursor.start(current);
+                    if standby && !super::txcursor::covers(&current, &cursor.prev) {
+                        // A standby's snapshot behind the previous one (a reconnect
+                        // to another server, a standby restarted): reading it would
+                        // count rows again. Nothing new until it passes.
+                        tracing::debug!(current = %current, prev = %cursor.prev, "standby snapshot behind the tail's; waiting for replay");
+                        send_tail(tx, FactBatch::default(), &mut stats).await?;
+                    } else {
+                        cursor.start(current);
+                    }
                 }
                 let text = sql.tail_tx();
                 loop {
@@ -262,24 +277,29 @@ impl PgSource {
                     }
                 }
                 // The tail waits for no transaction; one held open long is named
-                // (its own rows count when it commits).
+                // (its own rows count when it commits). On a standby no session
+                // holds a transaction id: what the tail waits for is on the primary.
                 stats.watermark_lag_secs = Some(0);
-                self.holder = match timed(
-                    &ctx,
-                    limit,
-                    "reading the oldest open transaction",
-                    client.query_opt(OLDEST_OPEN_TX, &[]),
-                )
-                .await
-                {
-                    Ok(row) => row.and_then(|r| open_long_enough(&r)),
-                    // Informational only, but a connection failure still counts.
-                    Err(
-                        e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
-                    ) => return Err(e),
-                    Err(e) => {
-                        tracing::debug!(error = %e, "oldest open transaction unavailable");
-                        None
+                self.holder = if standby {
+                    None
+                } else {
+                    match timed(
+                        &ctx,
+                        limit,
+                        "reading the oldest open transaction",
+                        client.query_opt(OLDEST_OPEN_TX, &[]),
+                    )
+                    .await
+                    {
+                        Ok(row) => row.and_then(|r| open_long_enough(&r)),
+                        // Informational only, but a connection failure still counts.
+                        Err(
+                            e @ (SourceError::ConnectionLost { .. } | SourceError::NoAnswer { .. }),
+                        ) => return Err(e),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "oldest open transaction unavailable");
+                            None
+                        }
                     }
                 };
             }
@@ -433,6 +453,7 @@ impl PgSource {
                 *tracker = work;
             }
         }
+        self.measure_replay_lag().await;
         let mode = self.mode.unwrap_or(TailMode::TxWatermark);
         self.status.note = self.status_note();
         self.status

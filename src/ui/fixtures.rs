@@ -292,6 +292,7 @@ pub fn realistic() -> Fixture {
         absent: Vec::new(),
         shared_alerts: Vec::new(),
         source_note: None,
+        replay_lag: None,
         keys: Default::default(),
     };
     Fixture {

@@ -156,6 +156,21 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
             )],
         });
     }
+    // Reading from a hot standby: how far it trails the primary (always shown: a
+    // replica's numbers are only as fresh as its replay).
+    if let Some(lag) = &status.replay_lag {
+        let style = if lag.secs > LAG_SHOWN_SECS {
+            theme.warn()
+        } else {
+            theme.muted()
+        };
+        segs.push(Segment {
+            cut_to_fit: false,
+            priority: 4,
+            spans: vec![Span::styled(lag.short(), style)],
+            short: Some(vec![Span::styled(format!("standby {}s", lag.secs), style)]),
+        });
+    }
     // The source's own words: a transaction held open, an overlap mode's limit.
     if let Some(note) = &status.source_note {
         segs.push(Segment {
@@ -369,6 +384,40 @@ mod tests {
         (0..width)
             .map(|x| buf[(x, 0)].symbol().to_string())
             .collect()
+    }
+
+    #[test]
+    fn a_standby_shows_its_replay_lag_at_80_columns() {
+        let mut status = StatusView {
+            endpoint: "replica.internal:5432/llm".into(),
+            connection: Connection::Live,
+            last_refresh: Some(Utc::now()),
+            events_per_sec: 41.0,
+            rows_read: 123_456,
+            replay_lag: Some(crate::model::ReplayLag {
+                secs: 0,
+                unreplayed_bytes: 0,
+                behind_primary_bytes: Some(4_096),
+                last_replayed_commit: None,
+            }),
+            ..StatusView::default()
+        };
+        let caught_up = line(&status, 80);
+        assert!(caught_up.contains("standby lag 0s"), "{caught_up}");
+        status.replay_lag = Some(crate::model::ReplayLag {
+            secs: 42,
+            unreplayed_bytes: 3 << 20,
+            behind_primary_bytes: Some(5 << 20),
+            last_replayed_commit: None,
+        });
+        let behind = line(&status, 120);
+        assert!(
+            behind.contains("standby lag 42s, 5.0 MB behind"),
+            "{behind}"
+        );
+        // Narrow: the short form keeps the seconds.
+        let narrow = line(&status, 60);
+        assert!(narrow.contains("standby 42s"), "{narrow}");
     }
 
     #[test]
