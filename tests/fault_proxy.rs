@@ -234,6 +234,7 @@ async fn a_connection_cut_in_the_middle_of_the_backfill_is_finished_exactly() {
                 Connection::Backfilling {
                     done_steps,
                     total_steps,
+                    ..
                 } if done_steps >= 2 => Some((done_steps, total_steps)),
                 _ => None,
             },

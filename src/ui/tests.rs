@@ -131,6 +131,26 @@ fn disconnected_80x24() {
 }
 
 #[test]
+fn first_chunk_80x24() {
+    assert_snapshot!(terminal(&fixtures::first_chunk(), 80, 24).backend());
+}
+
+#[test]
+fn mid_backfill_80x24() {
+    assert_snapshot!(terminal(&fixtures::mid_backfill(), 80, 24).backend());
+}
+
+#[test]
+fn mid_backfill_200x50() {
+    assert_snapshot!(terminal(&fixtures::mid_backfill(), 200, 50).backend());
+}
+
+#[test]
+fn late_backfill_120x36() {
+    assert_snapshot!(terminal(&fixtures::late_backfill(), 120, 36).backend());
+}
+
+#[test]
 fn backfilling_80x24() {
     assert_snapshot!(terminal(&fixtures::backfilling(), 80, 24).backend());
 }
