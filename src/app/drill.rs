@@ -525,7 +525,7 @@ pub fn build_level_loading(
     };
     let hour_window = window == Window::Hour;
     let span = (from, len);
-    let (baseline, previous_hour) = choose_baseline(
+    let (baseline, previous_minutes) = choose_baseline(
         store,
         level,
         now,
@@ -563,7 +563,7 @@ pub fn build_level_loading(
         _ => from,
     };
     // The minutes of the previous hour come from the minute buckets, not the hours.
-    let minutes = previous_hour.and_then(|(_, m)| m);
+    let minutes = previous_minutes;
     let totals = store.level_totals(&LevelQuery {
         group: level.dim,
         filter: &filter,
@@ -608,7 +608,7 @@ fn choose_baseline(
     hour_window: bool,
     (from, len): (i64, i64),
     kept_from: i64,
-) -> (Baseline, Option<(Baseline, Option<(i64, i64)>)>) {
+) -> (Baseline, Option<(i64, i64)>) {
     let before = (from - kept_from).min(7 * 24);
     let previous_hour =
         (hour_window && from > kept_from).then(|| same_part_of_previous_hour(store, level, now));
@@ -626,7 +626,7 @@ fn choose_baseline(
     } else {
         Baseline::None
     };
-    (baseline, previous_hour)
+    (baseline, previous_hour.and_then(|(_, m)| m))
 }
 
 /// The baseline of the window "this hour", `elapsed` into it: the same minutes of

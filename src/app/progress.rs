@@ -285,7 +285,12 @@ mod tests {
         assert_eq!((p.spark_hours, p.trend_days), (13, 1));
         assert!(a.overview.anomalies.is_empty(), "detection waits");
         // Today and this hour are final: equal to the whole history's.
-        let chat = a.overview.features.iter().find(|f| f.name == "chat").unwrap();
+        let chat = a
+            .overview
+            .features
+            .iter()
+            .find(|f| f.name == "chat")
+            .unwrap();
         assert_eq!(chat.this_hour, final_chat.this_hour);
         assert_eq!(chat.today, final_chat.today);
         assert_eq!(chat.requests_today, final_chat.requests_today);
@@ -298,8 +303,14 @@ mod tests {
         let screen = drawn(&a, 80, 24);
         let text = screen.join("\n");
         let chat_row = screen.iter().find(|l| l.contains(" chat ")).unwrap();
-        assert!(chat_row.contains("$2.00") && chat_row.contains("$26.00"), "{text}");
-        assert!(chat_row.matches('…').count() >= 3, "7 days, $/req, vs 7d: {text}");
+        assert!(
+            chat_row.contains("$2.00") && chat_row.contains("$26.00"),
+            "{text}"
+        );
+        assert!(
+            chat_row.matches('…').count() >= 3,
+            "7 days, $/req, vs 7d: {text}"
+        );
         for good in [
             "month-to-date, burn and forecast … waiting for the history back to Nov 1",
             "anomaly detection: waiting for history (12 h of 35 days in)",
@@ -324,7 +335,10 @@ mod tests {
         assert!(a.rebuild_if_due(now + Duration::seconds(2), Duration::milliseconds(200)));
         assert!(a.overview.pending.is_none());
         assert_eq!(a.overview.week_total, whole.overview.week_total);
-        assert_eq!(a.overview.header.month_to_date, whole.overview.header.month_to_date);
+        assert_eq!(
+            a.overview.header.month_to_date,
+            whole.overview.header.month_to_date
+        );
     }
 
     /// A drill-down while the history loads: 24 hours that are in show, with a
