@@ -82,9 +82,22 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
         buf,
     );
     match (screen.backfill, screen.drill) {
-        // Nothing is in yet: the progress. From the first step on, the dashboard.
-        (Some(progress), _) if progress.loaded_from.is_none() => {
+        // Nothing is in yet (or no overview was built from it yet): the progress.
+        // From the first step's overview on, the dashboard, its waits marked.
+        (Some(progress), _)
+            if progress.loaded_from.is_none() || screen.overview.pending.is_none() =>
+        {
             loading(progress, theme, body, buf)
+        }
+        // The history is in, its overview not built yet: not an empty dashboard
+        // ("No anomalies") for the moment the first build takes.
+        (None, _) if screen.overview.header.loading => {
+            let built = BackfillProgress {
+                done_steps: 1,
+                total_steps: 1,
+                ..BackfillProgress::default()
+            };
+            loading(built, theme, body, buf)
         }
         (_, Some(view)) => {
             let absent = screen.status.absent.contains(&view.dim);

@@ -995,3 +995,26 @@ fn alerts_firing_in_the_shared_state_are_listed_at_once_and_marked() {
     assert!(!text.contains("[shared state]"), "{text}");
     assert!(text.contains("! 1 ANOMALY"), "{text}");
 }
+
+/// Issue 17: between the first chunk's arrival (or the history's end) and the
+/// first overview built from it, the body shows the progress, never an empty
+/// dashboard that says "No anomalies" or "No spend".
+#[test]
+fn no_empty_dashboard_before_the_first_build_from_the_history() {
+    let mut f = fixtures::backfilling();
+    let first = fixtures::first_chunk();
+    f.backfill = first.backfill;
+    f.status.connection = first.status.connection.clone();
+    for f in [f, {
+        let mut done = fixtures::backfilling();
+        done.backfill = None;
+        done.status.connection = crate::model::Connection::Live;
+        done
+    }] {
+        let text = screen_text(&buffer(&f, 80, 24));
+        assert!(text.contains("Loading"), "{text}");
+        for bad in ["No anomalies", "No spend", "Spend by feature", "$0.00"] {
+            assert!(!text.contains(bad), "{bad}: {text}");
+        }
+    }
+}
