@@ -919,6 +919,7 @@ fn render_bench(store: &Store, iters: usize, endpoint: &str) -> Result<Render> {
         None,
         &DetectParams::default(),
         &mut DetectorState::default(),
+        burnrate::app::progress::Coverage::Complete,
     );
     let status = StatusView {
         endpoint: endpoint.to_string(),

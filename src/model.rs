@@ -255,9 +255,19 @@ impl TailMode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
     Connecting,
-    Backfilling { done_steps: u64, total_steps: u64 },
+    /// Steps are the source's queries (their ratio is the progress); history is
+    /// read newest first, and `loaded_from` is where the part already sent starts
+    /// (None until the first step is in): every row from there on is in the store.
+    Backfilling {
+        done_steps: u64,
+        total_steps: u64,
+        loaded_from: Option<DateTime<Utc>>,
+    },
     Live,
-    Disconnected { error: String, since: DateTime<Utc> },
+    Disconnected {
+        error: String,
+        since: DateTime<Utc>,
+    },
 }
 
 /// Everything a source reports besides data.

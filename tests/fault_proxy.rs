@@ -234,6 +234,7 @@ async fn a_connection_cut_in_the_middle_of_the_backfill_is_finished_exactly() {
                 Connection::Backfilling {
                     done_steps,
                     total_steps,
+                    ..
                 } if done_steps >= 2 => Some((done_steps, total_steps)),
                 _ => None,
             },
@@ -288,6 +289,54 @@ async fn a_connection_cut_in_the_middle_of_the_backfill_is_finished_exactly() {
             "the cut showed as Disconnected"
         );
         assert_eq!(seen.backfill_done, 1);
+        // Issue 17: where the history is in from, newest first; the retry starts
+        // from the chunks the first attempt sent whole, never from nothing.
+        let progress: Vec<(u64, Option<chrono::DateTime<chrono::Utc>>)> = seen
+            .statuses
+            .iter()
+            .filter_map(|s| match s.connection {
+                Connection::Backfilling {
+                    done_steps,
+                    loaded_from,
+                    ..
+                } => Some((done_steps, loaded_from)),
+                _ => None,
+            })
+            .collect();
+        // Split into attempts at their first status (0 steps done).
+        let mut attempts: Vec<Vec<(u64, Option<chrono::DateTime<chrono::Utc>>)>> = Vec::new();
+        for p in &progress {
+            if p.0 == 0 || attempts.is_empty() {
+                attempts.push(Vec::new());
+            }
+            attempts.last_mut().unwrap().push(*p);
+        }
+        assert!(attempts.len() >= 2, "{progress:?}");
+        assert_eq!(
+            attempts[0][0],
+            (0, None),
+            "nothing in before the first step"
+        );
+        for (k, attempt) in attempts.iter().enumerate() {
+            let from: Vec<_> = attempt[1..].iter().map(|(_, f)| f.expect("in")).collect();
+            assert!(
+                from.windows(2).all(|w| w[1] < w[0]),
+                "newest first: {progress:?}"
+            );
+            if k > 0 {
+                // A retry starts from what the attempts before sent whole.
+                let before = attempts[k - 1][1..].iter().filter_map(|(_, f)| *f).min();
+                assert!(
+                    attempt[0].1.is_some() && attempt[0].1 >= before,
+                    "{progress:?}"
+                );
+            }
+        }
+        let oldest = progress.last().and_then(|(_, f)| *f).unwrap();
+        assert!(
+            oldest <= chrono::Utc::now() - chrono::Duration::days(34),
+            "the last step reaches the history's start: {oldest}"
+        );
     }
     handle.shutdown();
     task.await.unwrap().expect("clean shutdown");

@@ -95,3 +95,30 @@ fn rebound_keys_the_scrolling_help_and_the_anomaly_log_in_the_demo() {
     let status = term.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "exit status {status:?}");
 }
+
+/// Issue 17 item 1: no screen that shows only a progress bar while rows could be
+/// shown. The demo sends its history newest first, like the database source: the
+/// dashboard shows from the first step on, with what still loads marked and
+/// detection waiting, then everything once the history is in.
+#[test]
+fn the_dashboard_shows_while_the_history_loads() {
+    let mut term = PtyApp::spawn(&["demo"], 100, 30);
+    term.wait_until(
+        "the dashboard while the history loads",
+        Duration::from_secs(60),
+        |t| {
+            t.contains("Spend by feature")
+                && t.contains("Backfilling")
+                && t.contains("anomaly detection: waiting for history")
+        },
+    );
+    term.wait_until("the whole history", Duration::from_secs(90), |t| {
+        t.contains(" Live ")
+            && t.contains("month-to-date $")
+            && !t.contains("waiting for history")
+            && !t.contains("waits for older history")
+    });
+    term.press(b"q");
+    let status = term.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "exit status {status:?}");
+}

@@ -7,6 +7,7 @@ use std::cmp::Ordering;
 
 use chrono::{DateTime, Utc};
 
+use super::progress::Coverage;
 use super::view::{Baseline, DrillChart, DrillRow, DrillView};
 use crate::model::{Agg, Dim};
 use crate::store::{LevelQuery, Store};
@@ -489,35 +490,54 @@ impl Level {
 /// Every row of a level, from the store: totals in the window and in the previous
 /// equal window, share of the parent and a sparkline series. The expensive step.
 pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) -> DrillView {
+    build_level_loading(store, nav, level, now, Coverage::Complete)
+}
+
+/// `build_level` while the history loads (`coverage`): the baseline comes only from
+/// what is in, and the view says which of its figures wait for the rest.
+pub fn build_level_loading(
+    store: &Store,
+    nav: &Nav,
+    level: &Level,
+    now: DateTime<Utc>,
+    coverage: Coverage,
+) -> DrillView {
     let window = nav.window;
     let cur = store.hour_index(now);
     let from = window.first_hour(store, now);
     let len = cur - from + 1;
-    // Compare with the previous equal window when the store holds all of it, else
-    // with the rate of up to 7 days just before the window (at least one day).
     // History starts where the store's retention does, or later where the data
     // does (a young table): empty hours before the first row are not a baseline.
-    // This hour, still running, compares with the same part of the previous hour.
-    let kept_from = store
-        .hour_index(Store::history_start(store.config(), now))
-        .max(store.oldest_hour().unwrap_or(i64::MAX));
-    let before = (from - kept_from).min(7 * 24);
-    let previous_hour = (window == Window::Hour && from > kept_from)
-        .then(|| same_part_of_previous_hour(store, level, now));
-    let baseline = if let Some((b, _)) = previous_hour {
-        b
-    } else if window == Window::Hour {
-        Baseline::None
-    } else if from - len >= kept_from {
-        Baseline::PreviousWindow
-    } else if before >= 24 {
-        Baseline::HoursBefore {
-            hours: before,
-            window_hours: len,
+    // While it loads, it starts where the part that is in does.
+    let retention = store.hour_index(Store::history_start(store.config(), now));
+    let kept_from = retention.max(store.oldest_hour().unwrap_or(i64::MAX));
+    let loaded = match coverage {
+        Coverage::Complete => None,
+        Coverage::From(t) => {
+            let h = store.hour_index(t);
+            Some(if store.calendar().hour_start(h) < t {
+                h + 1
+            } else {
+                h
+            })
         }
-    } else {
-        Baseline::None
+        Coverage::Nothing => Some(cur + 1),
     };
+    let hour_window = window == Window::Hour;
+    let span = (from, len);
+    let (baseline, previous_minutes) = choose_baseline(
+        store,
+        level,
+        now,
+        hour_window,
+        span,
+        kept_from.max(loaded.unwrap_or(kept_from)),
+    );
+    // The baseline is final when all the history could not change it (a young
+    // table's may still be marked: its oldest row is not known yet).
+    let baseline_pending = loaded.is_some()
+        && choose_baseline(store, level, now, hour_window, span, retention).0 != baseline;
+    let window_pending = loaded.is_some_and(|l| from < l);
     let (prev_from, prev_to) = match baseline {
         Baseline::HoursBefore { hours, .. } => (from - hours, from - 1),
         _ => (from - len, from - 1),
@@ -529,17 +549,21 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
         window,
         window_start: store.calendar().hour_start(from),
         baseline,
+        loaded_from: coverage.loaded_from(),
+        window_pending,
+        baseline_pending,
         ..DrillView::default()
     };
     let Some(filter) = store.resolve(&level.path) else {
         return view; // a name no longer in the store: nothing matches
     };
     let spark_from = match window {
-        Window::Hour => cur - 23,
+        // The last 24 hours' trend, of the hours that are in.
+        Window::Hour => (cur - 23).max(loaded.unwrap_or(i64::MIN)).min(cur),
         _ => from,
     };
     // The minutes of the previous hour come from the minute buckets, not the hours.
-    let minutes = previous_hour.and_then(|(_, m)| m);
+    let minutes = previous_minutes;
     let totals = store.level_totals(&LevelQuery {
         group: level.dim,
         filter: &filter,
@@ -570,6 +594,39 @@ pub fn build_level(store: &Store, nav: &Nav, level: &Level, now: DateTime<Utc>) 
         })
         .collect();
     view
+}
+
+/// What the change column of a window `[from, from + len)` compares with, when
+/// the history is kept from hour `kept_from` on: the previous equal window when
+/// it is all kept, else the rate of up to 7 days just before the window (at least
+/// one day); this hour, still running, compares with the same part of the
+/// previous hour. Also the minutes to sum for that one, when exact.
+fn choose_baseline(
+    store: &Store,
+    level: &Level,
+    now: DateTime<Utc>,
+    hour_window: bool,
+    (from, len): (i64, i64),
+    kept_from: i64,
+) -> (Baseline, Option<(i64, i64)>) {
+    let before = (from - kept_from).min(7 * 24);
+    let previous_hour =
+        (hour_window && from > kept_from).then(|| same_part_of_previous_hour(store, level, now));
+    let baseline = if let Some((b, _)) = previous_hour {
+        b
+    } else if hour_window {
+        Baseline::None
+    } else if from - len >= kept_from {
+        Baseline::PreviousWindow
+    } else if before >= 24 {
+        Baseline::HoursBefore {
+            hours: before,
+            window_hours: len,
+        }
+    } else {
+        Baseline::None
+    };
+    (baseline, previous_hour.and_then(|(_, m)| m))
 }
 
 /// The baseline of the window "this hour", `elapsed` into it: the same minutes of
@@ -1163,6 +1220,7 @@ mod tests {
                     None,
                     &params,
                     &mut detector,
+                    crate::app::progress::Coverage::Complete,
                 );
                 assert!(!o.features.is_empty());
                 t.elapsed()

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::progress::{Coverage, Pending};
 use super::view::{Driver, FeatureRow, Header, Overview};
 use crate::detect::{self, DetectParams, DetectorState};
 use crate::model::{Agg, Dim};
@@ -13,15 +14,25 @@ use crate::store::Store;
 /// Top drivers listed.
 const DRIVERS: usize = 5;
 
+/// The overview at `now`. While the history loads (`coverage`), figures that reach
+/// before it are marked in `Overview::pending` (and the partial ones the UI could
+/// mistake for final are left out), and detection waits: `detector` is untouched.
 pub fn build_overview(
     store: &Store,
     now: DateTime<Utc>,
     budget: Option<Money>,
     params: &DetectParams,
     detector: &mut DetectorState,
+    coverage: Coverage,
 ) -> Overview {
     let cal = store.calendar();
-    let month = detect::month_forecast(store, now, budget);
+    let pending = Pending::at(store, now, coverage);
+    let mut month = detect::month_forecast(store, now, budget);
+    if pending.is_some_and(|p| p.forecast) {
+        month.budget_exhausted_on = None;
+        month.forecast_low = None;
+        month.forecast_high = None;
+    }
     // The budget the App was given wins over the one in the params (same source).
     let with_budget;
     let params = if params.limits.monthly.is_none() && budget.is_some() {
@@ -48,7 +59,11 @@ pub fn build_overview(
         loading: false,
     };
 
-    let anomalies = detect::evaluate(store, now, params, detector);
+    let anomalies = if pending.is_some_and(|p| p.detection) {
+        Vec::new()
+    } else {
+        detect::evaluate(store, now, params, detector)
+    };
     let cur = cal.hour_index(now);
     let week_from = now - Duration::days(7);
     let this_hour = store.by_dim(Dim::Feature, cur..=i64::MAX);
@@ -127,14 +142,21 @@ pub fn build_overview(
         })
         .collect();
 
+    let mut cost_per_request_30d = daily_cost_per_request(store, now, 30);
+    if let Some(p) = &pending {
+        // Only the days wholly in: a day half read is not its cost per request.
+        let partial = cost_per_request_30d.len().saturating_sub(p.trend_days);
+        cost_per_request_30d[..partial].fill(None);
+    }
     Overview {
         now,
         header,
         features,
         top_drivers,
-        cost_per_request_30d: daily_cost_per_request(store, now, 30),
+        cost_per_request_30d,
         anomalies,
         week_total,
+        pending,
     }
 }
 
@@ -205,6 +227,7 @@ mod tests {
             Some(Money::from_dollars(100)),
             &params,
             &mut DetectorState::default(),
+            Coverage::Complete,
         );
         assert_eq!(o.features[0].name, "chat", "today's spend first");
         assert_eq!(o.features[0].today, Money::from_dollars(6));

@@ -164,8 +164,12 @@ async fn event_loop(
             msg = rx.recv(), if source_open && app.queued_messages() == 0 => match msg {
                 Some(msg) => {
                     app.on_source(msg, Utc::now());
-                    // Drain what is already queued so a burst costs one frame.
+                    // Drain what is already queued so a burst costs one frame; a
+                    // flood (a backfill faster than the screen) still gets a frame
+                    // and a build every 100 ms, so its first rows show.
+                    let until = std::time::Instant::now() + StdDuration::from_millis(100);
                     while app.queued_messages() == 0
+                        && std::time::Instant::now() < until
                         && let Ok(msg) = rx.try_recv()
                     {
                         app.on_source(msg, Utc::now());

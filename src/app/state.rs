@@ -10,6 +10,7 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEvent
 use super::drill::{self, Change, Level, Nav, Window};
 use super::keymap::{Action, Keymap};
 use super::overview::build_overview;
+use super::progress::Coverage;
 use super::view::{
     AlertPart, AlertPartKind, BackfillProgress, DrillView, Overview, Screen, ScrollLimits,
     StatusView, TopState,
@@ -54,11 +55,13 @@ enum BuildWhat {
     Level {
         nav: Nav,
         level: Level,
+        coverage: Coverage,
     },
     Overview {
         budget: Option<Money>,
         params: Box<DetectParams>,
         detector: DetectorState,
+        coverage: Coverage,
     },
 }
 
@@ -90,15 +93,20 @@ impl BuildJob {
         } = self;
         let generation = store.generation();
         let what = match what {
-            BuildWhat::Level { nav, level } => {
-                BuiltWhat::Level(Box::new(drill::build_level(&store, &nav, &level, now)))
-            }
+            BuildWhat::Level {
+                nav,
+                level,
+                coverage,
+            } => BuiltWhat::Level(Box::new(drill::build_level_loading(
+                &store, &nav, &level, now, coverage,
+            ))),
             BuildWhat::Overview {
                 budget,
                 params,
                 mut detector,
+                coverage,
             } => {
-                let o = build_overview(&store, now, budget, &params, &mut detector);
+                let o = build_overview(&store, now, budget, &params, &mut detector, coverage);
                 BuiltWhat::Overview(Box::new(o), detector)
             }
         };
@@ -290,7 +298,10 @@ impl App {
     /// 10 s after a rebuild, and every 30 s regardless (the database may be down).
     fn queue_alert_eval(&mut self, now: DateTime<Utc>, min_gap: Duration) {
         let Some(link) = &self.alerts else { return };
-        if self.backfill.is_some() || link.last_eval.is_some_and(|t| now - t < min_gap) {
+        // Never from a partial history: a baseline over days not read yet pages
+        // falsely (and an overview built from one has no anomalies to resolve by).
+        let partial = self.backfill.is_some() || self.overview.pending.is_some();
+        if partial || link.last_eval.is_some_and(|t| now - t < min_gap) {
             return;
         }
         if self.in_flight.is_some_and(|(_, level)| !level) {
@@ -639,15 +650,27 @@ impl App {
         if let Connection::Backfilling {
             done_steps,
             total_steps,
+            loaded_from,
         } = s.connection
             && !self.history_loaded
         {
             let from = Store::history_start(self.store.config(), now);
+            // What is in stays in (a retry starts its steps again).
+            let before = self.backfill.and_then(|b| b.loaded_from);
+            let loaded_from = before.into_iter().chain(loaded_from).min();
             self.backfill = Some(BackfillProgress {
                 done_steps,
                 total_steps,
                 history_days: ((now - from).num_hours() as f64 / 24.0).round() as u32,
+                loaded_from,
             });
+            if loaded_from != before {
+                // More figures are final: the views say so. The data shown is as
+                // of the first step (the tail starts after the last).
+                self.status.last_refresh.get_or_insert(now);
+                self.data_changed = true;
+                self.note(Change::Rebuild);
+            }
             self.header_before_history(now);
         }
         self.status.endpoint = s.endpoint;
@@ -663,7 +686,7 @@ impl App {
     /// Until the first overview is built: the month, the day and the budget, which
     /// need no history (not an empty header that reads "day 0.0 of 0").
     fn header_before_history(&mut self, now: DateTime<Utc>) {
-        if self.backfill.is_some() && !self.history_loaded {
+        if self.coverage() == Coverage::Nothing && !self.history_loaded {
             self.overview.header =
                 super::view::Header::before_history(self.store.calendar(), now, self.budget);
             self.overview.now = now;
@@ -747,9 +770,12 @@ impl App {
     pub fn rebuild_if_due(&mut self, now: DateTime<Utc>, min_gap: Duration) -> bool {
         self.apply_queued();
         let drilled = self.rebuild_drill(now, min_gap);
-        if !self.data_changed || self.status.paused || self.backfill.is_some() {
+        let coverage = self.coverage();
+        if !self.data_changed || self.status.paused || coverage == Coverage::Nothing {
             return drilled;
         }
+        // While the history loads, builds leave the backfill most of the machine.
+        let min_gap = super::progress::build_gap(coverage, min_gap);
         if self.last_built.is_some_and(|t| now - t < min_gap) {
             return false;
         }
@@ -762,6 +788,7 @@ impl App {
             budget: self.budget,
             params: Box::new(self.params.clone()),
             detector: std::mem::take(&mut self.detector),
+            coverage,
         };
         self.start_build(what, now);
         true
@@ -843,6 +870,7 @@ impl App {
             let what = BuildWhat::Level {
                 nav: self.nav.clone(),
                 level,
+                coverage: self.coverage(),
             };
             self.start_build(what, now);
             self.dirty = true;
@@ -1426,6 +1454,7 @@ mod tests {
                 connection: Connection::Backfilling {
                     done_steps: 1,
                     total_steps: 4,
+                    loaded_from: None,
                 },
                 mode: TailMode::Demo,
                 watermark_lag_secs: None,
@@ -1441,6 +1470,7 @@ mod tests {
                 done_steps: 1,
                 total_steps: 4,
                 history_days: 35,
+                loaded_from: None,
             })
         );
         // The header knows the month, the day and the budget before the history.
@@ -1955,6 +1985,7 @@ mod tests {
                 connection: Connection::Backfilling {
                     done_steps: 27,
                     total_steps: 142,
+                    loaded_from: None,
                 },
                 mode: TailMode::TxWatermark,
                 watermark_lag_secs: None,

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::drill::{Metric, SortKey, Window};
+pub use super::progress::Pending;
 use crate::detect::Anomaly;
 pub use crate::model::RequestRow;
 use crate::model::{Agg, Connection, Dim, TailMode};
@@ -105,6 +106,8 @@ pub struct Overview {
     pub anomalies: Vec<Anomaly>,
     /// Spend in the last 7 days (for the drivers' header).
     pub week_total: Money,
+    /// While the history loads: which figures wait for it (drawn as "…").
+    pub pending: Option<Pending>,
 }
 
 /// The status bar: the source's health and throughput.
@@ -255,15 +258,18 @@ impl Default for StatusView {
     }
 }
 
-/// Progress of the initial backfill, shown instead of a blank screen. Steps are
-/// the source's queries (six-hour chunks of the table, days of the demo): only
-/// their ratio means anything to a reader.
+/// Progress of the initial backfill. Steps are the source's queries (six-hour
+/// chunks of the table, days of the demo): only their ratio means anything to a
+/// reader. Until the first step is in, the body shows this progress; from then on
+/// the dashboard, with what still waits marked.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct BackfillProgress {
     pub done_steps: u64,
     pub total_steps: u64,
     /// Whole days of history being loaded (0: not known).
     pub history_days: u32,
+    /// Every row from here on is in the store (None: nothing yet).
+    pub loaded_from: Option<DateTime<Utc>>,
 }
 
 /// Everything one frame draws. Built by the app, borrowed by the UI.
@@ -271,7 +277,8 @@ pub struct BackfillProgress {
 pub struct Screen<'a> {
     pub overview: &'a Overview,
     pub status: &'a StatusView,
-    /// Some while history is still loading.
+    /// Some while history is still loading: the body shows the progress until the
+    /// first step is in (`loaded_from`), then the dashboard.
     pub backfill: Option<BackfillProgress>,
     /// Index of the selected feature row.
     pub selected: usize,
@@ -398,6 +405,12 @@ pub struct DrillView {
     /// A rebuild from the store is running: these rows are the previous ones (or,
     /// with no rows yet, the level is being opened). The header says "building…".
     pub building: bool,
+    /// While the history loads: where the part that is in starts. The window's
+    /// figures wait ("…") when `window_pending`, the change column when
+    /// `baseline_pending` (its final baseline reaches further back).
+    pub loaded_from: Option<DateTime<Utc>>,
+    pub window_pending: bool,
+    pub baseline_pending: bool,
 }
 
 impl DrillView {

@@ -198,6 +198,14 @@ impl PgSource {
                 Connection::Backfilling {
                     done_steps: 0,
                     total_steps: total,
+                    // A retry: the chunks an earlier attempt sent whole, newest first.
+                    loaded_from: plan
+                        .chunks
+                        .iter()
+                        .zip(&plan.sent)
+                        .take_while(|(_, sent)| sent.is_complete())
+                        .last()
+                        .map(|(&(from, _), _)| from),
                 },
                 mode,
                 None,
@@ -502,6 +510,8 @@ impl PgSource {
                     Connection::Backfilling {
                         done_steps,
                         total_steps: total,
+                        // Chunks go newest first: all of them up to this one are in.
+                        loaded_from: Some(chunk_from),
                     },
                     mode,
                     None,

@@ -2,7 +2,7 @@
 //!
 //! [`run_demo`] sends, like the PostgreSQL source: a `Status` (endpoint "demo",
 //! `TailMode::Demo`, `Backfilling` with progress), the history as `Backfill`
-//! batches, `Status` `Live`, then a `Tail` batch of individual events every ~250 ms.
+//! batches, newest first, `Status` `Live`, then a `Tail` batch of individual events every ~250 ms.
 //!
 //! The history covers what the store keeps (`Store::history_start`: 35 days, or the
 //! whole month if longer) at the same rate shape as the live stream, so live
@@ -173,6 +173,11 @@ impl DemoStream {
         self.steps.len()
     }
 
+    /// Where history step `step` starts.
+    pub fn history_step_start(&self, step: usize) -> Option<DateTime<Utc>> {
+        self.steps.get(step).map(|s| s.from)
+    }
+
     /// History batch `step` (0-based; each step covers its own time range).
     pub fn history_batch(&mut self, step: usize) -> FactBatch {
         let Some(s) = self.steps.get(step).copied() else {
@@ -331,6 +336,7 @@ where
         status(Connection::Backfilling {
             done_steps: 0,
             total_steps: total,
+            loaded_from: None,
         }),
         shutdown.as_mut(),
     )
@@ -339,16 +345,19 @@ where
         return Ok(());
     }
     let mut facts = 0usize;
-    for step in 0..stream.history_steps() {
+    // Newest first, as the PostgreSQL source reads: the dashboard shows the recent
+    // hours while the older ones load.
+    for (sent, step) in (0..stream.history_steps()).rev().enumerate() {
         let batch = stream.history_batch(step);
         facts += batch.facts.len();
-        let done = step + 1 == stream.history_steps();
+        let done = step == 0;
         if !send(&tx, SourceMsg::Backfill { batch, done }, shutdown.as_mut()).await {
             return Ok(());
         }
         let progress = Connection::Backfilling {
-            done_steps: step as u64 + 1,
+            done_steps: sent as u64 + 1,
             total_steps: total,
+            loaded_from: stream.history_step_start(step),
         };
         if !send(&tx, status(progress), shutdown.as_mut()).await {
             return Ok(());

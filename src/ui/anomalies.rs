@@ -8,7 +8,9 @@ use ratatui::widgets::{Block, Borders, Paragraph, Widget};
 
 use super::theme::Theme;
 use super::{format, spans_width, text};
+use crate::app::progress::{Pending, days_text};
 use crate::detect::{Anomaly, Severity};
+use chrono::{DateTime, Utc};
 
 /// The first cell of every anomaly's first line.
 const MARK: &str = " ! ";
@@ -78,6 +80,37 @@ pub fn render(
         }
     }
     Paragraph::new(visible).render(inner, buf);
+}
+
+/// The pane while the history loads: detection waits for all of it (its baselines
+/// reach back weeks; on part of them it would page falsely).
+pub fn render_waiting(
+    pending: &Pending,
+    now: DateTime<Utc>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let (loaded, all) = pending.days(now);
+    let text = format!(
+        " anomaly detection: waiting for history ({} in)",
+        days_text(loaded, all)
+    );
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border())
+        .title(Span::styled(" Anomalies ", theme.title()));
+    if area.height >= 2 {
+        Paragraph::new(Span::styled(text, theme.muted()))
+            .block(block)
+            .render(area, buf);
+    } else {
+        Block::new()
+            .borders(Borders::TOP)
+            .border_style(theme.border())
+            .title(Span::styled(format!("{text} "), theme.muted()))
+            .render(area, buf);
+    }
 }
 
 /// " ! 9 ANOMALIES ": what the detector sees now. Beside an alert count (alerts

@@ -166,7 +166,7 @@ pub fn render(
     if top_open {
         top_requests(top, view.window.label(), theme, lower, buf);
     } else if let Some(chart) = &view.chart {
-        chart_pane(chart, theme, lower, buf);
+        chart_pane(chart, view.loaded_from.is_some(), theme, lower, buf);
     }
 }
 
@@ -188,6 +188,24 @@ fn breadcrumb(view: &DrillView, absent: bool, theme: Theme, area: Rect, buf: &mu
     spans.push(Span::styled(view.metric.label(), theme.value()));
     if view.building {
         spans.push(Span::styled("  building…", theme.key()));
+    }
+    if let Some(from) = view
+        .loaded_from
+        .filter(|_| view.window_pending || view.baseline_pending)
+    {
+        // What "…" waits for, said before anything optional.
+        let what = if view.window_pending {
+            "this window"
+        } else {
+            "the change's baseline"
+        };
+        spans.push(Span::styled(
+            format!(
+                "  {LOADING} {what} waits for older history (in from {})",
+                from.format("%b %-d %H:%M UTC")
+            ),
+            theme.muted(),
+        ));
     }
     if absent {
         // Said before anything optional, so it survives a narrow terminal.
@@ -358,6 +376,7 @@ fn rows(view: &DrillView, theme: Theme, area: Rect, buf: &mut Buffer) {
         let cells = cols.iter().map(|&(col, w)| {
             let (content, style) = match col {
                 Col::Name => (text::fit(name, w), Style::new()),
+                _ if waits(col, view) => (LOADING.to_string(), theme.muted()),
                 Col::Change => (cell_text(col, r, marked), theme.change(r.change)),
                 Col::Spark => {
                     let style = theme.sparkline(false);
@@ -398,7 +417,21 @@ fn right_aligned(col: Col) -> bool {
     !matches!(col, Col::Name | Col::Spark)
 }
 
-fn chart_pane(chart: &DrillChart, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// A figure that waits for the history.
+const LOADING: &str = "…";
+
+/// Whether a column's figures wait for the history: the window's when it starts
+/// before the part that is in, the change's also when its baseline does.
+fn waits(col: Col, view: &DrillView) -> bool {
+    match col {
+        Col::Name => false,
+        Col::Change => view.window_pending || view.baseline_pending,
+        _ => view.window_pending,
+    }
+}
+
+/// `loading`: the history is not all in (the charts' older part fills in).
+fn chart_pane(chart: &DrillChart, loading: bool, theme: Theme, area: Rect, buf: &mut Buffer) {
     if area.height < 2 {
         return;
     }
@@ -407,10 +440,17 @@ fn chart_pane(chart: &DrillChart, theme: Theme, area: Rect, buf: &mut Buffer) {
         text::clean(&chart.name, 30),
         chart.metric.label()
     );
+    let mut title = vec![Span::styled(title, theme.title())];
+    if loading {
+        title.push(Span::styled(
+            format!("{LOADING} older hours still loading "),
+            theme.muted(),
+        ));
+    }
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border())
-        .title(Span::styled(title, theme.title()));
+        .title(Line::from(title));
     let inner = block.inner(area);
     block.render(area, buf);
     let half = inner.width / 2;

@@ -8,15 +8,43 @@ use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Table, Widget};
 
 use super::theme::Theme;
 use super::{format, spans_width, text};
+use crate::app::progress::{Pending, days_text};
 use crate::app::view::Driver;
 use crate::model::NONE_NAME;
 use crate::money::Money;
+use chrono::{DateTime, Utc};
 
 pub const SHOWN: usize = 5;
 
 /// Rows the pane wants: title plus one per driver (or the "nothing" line).
 pub fn desired_height(drivers: &[Driver]) -> u16 {
     1 + drivers.len().clamp(1, SHOWN) as u16
+}
+
+/// The pane while the week is not all in: no partial ranking.
+pub fn render_waiting(
+    pending: &Pending,
+    now: DateTime<Utc>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
+    let (loaded, all) = pending.days(now);
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .border_style(theme.border())
+        .title(Span::styled(" Top cost drivers, 7 days ", theme.title()));
+    let lines = vec![
+        Line::from(Span::styled(
+            " … waiting for 7 days of history",
+            theme.muted(),
+        )),
+        Line::from(Span::styled(
+            format!(" ({} in)", days_text(loaded, all)),
+            theme.muted(),
+        )),
+    ];
+    Paragraph::new(lines).block(block).render(area, buf);
 }
 
 pub fn render(drivers: &[Driver], week_total: Money, theme: Theme, area: Rect, buf: &mut Buffer) {

@@ -15,7 +15,7 @@ use ratatui::widgets::{
 
 use super::theme::Theme;
 use super::{format, spans_width, text};
-use crate::app::view::FeatureRow;
+use crate::app::view::{FeatureRow, Pending};
 use crate::model::NONE_NAME;
 use crate::money::Money;
 
@@ -26,6 +26,8 @@ const NAME_MIN: usize = 6;
 const NAME_MAX: usize = 40;
 /// Hours in the sparkline when it fits.
 const SPARK_HOURS: usize = 24;
+/// A figure that waits for the history.
+const LOADING: &str = "…";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -113,7 +115,21 @@ fn marked_columns(rows: &[FeatureRow]) -> Vec<Col> {
         .collect()
 }
 
-fn cell_text(col: Col, f: &FeatureRow, marked: &[Col]) -> String {
+/// Whether the column's figures still wait for the history (drawn "…").
+fn waits(col: Col, pending: Option<&Pending>) -> bool {
+    pending.is_some_and(|p| match col {
+        Col::Hour => p.hour,
+        Col::Today | Col::Requests => p.today,
+        Col::Week | Col::PerRequest | Col::Per1k => p.week,
+        Col::Change => p.change,
+        _ => false,
+    })
+}
+
+fn cell_text(col: Col, f: &FeatureRow, marked: &[Col], pending: Option<&Pending>) -> String {
+    if waits(col, pending) {
+        return LOADING.into();
+    }
     let cost = |text: String| format::cost_cell(text, computed_in(col, f), marked.contains(&col));
     match col {
         Col::Mark => if f.anomalous { "!" } else { "" }.into(),
@@ -141,7 +157,12 @@ fn display_name(name: &str) -> String {
 }
 
 /// Chooses the columns and their widths for `avail` cells.
-fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col, usize)> {
+fn fit_columns(
+    rows: &[FeatureRow],
+    names: &[String],
+    pending: Option<&Pending>,
+    avail: usize,
+) -> Vec<(Col, usize)> {
     let marked = marked_columns(rows);
     let spark_len = rows.iter().map(|r| r.spark_24h.len()).max().unwrap_or(0);
     let name_want = names
@@ -157,7 +178,7 @@ fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col,
             Col::Spark => spark_len.min(SPARK_HOURS).max(col.title().len()),
             _ => rows
                 .iter()
-                .map(|r| text::width(&cell_text(col, r, &marked)))
+                .map(|r| text::width(&cell_text(col, r, &marked, pending)))
                 .max()
                 .unwrap_or(0)
                 .max(col.title().len())
@@ -181,8 +202,31 @@ fn fit_columns(rows: &[FeatureRow], names: &[String], avail: usize) -> Vec<(Col,
     )
 }
 
-pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `pending`: while the history loads, which columns wait for it.
+pub fn render(
+    rows: &[FeatureRow],
+    selected: usize,
+    pending: Option<&Pending>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let mut title = vec![Span::styled(" Spend by feature ", theme.title())];
+    let waiting =
+        pending.filter(|p| ORDER.iter().any(|c| waits(*c, Some(p))) || p.spark_hours < SPARK_HOURS);
+    if waiting.is_some() {
+        // What "…" means (the status bar says how far the history is).
+        let room = (area.width as usize).saturating_sub(spans_width(&title) + 1);
+        if let Some(legend) = [
+            "… waits for older history ".to_string(),
+            "… loading ".to_string(),
+        ]
+        .into_iter()
+        .find(|l| text::width(l) <= room)
+        {
+            title.push(Span::styled(legend, theme.muted()));
+        }
+    }
     // Every request has one feature: the rows' 7-day counts are the week's.
     let computed: u64 = rows.iter().map(|r| r.computed_7d).sum();
     if computed > 0 {
@@ -205,7 +249,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
         return;
     }
     let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
-    let cols = fit_columns(rows, &names, area.width as usize);
+    let cols = fit_columns(rows, &names, pending, area.width as usize);
     let marked = marked_columns(rows);
     let selected = selected.min(rows.len() - 1);
 
@@ -223,7 +267,7 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
         let cells = cols.iter().map(|&(col, w)| {
             let (content, style) = match col {
                 Col::Mark => (
-                    cell_text(col, r, &marked),
+                    cell_text(col, r, &marked, pending),
                     if r.anomalous {
                         theme.anomalous()
                     } else {
@@ -238,18 +282,28 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
                         Style::new()
                     },
                 ),
-                Col::Change => (cell_text(col, r, &marked), theme.change(r.change_vs_7d)),
+                _ if waits(col, pending) => (LOADING.to_string(), theme.muted()),
+                Col::Change => (
+                    cell_text(col, r, &marked, pending),
+                    theme.change(r.change_vs_7d),
+                ),
                 Col::Spark => {
-                    let spark = format::spark_from_zero(&r.spark_24h, w);
                     let style = theme.sparkline(r.anomalous);
                     let style = if i == selected {
                         style.patch(theme.not_selected())
                     } else {
                         style
                     };
-                    (spark, style)
+                    // Only the hours that are in; the others dotted, not blank
+                    // (blank reads as no spend).
+                    let (spark, dots) = spark_loaded(&r.spark_24h, pending, w);
+                    let line = Line::from(vec![
+                        Span::styled(dots, theme.muted()),
+                        Span::styled(spark, style),
+                    ]);
+                    return Cell::from(line);
                 }
-                _ => (cell_text(col, r, &marked), Style::new()),
+                _ => (cell_text(col, r, &marked, pending), Style::new()),
             };
             let line = Line::from(content);
             Cell::from(if right_aligned(col) {
@@ -276,6 +330,17 @@ pub fn render(rows: &[FeatureRow], selected: usize, theme: Theme, area: Rect, bu
         .block(block);
     let mut state = TableState::new().with_selected(Some(selected));
     StatefulWidget::render(table, area, buf, &mut state);
+}
+
+/// The sparkline of the hours that are in, and the dots standing for the others,
+/// in `w` cells.
+fn spark_loaded(values: &[u64], pending: Option<&Pending>, w: usize) -> (String, String) {
+    let loaded = pending.map_or(values.len(), |p| p.spark_hours.min(values.len()));
+    let tail = &values[values.len() - loaded..];
+    let shown = loaded.min(w);
+    let dots = "·".repeat(w.min(values.len()).saturating_sub(shown));
+    let pad = " ".repeat(w.saturating_sub(values.len().max(shown)));
+    (format::spark_from_zero(tail, shown), format!("{pad}{dots}"))
 }
 
 fn right_aligned(col: Col) -> bool {
@@ -305,7 +370,7 @@ mod tests {
     fn cols_at(width: usize) -> Vec<Col> {
         let rows = vec![row("support_qa"), row("summarize_email_thread")];
         let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
-        fit_columns(&rows, &names, width)
+        fit_columns(&rows, &names, None, width)
             .into_iter()
             .map(|(c, _)| c)
             .collect()
@@ -329,7 +394,7 @@ mod tests {
         for width in 30..220 {
             let rows = vec![row("support_qa"), row(&"x".repeat(100))];
             let names: Vec<String> = rows.iter().map(|r| display_name(&r.name)).collect();
-            let cols = fit_columns(&rows, &names, width);
+            let cols = fit_columns(&rows, &names, None, width);
             let total: usize = cols.iter().map(|(_, w)| w).sum::<usize>() + cols.len() - 1;
             assert!(total <= width, "width {width}: {cols:?}");
         }

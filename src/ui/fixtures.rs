@@ -275,6 +275,7 @@ pub fn realistic() -> Fixture {
         cost_per_request_30d,
         anomalies: vec![support_spike()],
         week_total: usd("3817.10"),
+        pending: None,
     };
     let status = StatusView {
         endpoint: "db.internal:5432/billing".into(),
@@ -467,6 +468,7 @@ pub fn backfilling() -> Fixture {
     f.status.connection = Connection::Backfilling {
         done_steps: 27,
         total_steps: 142,
+        loaded_from: None,
     };
     f.status.rows_read = 402_551;
     f.status.events_per_sec = 0.0;
@@ -474,8 +476,65 @@ pub fn backfilling() -> Fixture {
         done_steps: 27,
         total_steps: 142,
         history_days: 35,
+        loaded_from: None,
     });
     f
+}
+
+/// The realistic night while the history loads, newest first, as the App has it
+/// after `done_steps` six-hour chunks: the history is in from `loaded_from` on,
+/// of 35 days from Oct 10 03:00 (the default retention). Figures reaching further back wait (their cells
+/// say "…"), detection waits for all of it, the 30-day trend has the days in.
+fn loading_from(loaded_from: DateTime<Utc>, done_steps: u64) -> Fixture {
+    let mut f = realistic();
+    // What the App derives, from the store's calendar and retention.
+    let store = crate::store::Store::new(crate::store::StoreConfig::default(), now());
+    let pending = crate::app::view::Pending::at(
+        &store,
+        now(),
+        crate::app::progress::Coverage::From(loaded_from),
+    )
+    .expect("partial");
+    let days = f.overview.cost_per_request_30d.len();
+    f.overview.cost_per_request_30d[..days - pending.trend_days].fill(None);
+    f.overview.anomalies.clear();
+    for r in &mut f.overview.features {
+        r.anomalous = false;
+    }
+    f.overview.header.forecast_low = None;
+    f.overview.header.forecast_high = None;
+    f.overview.pending = Some(pending);
+    f.status.connection = Connection::Backfilling {
+        done_steps,
+        total_steps: 142,
+        loaded_from: Some(loaded_from),
+    };
+    // The first chunk's arrival: the tail starts once the history is in.
+    f.status.last_refresh = Some(now() - Duration::seconds(4));
+    f.status.events_per_sec = 0.0;
+    f.backfill = Some(BackfillProgress {
+        done_steps,
+        total_steps: 142,
+        history_days: 35,
+        loaded_from: Some(loaded_from),
+    });
+    f
+}
+
+/// The first chunk is in (from 03:00 today): this hour shows, the rest waits.
+pub fn first_chunk() -> Fixture {
+    loading_from(Utc.with_ymd_and_hms(2026, 11, 14, 3, 0, 0).unwrap(), 1)
+}
+
+/// Five chunks in (from 03:00 yesterday): this hour, today, the last 24 hours.
+pub fn mid_backfill() -> Fixture {
+    loading_from(Utc.with_ymd_and_hms(2026, 11, 13, 3, 0, 0).unwrap(), 5)
+}
+
+/// Four weeks in (from Oct 17 03:00): the month and the week too; the forecast
+/// and detection still wait for the last days.
+pub fn late_backfill() -> Fixture {
+    loading_from(Utc.with_ymd_and_hms(2026, 10, 17, 3, 0, 0).unwrap(), 113)
 }
 
 /// The realistic overview under NO_COLOR.
@@ -577,10 +636,12 @@ pub fn extreme_backfill() -> Fixture {
         done_steps: u64::MAX,
         total_steps: 0,
         history_days: 0,
+        loaded_from: None,
     });
     f.status.connection = Connection::Backfilling {
         done_steps: u64::MAX,
         total_steps: 1,
+        loaded_from: Some(DateTime::<Utc>::MIN_UTC),
     };
     f
 }
@@ -648,6 +709,7 @@ pub fn drill_users() -> Fixture {
         }),
         metric_ready: Some(Metric::Cost),
         building: false,
+        ..DrillView::default()
     });
     f
 }
@@ -798,6 +860,9 @@ pub fn all() -> Vec<(&'static str, Fixture)> {
         ("nine_anomalies", nine_anomalies()),
         ("disconnected", disconnected()),
         ("backfilling", backfilling()),
+        ("first_chunk", first_chunk()),
+        ("mid_backfill", mid_backfill()),
+        ("late_backfill", late_backfill()),
         ("no_color", no_color()),
         ("hostile", hostile()),
         ("extreme", extreme()),

@@ -7,14 +7,22 @@ use ratatui::widgets::Widget;
 
 use super::theme::{Level, Theme};
 use super::{format, spans_width, text};
-use crate::app::view::Header;
+use crate::app::view::{Header, Pending};
 use crate::money::Money;
 
 /// Rows the header takes.
 pub const HEIGHT: u16 = 3;
 
-/// `window` is the drill-down's time window, shown while a drill-down is open.
-pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `window` is the drill-down's time window, shown while a drill-down is open;
+/// `pending`, while the history loads, which figures wait for it.
+pub fn render(
+    h: &Header,
+    pending: Option<&Pending>,
+    window: Option<&str>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     // One blank column on each side.
     let area = Rect {
         x: area.x.saturating_add(1),
@@ -111,19 +119,45 @@ pub fn render(h: &Header, window: Option<&str>, theme: Theme, area: Rect, buf: &
         return;
     }
 
+    if let Some(p) = pending.filter(|p| p.month) {
+        // The month is not all in: no month-to-date from part of it.
+        if area.height > 1 {
+            let text = format!(
+                "month-to-date, burn and forecast {LOADING} waiting for the history back to {}",
+                p.month_start.format("%b %-d")
+            );
+            Line::from(Span::styled(text::fit(&text, w), theme.muted())).render(row(1), buf);
+        }
+        if area.height > 2 {
+            match h.budget {
+                Some(_) => Line::from(Span::styled(
+                    format!("spent {LOADING}   forecast {LOADING}"),
+                    theme.muted(),
+                ))
+                .render(row(2), buf),
+                None => no_budget(theme).render(row(2), buf),
+            }
+        }
+        return;
+    }
+    let forecast_waits = pending.is_some_and(|p| p.forecast);
+
     // Row 2: the numbers, with shorter labels when narrow.
     if area.height > 1 {
-        Line::from(figures(h, theme, w)).render(row(1), buf);
+        Line::from(figures(h, forecast_waits, theme, w)).render(row(1), buf);
     }
 
     // Row 3: the gauges, or why there are none.
     if area.height > 2 {
         match h.budget {
-            Some(budget) => gauges(h, budget, theme, row(2), buf),
+            Some(budget) => gauges(h, budget, forecast_waits, theme, row(2), buf),
             None => no_budget(theme).render(row(2), buf),
         }
     }
 }
+
+/// A figure that waits for the history.
+const LOADING: &str = "…";
 
 fn no_budget(theme: Theme) -> Line<'static> {
     Line::from(vec![
@@ -132,9 +166,21 @@ fn no_budget(theme: Theme) -> Line<'static> {
     ])
 }
 
-fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
-    let method = text::clean(&h.forecast_method, 24);
+/// `forecast_waits`: the forecast reads every day of the history, not all in yet.
+fn figures(h: &Header, forecast_waits: bool, theme: Theme, w: usize) -> Vec<Span<'static>> {
+    let method = if forecast_waits {
+        "waits for the history".to_string()
+    } else {
+        text::clean(&h.forecast_method, 24)
+    };
     let v = |m: Money| Span::styled(m.display_usd(), theme.value());
+    let fc = || {
+        if forecast_waits {
+            Span::styled(LOADING, theme.muted())
+        } else {
+            v(h.forecast)
+        }
+    };
     let l = |s: &'static str| Span::styled(s, theme.muted());
     let method_span = || Span::styled(format!(" ({method})"), theme.muted());
     let interval = match (h.forecast_low, h.forecast_high) {
@@ -153,7 +199,7 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
                 v(h.daily_burn),
                 l("/day"),
                 l("   forecast "),
-                v(h.forecast),
+                fc(),
             ],
             interval,
         ]
@@ -165,7 +211,7 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
             v(h.daily_burn),
             l("/day"),
             l("   forecast "),
-            v(h.forecast),
+            fc(),
             method_span(),
         ],
         vec![
@@ -175,7 +221,7 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
             v(h.daily_burn),
             l("/d"),
             l("  forecast "),
-            v(h.forecast),
+            fc(),
             method_span(),
         ],
         vec![
@@ -185,7 +231,7 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
             v(h.daily_burn),
             l("/d"),
             l("  fcst "),
-            v(h.forecast),
+            fc(),
         ],
         vec![
             l("MTD "),
@@ -194,7 +240,7 @@ fn figures(h: &Header, theme: Theme, w: usize) -> Vec<Span<'static>> {
             v(h.daily_burn),
             l("/d"),
             l(" fcst "),
-            v(h.forecast),
+            fc(),
         ],
     ];
     let last = candidates.len() - 1;
@@ -218,7 +264,14 @@ fn ratio(spend: Money, budget: Money) -> f64 {
     }
 }
 
-fn gauges(h: &Header, budget: Money, theme: Theme, area: Rect, buf: &mut Buffer) {
+fn gauges(
+    h: &Header,
+    budget: Money,
+    forecast_waits: bool,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let gap = 3;
     let half = area.width.saturating_sub(gap) / 2;
     let left = Rect {
@@ -232,6 +285,14 @@ fn gauges(h: &Header, budget: Money, theme: Theme, area: Rect, buf: &mut Buffer)
         ..area
     };
     gauge("spent", ratio(h.month_to_date, budget), theme, left, buf);
+    if forecast_waits {
+        Line::from(vec![
+            Span::styled(format!("{:<9}", "forecast"), theme.muted()),
+            Span::styled(format!("{LOADING} waits for the history"), theme.muted()),
+        ])
+        .render(right, buf);
+        return;
+    }
     match (h.forecast_low, h.forecast_high) {
         (Some(lo), Some(hi)) => forecast_gauge(
             [

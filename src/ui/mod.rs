@@ -75,18 +75,35 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
 
     header::render(
         &screen.overview.header,
+        screen.overview.pending.as_ref(),
         screen.drill.map(|d| d.window.short_label()),
         theme,
         header_area,
         buf,
     );
     match (screen.backfill, screen.drill) {
-        (Some(progress), _) => loading(progress, theme, body, buf),
-        (None, Some(view)) => {
+        // Nothing is in yet (or no overview was built from it yet): the progress.
+        // From the first step's overview on, the dashboard, its waits marked.
+        (Some(progress), _)
+            if progress.loaded_from.is_none() || screen.overview.pending.is_none() =>
+        {
+            loading(progress, theme, body, buf)
+        }
+        // The history is in, its overview not built yet: not an empty dashboard
+        // ("No anomalies") for the moment the first build takes.
+        (None, _) if screen.overview.header.loading => {
+            let built = BackfillProgress {
+                done_steps: 1,
+                total_steps: 1,
+                ..BackfillProgress::default()
+            };
+            loading(built, theme, body, buf)
+        }
+        (_, Some(view)) => {
             let absent = screen.status.absent.contains(&view.dim);
             drilldown::render(view, screen.top, absent, theme, body, buf)
         }
-        (None, None) => {
+        (_, None) => {
             overview(screen, theme, body, buf);
             if *screen.top != crate::app::view::TopState::Closed {
                 // Asked from the overview: over the lower half of the panes.
@@ -101,7 +118,14 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
             }
         }
     }
-    status::render(screen.status, screen.overview.now, theme, status_area, buf);
+    status::render(
+        screen.status,
+        screen.backfill,
+        screen.overview.now,
+        theme,
+        status_area,
+        buf,
+    );
     if let Some(pane) = screen.alerts {
         alerts::render(pane, theme, body, buf);
     }
@@ -181,7 +205,13 @@ fn listed_anomalies<'a>(screen: &Screen<'a>) -> std::borrow::Cow<'a, [crate::det
 
 fn layout(screen: &Screen, body: Rect) -> Panes {
     let o = screen.overview;
-    let listed = listed_anomalies(screen);
+    // While detection waits for the history, the pane says so in its two rows.
+    let waiting = o.pending.is_some_and(|p| p.detection);
+    let listed = if waiting {
+        std::borrow::Cow::Borrowed(&[][..])
+    } else {
+        listed_anomalies(screen)
+    };
     let has_anomalies = !listed.is_empty();
     let feat_want = features::desired_height(&o.features);
     // Many anomalies leave the features in view: the pane takes at most what the
@@ -276,24 +306,41 @@ fn layout(screen: &Screen, body: Rect) -> Panes {
 fn overview(screen: &Screen, theme: Theme, body: Rect, buf: &mut Buffer) {
     let o = screen.overview;
     let panes = layout(screen, body);
+    let pending = o.pending.as_ref();
     if !panes.features.is_empty() {
-        features::render(&o.features, screen.selected, theme, panes.features, buf);
-    }
-    if !panes.anomalies.is_empty() {
-        anomalies::render(
-            &listed_anomalies(screen),
-            &screen.status.keys.anomaly_log,
-            screen.status.alerts_firing,
+        features::render(
+            &o.features,
+            screen.selected,
+            pending,
             theme,
-            panes.anomalies,
+            panes.features,
             buf,
         );
     }
+    if !panes.anomalies.is_empty() {
+        match pending.filter(|p| p.detection) {
+            // Shared alerts firing elsewhere would still be listed, but this
+            // monitor cannot confirm or clear them yet: the pane says why.
+            Some(p) => anomalies::render_waiting(p, o.now, theme, panes.anomalies, buf),
+            None => anomalies::render(
+                &listed_anomalies(screen),
+                &screen.status.keys.anomaly_log,
+                screen.status.alerts_firing,
+                theme,
+                panes.anomalies,
+                buf,
+            ),
+        }
+    }
     if !panes.drivers.is_empty() {
-        drivers::render(&o.top_drivers, o.week_total, theme, panes.drivers, buf);
+        match pending.filter(|p| p.week) {
+            Some(p) => drivers::render_waiting(p, o.now, theme, panes.drivers, buf),
+            None => drivers::render(&o.top_drivers, o.week_total, theme, panes.drivers, buf),
+        }
     }
     if !panes.trend.is_empty() {
-        trend::render(&o.cost_per_request_30d, theme, panes.trend, buf);
+        let loading = pending.map(|p| p.trend_days).filter(|d| *d < 30);
+        trend::render(&o.cost_per_request_30d, loading, theme, panes.trend, buf);
     }
 }
 
@@ -303,6 +350,7 @@ fn loading(progress: BackfillProgress, theme: Theme, body: Rect, buf: &mut Buffe
         done_steps,
         total_steps,
         history_days,
+        ..
     } = progress;
     let ratio = if total_steps == 0 {
         0.0
@@ -328,7 +376,7 @@ fn loading(progress: BackfillProgress, theme: Theme, body: Rect, buf: &mut Buffe
         ]),
         Line::from(""),
         Line::from(Span::styled(
-            "Live numbers start when the history is in.",
+            "The dashboard starts when the newest hours are in.",
             theme.muted(),
         )),
     ];

@@ -10,7 +10,8 @@ use ratatui::widgets::Widget;
 
 use super::theme::{Level, Theme};
 use super::{format, spans_width, text};
-use crate::app::view::{AlertPartKind, StatusView};
+use crate::app::progress::days_text;
+use crate::app::view::{AlertPartKind, BackfillProgress, StatusView};
 use crate::model::{Connection, TailMode};
 
 /// Watermark lag shown from this many seconds on.
@@ -36,7 +37,15 @@ struct Segment {
     short: Option<Vec<Span<'static>>>,
 }
 
-pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `backfill`: the history's progress while it loads.
+pub fn render(
+    status: &StatusView,
+    backfill: Option<BackfillProgress>,
+    now: DateTime<Utc>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     if area.is_empty() {
         return;
     }
@@ -44,13 +53,24 @@ pub fn render(status: &StatusView, now: DateTime<Utc>, theme: Theme, area: Rect,
     let (badge, level, error) = match &status.connection {
         Connection::Live => (" Live ".to_string(), Level::Good, None),
         Connection::Connecting => (" Connecting… ".to_string(), Level::Warn, None),
-        // Steps are six-hour chunks (days in the demo): the share is what means
-        // something.
+        // Once some history is in: how many days of how many (the history is read
+        // newest first). Before: steps are six-hour chunks (days in the demo), the
+        // share is what means something.
         Connection::Backfilling {
             done_steps,
             total_steps,
+            ..
         } => (
-            if *total_steps == 0 {
+            if let Some((from, days)) = backfill
+                .and_then(|b| Some((b.loaded_from?, b.history_days)))
+                .filter(|(_, days)| *days > 0)
+            {
+                let loaded = (now - from).num_seconds().max(0) as f64 / 86_400.0;
+                format!(
+                    " Backfilling {} ",
+                    days_text(loaded.min(days as f64), days as f64)
+                )
+            } else if *total_steps == 0 {
                 " Backfilling ".to_string()
             } else {
                 format!(
@@ -380,7 +400,7 @@ mod tests {
     fn line(status: &StatusView, width: u16) -> String {
         let area = Rect::new(0, 0, width, 1);
         let mut buf = Buffer::empty(area);
-        render(status, Utc::now(), Theme::new(false), area, &mut buf);
+        render(status, None, Utc::now(), Theme::new(false), area, &mut buf);
         (0..width)
             .map(|x| buf[(x, 0)].symbol().to_string())
             .collect()

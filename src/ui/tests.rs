@@ -131,6 +131,26 @@ fn disconnected_80x24() {
 }
 
 #[test]
+fn first_chunk_80x24() {
+    assert_snapshot!(terminal(&fixtures::first_chunk(), 80, 24).backend());
+}
+
+#[test]
+fn mid_backfill_80x24() {
+    assert_snapshot!(terminal(&fixtures::mid_backfill(), 80, 24).backend());
+}
+
+#[test]
+fn mid_backfill_200x50() {
+    assert_snapshot!(terminal(&fixtures::mid_backfill(), 200, 50).backend());
+}
+
+#[test]
+fn late_backfill_120x36() {
+    assert_snapshot!(terminal(&fixtures::late_backfill(), 120, 36).backend());
+}
+
+#[test]
 fn backfilling_80x24() {
     assert_snapshot!(terminal(&fixtures::backfilling(), 80, 24).backend());
 }
@@ -974,4 +994,27 @@ fn alerts_firing_in_the_shared_state_are_listed_at_once_and_marked() {
     let text = screen_text(&buffer(&f, 120, 40));
     assert!(!text.contains("[shared state]"), "{text}");
     assert!(text.contains("! 1 ANOMALY"), "{text}");
+}
+
+/// Issue 17: between the first chunk's arrival (or the history's end) and the
+/// first overview built from it, the body shows the progress, never an empty
+/// dashboard that says "No anomalies" or "No spend".
+#[test]
+fn no_empty_dashboard_before_the_first_build_from_the_history() {
+    let mut f = fixtures::backfilling();
+    let first = fixtures::first_chunk();
+    f.backfill = first.backfill;
+    f.status.connection = first.status.connection.clone();
+    for f in [f, {
+        let mut done = fixtures::backfilling();
+        done.backfill = None;
+        done.status.connection = crate::model::Connection::Live;
+        done
+    }] {
+        let text = screen_text(&buffer(&f, 80, 24));
+        assert!(text.contains("Loading"), "{text}");
+        for bad in ["No anomalies", "No spend", "Spend by feature", "$0.00"] {
+            assert!(!text.contains(bad), "{bad}: {text}");
+        }
+    }
 }

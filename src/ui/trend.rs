@@ -15,7 +15,15 @@ const MAX_SPARK_ROWS: usize = 8;
 /// Columns per day at most, when the pane is wide.
 const MAX_STRETCH: usize = 3;
 
-pub fn render(days: &[Option<Money>], theme: Theme, area: Rect, buf: &mut Buffer) {
+/// `loading`: while the history loads, the days in (the others are empty and the
+/// labels say so rather than give a month's min and max from a few days).
+pub fn render(
+    days: &[Option<Money>],
+    loading: Option<usize>,
+    theme: Theme,
+    area: Rect,
+    buf: &mut Buffer,
+) {
     let title = if area.width >= 30 {
         " Cost per request, 30 days "
     } else {
@@ -33,10 +41,12 @@ pub fn render(days: &[Option<Money>], theme: Theme, area: Rect, buf: &mut Buffer
         ..inner
     };
     let present: Vec<Money> = days.iter().flatten().copied().collect();
+    let waiting = loading.map(|n| format!("… {n} of 30 days in so far"));
     let (Some(lo), Some(hi), Some(latest)) =
         (present.iter().min(), present.iter().max(), present.last())
     else {
-        Paragraph::new(Span::styled("No requests in 30 days.", theme.muted())).render(inner, buf);
+        let text = waiting.unwrap_or_else(|| "No requests in 30 days.".into());
+        Paragraph::new(Span::styled(text, theme.muted())).render(inner, buf);
         return;
     };
     if inner.is_empty() {
@@ -52,7 +62,9 @@ pub fn render(days: &[Option<Money>], theme: Theme, area: Rect, buf: &mut Buffer
         Span::styled("  latest ", theme.muted()),
         Span::styled(latest.clone(), theme.value()),
     ];
-    let labels = if spans_width(&long) <= inner.width as usize {
+    let labels = if let Some(waiting) = waiting {
+        Line::from(Span::styled(waiting, theme.muted()))
+    } else if spans_width(&long) <= inner.width as usize {
         Line::from(long)
     } else {
         Line::from(vec![
