@@ -200,6 +200,7 @@ mod tests {
             watermark_lag_secs: None,
             absent: Vec::new(),
             note: None,
+            replay_lag: None,
         })
     }
 

@@ -423,6 +423,8 @@ impl PgSource {
                         Connection::Backfilling {
                             done_steps: step as u64 + 1,
                             total_steps: total,
+                            // Chunks go newest first: all of them up to this one are in.
+                            loaded_from: Some(chunk_from),
                         },
                         mode,
                         None,
