@@ -4,7 +4,8 @@
 //! cargo run --release --example backtest -- --quick # one seed, fewer trials
 //! cargo run --release --example backtest -- --quick --spikes-only
 //! cargo run --release --example backtest -- --forecast-only   # clean months only
-//! (add --trials to list every runaway trial with the rule that showed it first)
+//! (add --trials to list every runaway trial with the rule that showed it first;
+//! --detail-hours 48 keeps older hours coarse, as `snapshot` and `check` do)
 //!
 //! Scenarios (see `burnrate::backtest`): clean months; injected runaways of 2x to
 //! 10x on a feature (through one user and one model, as `simulate --spike` does);
@@ -38,6 +39,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    // `--detail-hours N`: keep hours older than N coarse, as `snapshot` and `check` do.
+    if let Some(n) = std::env::args()
+        .skip_while(|a| a != "--detail-hours")
+        .nth(1)
+        .and_then(|n| n.parse::<i64>().ok())
+    {
+        burnrate::backtest::set_store_config(burnrate::store::StoreConfig {
+            detail_hours: Some(n),
+            ..Default::default()
+        });
+        println!("(store: hours older than {n} kept coarse)");
+    }
     let seeds: Vec<u64> = if quick { vec![1] } else { vec![1, 2, 3] };
     let rate = 5.0;
     let p = DetectParams::default();

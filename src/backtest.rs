@@ -127,6 +127,19 @@ pub fn generator_config(seed: u64, rate: f64, spike: Option<SpikeSpec>) -> Gener
     }
 }
 
+/// The store every world of this process uses (`set_store_config`): the default,
+/// or a tiered one to measure what keeping old hours coarse does to detection.
+static STORE_CONFIG: std::sync::OnceLock<StoreConfig> = std::sync::OnceLock::new();
+
+/// Sets the store of every later world (once per process; later calls are ignored).
+pub fn set_store_config(cfg: StoreConfig) {
+    let _ = STORE_CONFIG.set(cfg);
+}
+
+fn store_config() -> StoreConfig {
+    STORE_CONFIG.get().copied().unwrap_or_default()
+}
+
 impl World {
     /// `history_days` of history before `start` (hour buckets, then minutes for the
     /// last three hours, as the PostgreSQL backfill sends them).
@@ -139,7 +152,7 @@ impl World {
         let mut w = World {
             generator: Generator::new(cfg.clone())?,
             generator_cfg: cfg,
-            store: Store::new(StoreConfig::default(), start),
+            store: Store::new(store_config(), start),
             now: start - Duration::days(history_days),
             injections,
         };
