@@ -20,6 +20,7 @@ pub mod prices;
 pub mod rollup;
 pub mod run;
 pub mod schema;
+pub mod shapes;
 mod sql;
 mod tail;
 pub mod tenancy;

@@ -51,6 +51,9 @@ pub struct SourceOptions {
     /// Groups per page of a backfill query: one message to the store each, and the
     /// most the backfill holds at once. Tests shrink it to cut a chunk mid-way.
     pub backfill_page_groups: usize,
+    /// Where the long-running task leaves the hour shapes it reads once after the
+    /// backfill (see `source::shapes`): the dashboard's store. None: not read.
+    pub shapes_to: Option<crate::model::ShapeInbox>,
 }
 
 impl SourceOptions {
@@ -68,6 +71,7 @@ impl SourceOptions {
             rollup: db.rollup,
             rollup_every: db.rollup_every,
             backfill_page_groups: super::run::FACTS_PER_MESSAGE,
+            shapes_to: None,
         }
     }
 
@@ -178,6 +182,8 @@ pub struct PgSource {
     /// Rollup mode on this connection: whether it won the election, and when it
     /// last rolled (reset on reconnecting, as the lock is the session's).
     pub(super) roller: Option<super::rollup::Roller>,
+    /// The hour shapes were read (or tried) for `opts.shapes_to`.
+    pub(super) shapes_sent: bool,
 }
 
 impl PgSource {
@@ -205,6 +211,7 @@ impl PgSource {
             wake: None,
             read_rollup: false,
             roller: None,
+            shapes_sent: false,
         })
     }
 

@@ -133,6 +133,7 @@ pub struct Store {
     /// Increments on every change, so views know when to recompute.
     generation: u64,
     newest_event: Option<DateTime<Utc>>,
+    shape_inbox: crate::model::ShapeInbox,
 }
 
 /// A constraint of a drill-down path: this dimension has this name.
@@ -191,6 +192,7 @@ impl Store {
             shaped_through: i64::MIN,
             generation: 0,
             newest_event: None,
+            shape_inbox: Default::default(),
         };
         s.floor_hour = s.retention_floor(now);
         s
@@ -234,6 +236,7 @@ impl Store {
     /// Adds a batch. Facts whose `at` is a minute start within the minute range also
     /// feed the minute buckets; backfill sends minute groups for that range.
     pub fn apply(&mut self, batch: &FactBatch, now: DateTime<Utc>) {
+        self.take_inbox_shapes();
         self.intake.rows += batch.rows;
         for (reason, n) in &batch.rejected {
             *self.intake.rejected.entry(*reason).or_default() += n;

@@ -13,7 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::calendar::Calendar;
-use crate::model::{Agg, Dim};
+use crate::model::{Agg, Dim, NONE_NAME, NameShape, ShapeInbox};
 use crate::money::Money;
 
 use super::{NameId, Store};
@@ -47,6 +47,9 @@ pub(super) struct Shape {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct HourShapes {
     pub(super) by_dim: [Vec<Shape>; 3],
+    /// Read from the server (`Store::add_hour_shapes`), not taken from the minutes:
+    /// the minutes' shapes replace these when they hold the whole hour.
+    pub(super) from_server: bool,
 }
 
 impl HourShapes {
@@ -87,6 +90,17 @@ pub(super) type Weights = [u16; SLOTS];
 
 /// Spend spread evenly over the hour.
 const EVEN: Weights = [(u16::MAX as usize / SLOTS) as u16; SLOTS];
+
+/// Weights from per-slot spend as the server sums it (floats: only the shape
+/// counts); `None` when there is no spend.
+fn weights_of_f64(slots: &[f64; SLOTS]) -> Option<Weights> {
+    let clean = slots.map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 });
+    let total: f64 = clean.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    Some(clean.map(|x| (x / total * f64::from(u16::MAX)) as u16))
+}
 
 /// Weights from per-slot costs (in picodollars); `None` when there is no spend.
 fn weights_of(slot_costs: &[i128; SLOTS]) -> Option<Weights> {
@@ -154,6 +168,11 @@ fn typical(found: &[Weights]) -> Weights {
 const RHYTHM_DISTANCE: f64 = 0.2;
 
 impl Store {
+    /// [`SHAPE_MIN_COST`], for sources that read shapes.
+    pub const SHAPE_MIN_COST: Money = SHAPE_MIN_COST;
+    /// [`SHAPE_MAX_NAMES`], for sources that read shapes.
+    pub const SHAPE_MAX_NAMES: usize = SHAPE_MAX_NAMES;
+
     /// Takes the shapes of the past hours whose first minute leaves the minute range
     /// now (`minute_floor`): their minutes are all still there. An hour whose minute
     /// buckets do not add up to its hour bucket (it came grouped by hour, or rows
@@ -172,11 +191,95 @@ impl Store {
             .collect();
         for h in due {
             self.shaped_through = h;
-            let shapes = self.shapes_from_minutes(h);
-            if let Some(b) = self.hours.get_mut(&h) {
-                b.shapes = shapes.map(Box::new);
+            // Minutes that do not hold the whole hour leave the server's shapes.
+            if let Some(shapes) = self.shapes_from_minutes(h)
+                && let Some(b) = self.hours.get_mut(&h)
+            {
+                b.shapes = Some(Box::new(shapes));
             }
         }
+    }
+
+    /// Where a source task leaves hour shapes read from the server for this store
+    /// (a dashboard's store lives where the source cannot reach it); taken on the
+    /// next `apply`.
+    pub fn shape_inbox(&self) -> ShapeInbox {
+        self.shape_inbox.clone()
+    }
+
+    /// Takes the shapes left in the inbox, if any.
+    pub(super) fn take_inbox_shapes(&mut self) {
+        let shapes = self.shape_inbox.take();
+        if !shapes.is_empty() {
+            let kept = self.add_hour_shapes(&shapes);
+            tracing::debug!(read = shapes.len(), kept, "hour shapes from the server");
+        }
+    }
+
+    /// Takes five-minute shapes of past hours read from the server (see
+    /// `PgSource::read_hour_shapes`), for hours that came grouped by hour (the
+    /// backfill before the minute range): so a fresh `check` or `watch` sees a
+    /// nightly batch at 02:10 or a digest at :10 in their own baselines, as a
+    /// process that watched those days does. A shape is kept for a name the hour
+    /// holds, at most [`SHAPE_MAX_NAMES`] per dimension and hour (the server sends
+    /// only names spending at least [`SHAPE_MIN_COST`] there, the largest first);
+    /// an hour whose minutes gave its shapes keeps those. Returns how many were kept.
+    pub fn add_hour_shapes(&mut self, shapes: &[NameShape]) -> usize {
+        let cal = self.cfg.calendar;
+        let mut touched: Vec<i64> = Vec::new();
+        let mut kept = 0;
+        for s in shapes {
+            let Some(i) = shaped_index(s.dim) else {
+                continue;
+            };
+            let name = if s.name.is_empty() {
+                NONE_NAME
+            } else {
+                s.name.as_str()
+            };
+            let h = cal.hour_index(s.hour_start);
+            let (Some(id), true) = (self.lookup(s.dim, name), cal.hour_start(h) == s.hour_start)
+            else {
+                continue;
+            };
+            let Some(w) = weights_of_f64(&s.slots) else {
+                continue;
+            };
+            let Some(b) = self.hours.get_mut(&h) else {
+                continue;
+            };
+            if b.by_dim[s.dim.index()].get(id).is_none() {
+                continue;
+            }
+            let hour = b.shapes.get_or_insert_with(|| {
+                Box::new(HourShapes {
+                    from_server: true,
+                    ..HourShapes::default()
+                })
+            });
+            if !hour.from_server {
+                continue;
+            }
+            let list = &mut hour.by_dim[i];
+            match list.binary_search_by_key(&id, |x| x.id) {
+                Ok(j) => list[j].slots = w,
+                Err(_) if list.len() >= SHAPE_MAX_NAMES => continue,
+                Err(j) => list.insert(j, Shape { id, slots: w }),
+            }
+            kept += 1;
+            if touched.last() != Some(&h) {
+                touched.push(h);
+            }
+        }
+        for h in touched {
+            if let Some(hour) = self.hours.get_mut(&h).and_then(|b| b.shapes.as_mut()) {
+                hour.by_dim.iter_mut().for_each(Vec::shrink_to_fit);
+            }
+        }
+        if kept > 0 {
+            self.generation += 1;
+        }
+        kept
     }
 
     fn shapes_from_minutes(&self, h: i64) -> Option<HourShapes> {

@@ -35,6 +35,7 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         rollup_every: Duration::from_secs(60),
         // Small pages, so every test's backfill reads chunks in several pages.
         backfill_page_groups: 50,
+        shapes_to: None,
     }
 }
 
