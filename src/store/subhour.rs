@@ -441,6 +441,189 @@ fn slot_of(minute_in_hour: i64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Fact, FactBatch};
+    use crate::store::StoreConfig;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn fact(at: DateTime<Utc>, feature: &str, user: &str, model: &str, dollars: i64) -> Fact {
+        Fact {
+            at,
+            names: [
+                feature.into(),
+                user.into(),
+                model.into(),
+                "acme".into(),
+                "eu".into(),
+            ],
+            agg: Agg::one(Money::from_dollars(dollars), 100, 20),
+        }
+    }
+
+    /// A store as the backfill leaves it at `now`: the night's 02:00 hour sent
+    /// grouped by hour ($36 of a batch and $12 of chat, one fact each at the hour's
+    /// start), nothing held by minute for it.
+    fn backfilled(now: DateTime<Utc>) -> Store {
+        let mut s = Store::new(StoreConfig::default(), now);
+        let hour = utc("2026-03-21T02:00:00Z");
+        s.apply(
+            &FactBatch::of_rows(vec![
+                fact(hour, "extract", "svc_batch", "sonnet", 36),
+                fact(hour, "chat", "alice", "mini", 12),
+            ]),
+            now,
+        );
+        s.prune(now);
+        s
+    }
+
+    /// The batch's shape as the server sends it: all of it at 02:20-02:30.
+    fn batch_shape(dim: Dim, name: &str) -> NameShape {
+        let mut slots = [0.0; SLOTS];
+        slots[4] = 18.0;
+        slots[5] = 18.0;
+        NameShape {
+            hour_start: utc("2026-03-21T02:00:00Z"),
+            dim,
+            name: name.into(),
+            slots,
+        }
+    }
+
+    #[test]
+    fn server_shapes_place_a_backfilled_hours_spend() {
+        let now = utc("2026-03-22T02:25:00Z");
+        let mut s = backfilled(now);
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let span = |s: &Store, from: &str, to: &str| {
+            s.spend_between(Dim::Feature, id, utc(from), utc(to), now).0
+        };
+        // Without a shape the hour counts evenly: $3 in any five minutes.
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(3)
+        );
+        let g = s.generation();
+        let kept = s.add_hour_shapes(&[
+            batch_shape(Dim::Feature, "extract"),
+            batch_shape(Dim::Model, "sonnet"),
+            batch_shape(Dim::User, "svc_batch"),
+            // Not held: an unknown name, an hour the store has no bucket for, a
+            // time that is not an hour start, a dimension without shapes, no spend.
+            batch_shape(Dim::Feature, "nobody"),
+            NameShape {
+                hour_start: utc("2026-03-21T05:00:00Z"),
+                ..batch_shape(Dim::Feature, "extract")
+            },
+            NameShape {
+                hour_start: utc("2026-03-21T02:05:00Z"),
+                ..batch_shape(Dim::Feature, "extract")
+            },
+            batch_shape(Dim::Tenant, "acme"),
+            NameShape {
+                slots: [0.0; SLOTS],
+                ..batch_shape(Dim::Feature, "chat")
+            },
+        ]);
+        assert_eq!(kept, 3);
+        assert!(s.generation() > g, "views recompute");
+        // Exactly where it spent: half of it in 02:20-02:25, none before.
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+        assert_eq!(
+            span(&s, "2026-03-21T02:00:00Z", "2026-03-21T02:20:00Z"),
+            Money::ZERO
+        );
+        // The hour's total is untouched, and a name without a shape stays even.
+        assert_eq!(
+            span(&s, "2026-03-21T02:00:00Z", "2026-03-21T03:00:00Z"),
+            Money::from_dollars(36)
+        );
+        let chat = s.lookup(Dim::Feature, "chat").unwrap();
+        assert_eq!(
+            s.spend_between(
+                Dim::Feature,
+                chat,
+                utc("2026-03-21T02:20:00Z"),
+                utc("2026-03-21T02:25:00Z"),
+                now
+            )
+            .0,
+            Money::from_dollars(1)
+        );
+        // Sent again (a page cut an hour in two, a second read): replaced, not doubled.
+        assert_eq!(
+            s.add_hour_shapes(&[batch_shape(Dim::Feature, "extract")]),
+            1
+        );
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+        // The minutes' capture of later hours leaves them (it cannot give one).
+        s.prune(now + Duration::hours(5));
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+    }
+
+    #[test]
+    fn an_hour_held_by_minute_keeps_its_own_shapes() {
+        // 02:00-03:00 seen minute by minute: the batch at 02:40-02:45.
+        let start = utc("2026-03-22T02:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), start);
+        for m in 0..60 {
+            let at = start + Duration::minutes(m);
+            let mut facts = vec![fact(at, "chat", "alice", "mini", 1)];
+            if (40..45).contains(&m) {
+                facts.push(fact(at, "extract", "svc_batch", "sonnet", 6));
+            }
+            s.apply(&FactBatch::of_rows(facts), at + Duration::seconds(1));
+        }
+        // Until its first minute leaves the minute range, then its shapes are taken.
+        let later = start + Duration::hours(4);
+        s.prune(later);
+        let mut wrong = batch_shape(Dim::Feature, "extract");
+        wrong.hour_start = start;
+        assert_eq!(s.add_hour_shapes(&[wrong]), 0, "the minutes' shape stays");
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let (cost, _) = s.spend_between(
+            Dim::Feature,
+            id,
+            utc("2026-03-22T02:40:00Z"),
+            utc("2026-03-22T02:45:00Z"),
+            later,
+        );
+        assert_eq!(cost, Money::from_dollars(30));
+    }
+
+    #[test]
+    fn the_inbox_hands_shapes_to_the_next_apply() {
+        let now = utc("2026-03-22T02:25:00Z");
+        let mut s = backfilled(now);
+        let inbox = s.shape_inbox();
+        inbox.put(vec![batch_shape(Dim::Feature, "extract")]);
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let five = |s: &Store| {
+            s.spend_between(
+                Dim::Feature,
+                id,
+                utc("2026-03-21T02:20:00Z"),
+                utc("2026-03-21T02:25:00Z"),
+                now,
+            )
+            .0
+        };
+        assert_eq!(five(&s), Money::from_dollars(3), "not before an apply");
+        s.apply(&FactBatch::default(), now);
+        assert_eq!(five(&s), Money::from_dollars(18));
+        assert!(inbox.take().is_empty(), "taken once");
+    }
 
     #[test]
     fn parts_of_an_hour_follow_its_shape_exactly() {
