@@ -43,6 +43,7 @@ struct Bucket {
 struct MinuteBucket {
     total: Agg,
     by_dim: [Tally; 5],
+    cells: subhour::MinuteCells,
 }
 
 /// What the store keeps and how it aligns time.
@@ -274,6 +275,7 @@ impl Store {
                 for dim in Dim::ALL {
                     mb.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
                 }
+                mb.cells.add(combo, &fact.agg);
                 if last_open_minute != Some(minute) {
                     self.open_minutes.insert(minute);
                     last_open_minute = Some(minute);
@@ -314,6 +316,7 @@ impl Store {
             self.open_minutes.remove(&m);
             if let Some(b) = self.minutes.get_mut(&m) {
                 b.by_dim.iter_mut().for_each(Tally::seal);
+                b.cells.seal();
             }
         }
     }
@@ -395,6 +398,7 @@ impl Store {
             for (d, t) in b.by_dim.iter_mut().enumerate() {
                 t.rename(&name_map[d]);
             }
+            b.cells.rename(&combo_map);
         }
         self.generation += 1;
     }
@@ -844,6 +848,7 @@ impl Store {
         for b in self.minutes.values() {
             by_dim += size_of::<MinuteBucket>();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+            by_dim += b.cells.heap_bytes();
         }
         let combos = self.combos.heap_bytes();
         let names: usize = self.names.iter().map(Interner::heap_bytes).sum();
