@@ -8,8 +8,8 @@
 //! `check` has no clock to fix: it evaluates at the wall clock. So every row is
 //! placed relative to `t0`, the minute the test starts in, read once: the jobs'
 //! runs start at the same offsets from `t0` whatever hour or day the test runs in
-//! (the batch 3 minutes before it each day, the digest 4 minutes before it each
-//! hour), and `check` runs within seconds of `t0`.
+//! (the batch 10 minutes before it each day, the digest 4 minutes before it
+//! each hour: both have just run, or all but its last minute), and `check` runs within seconds of `t0`.
 
 mod common;
 
@@ -107,14 +107,16 @@ async fn background(c: &Client, t0: DateTime<Utc>) {
 /// (1,200 requests, $36 in ten minutes) once a day for 21 days, the digest (60
 /// requests, $2.40 in five minutes) once an hour for 21 days.
 async fn job_history(c: &Client, t0: DateTime<Utc>, shift: Duration) {
-    let batch = t0 - Duration::minutes(3) - shift;
+    let batch = t0 - Duration::minutes(10) - shift;
     past_runs(c, BATCH, batch, 10, 120, "0.03", "1 day", 21).await;
     let digest = t0 - Duration::minutes(4) - shift;
     past_runs(c, DIGEST, digest, 5, 12, "0.04", "1 hour", 21 * 24).await;
 }
 
-/// Today's runs, started 3 (batch) and 4 (digest) minutes before `t0`, `times`
-/// their usual size, up to `t0`.
+/// Today's runs, started 10 (batch) and 4 (digest) minutes before `t0`, `times`
+/// their usual size, up to `t0`. Twice the batch shows once its run is whole:
+/// before, its hour's even share can exceed its own usual part of a 60-minute
+/// window (baselines never go below an hour's even share).
 async fn today(c: &Client, t0: DateTime<Utc>, times: i32) {
     c.execute(
         "DELETE FROM cost_events WHERE timestamp >= $1::timestamptz - interval '10 minutes' \
@@ -124,7 +126,7 @@ async fn today(c: &Client, t0: DateTime<Utc>, times: i32) {
     .await
     .unwrap();
     for (names, start, per_minute, cost) in [
-        (BATCH, t0 - Duration::minutes(3), 120, "0.03"),
+        (BATCH, t0 - Duration::minutes(10), 120, "0.03"),
         (DIGEST, t0 - Duration::minutes(4), 12, "0.04"),
     ] {
         c.execute(
@@ -133,7 +135,7 @@ async fn today(c: &Client, t0: DateTime<Utc>, times: i32) {
                    region, cost_usd, input_tokens, output_tokens) \
                  SELECT $1::timestamptz + make_interval(secs => i * 60.0 / $2::int4), \
                         $3, $4, $5, 'acme', 'eu', {cost}, 800, 200 \
-                 FROM generate_series(0, $2::int4 * 5 - 1) AS i \
+                 FROM generate_series(0, $2::int4 * 10 - 1) AS i \
                  WHERE $1::timestamptz + make_interval(secs => i * 60.0 / $2::int4) < $6::timestamptz"
             ),
             &[

@@ -16,7 +16,7 @@
 //! Shapes only place spend within hours the store already holds exactly; they are
 //! never money shown. A failure is logged and the baselines stay as they were.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::{TryStreamExt, pin_mut};
 
 use super::error::{ErrorContext, SourceError};
@@ -38,21 +38,30 @@ const PAGE: usize = 10_000;
 const DIMS: [Dim; 3] = [Dim::Feature, Dim::Model, Dim::User];
 
 impl Sql {
-    /// Five-minute spend of the (hour, name) pairs worth a shape in
-    /// `[$from, $to)`: (hour start epoch, dimension index, name, twelve slot
-    /// sums), hours in order. `$phase` aligns hours with the billing calendar, as
-    /// the backfill's buckets do.
-    pub(super) fn hour_shapes(&self, from: &str, to: &str, phase: &str, p: &mut Params) -> String {
+    /// Five-minute spend of the (hour, name) pairs worth a shape among the rows in
+    /// the spans `[$starts[i], $ends[i])` (disjoint): (hour start epoch, dimension
+    /// index, name, twelve slot sums), hours in order. `$phase` aligns hours with
+    /// the billing calendar, as the backfill's buckets do. Sums are floats: only
+    /// the shape counts. Each span is read by its own index range scan (`OFFSET 0`
+    /// keeps the planner from joining the spans to a scan of the whole table, which
+    /// took 23 s instead of 7 on 3.3 million rows).
+    pub(super) fn hour_shapes(
+        &self,
+        starts: &str,
+        ends: &str,
+        phase: &str,
+        p: &mut Params,
+    ) -> String {
         let Sql { ts, cost, .. } = self;
         let min = p.push(Store::SHAPE_MIN_COST.as_f64());
         let max_names = p.push(Store::SHAPE_MAX_NAMES as i64);
         let (f, u, m) = (&self.names[0], &self.names[1], &self.names[2]);
-        let slots: Vec<String> = (0..12)
-            .map(|k| format!("coalesce(sum(c::float8) FILTER (WHERE s = {k}), 0)"))
-            .collect();
         let slot_cols: Vec<String> = (0..12).map(|k| format!("s{k}")).collect();
+        let slot_sums: Vec<String> = (0..12)
+            .map(|k| format!("coalesce(sum(c) FILTER (WHERE s = {k}), 0) AS s{k}"))
+            .collect();
         format!(
-            "SELECT h, d, n, {slot_list} FROM ( \
+            "SELECT h * 300 + {phase}::int8, d, n, {slot_list} FROM ( \
                SELECT h, d, n, {slot_list}, \
                       row_number() OVER (PARTITION BY h, d ORDER BY total DESC, n) AS rank \
                FROM ( \
@@ -61,23 +70,21 @@ impl Sql {
                         (CASE WHEN GROUPING(f) = 0 THEN f WHEN GROUPING(m) = 0 THEN m ELSE u END) AS n, \
                         sum(c) AS total, {slot_sums} \
                  FROM ( \
-                   SELECT (floor((extract(epoch FROM {ts}) - {phase}::int8) / 3600) * 3600 + {phase}::int8)::int8 AS h, \
-                          mod(floor((extract(epoch FROM {ts}) - {phase}::int8) / 300)::int8, 12)::int4 AS s, \
-                          {f} AS f, {u} AS u, {m} AS m, {cost} AS c \
-                   FROM {table} e \
-                   WHERE {ts} >= {from}::timestamptz AND {ts} < {to}::timestamptz AND {valid} \
+                   SELECT (f5 - mod(f5, 12)) AS h, mod(f5, 12)::int4 AS s, f, u, m, c \
+                   FROM unnest({starts}::timestamptz[], {ends}::timestamptz[]) AS w(lo, hi) \
+                   CROSS JOIN LATERAL ( \
+                     SELECT floor((date_part('epoch', {ts}) - {phase}::int8) / 300)::int8 AS f5, \
+                            {f} AS f, {u} AS u, {m} AS m, ({cost})::float8 AS c \
+                     FROM {table} e WHERE {ts} >= w.lo AND {ts} < w.hi AND {valid} \
+                     OFFSET 0 \
+                   ) r0 \
                  ) r \
                  GROUP BY GROUPING SETS ((h, f), (h, m), (h, u)) \
-                 HAVING sum(c)::float8 >= {min}::float8 \
+                 HAVING sum(c) >= {min}::float8 \
                ) g \
              ) ranked WHERE rank <= {max_names}::int8 ORDER BY h, d, rank",
             slot_list = slot_cols.join(", "),
-            slot_sums = slots
-                .iter()
-                .zip(&slot_cols)
-                .map(|(s, c)| format!("{s} AS {c}"))
-                .collect::<Vec<_>>()
-                .join(", "),
+            slot_sums = slot_sums.join(", "),
             fi = Dim::Feature.index(),
             mi = Dim::Model.index(),
             ui = Dim::User.index(),
@@ -87,19 +94,45 @@ impl Sql {
     }
 }
 
-/// The span whose hours get shapes at `now`: the baseline days, up to the end of
-/// the hour holding the minute floor (later hours are held by minute).
-pub fn shape_span(
+/// Hours of the day read around `now`: from this many hours before it (a spike's
+/// window and the three hours before it, whose baselines are read too)...
+const BEFORE_HOURS: i64 = 4;
+/// ...to this many after it (the windows of a dashboard's next hour or so).
+const AFTER_HOURS: i64 = 2;
+
+/// The spans whose hours get shapes at `now`: on each of the baseline days before
+/// today, the hours of the day the short-window rules read at `now` (the same
+/// hours of the day, or of the week, as the windows ending now and the three
+/// hours before them), and today's hours before the minute range. Billing hours,
+/// oldest first, disjoint. Reading only those keeps the query to about a fifth of
+/// the days' rows; a dashboard running on into other hours of the day learns
+/// their shapes from the hours it watches.
+pub fn shape_spans(
     store: &crate::store::StoreConfig,
     now: DateTime<Utc>,
-) -> (DateTime<Utc>, DateTime<Utc>) {
+) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
     let cal = &store.calendar;
     let minute_floor = Calendar::minute_start(Store::new(*store, now).minute_floor(now));
-    let to = cal.hour_start(cal.hour_index(minute_floor) + 1);
-    let from = cal
-        .hour_start(cal.hour_index(now - Duration::days(SHAPE_DAYS)))
-        .max(Store::history_start(store, now));
-    (from, to.max(from))
+    // Later hours are held by minute; the one holding the floor only in part.
+    let last = cal.hour_index(minute_floor) + 1;
+    let first = cal.hour_index(Store::history_start(store, now));
+    let now_hour = cal.hour_index(now);
+    let mut spans: Vec<(i64, i64)> = Vec::new();
+    for k in (0..=SHAPE_DAYS).rev() {
+        let from = (now_hour - 24 * k - BEFORE_HOURS).max(first);
+        let to = (now_hour - 24 * k + AFTER_HOURS).min(last);
+        if from >= to {
+            continue;
+        }
+        match spans.last_mut() {
+            Some(prev) if prev.1 >= from => prev.1 = prev.1.max(to),
+            _ => spans.push((from, to)),
+        }
+    }
+    spans
+        .into_iter()
+        .map(|(a, b)| (cal.hour_start(a), cal.hour_start(b)))
+        .collect()
 }
 
 impl PgSource {
@@ -111,7 +144,10 @@ impl PgSource {
         mut sink: impl FnMut(Vec<NameShape>),
     ) -> Result<usize, SourceError> {
         self.ensure_connected().await?;
-        let (from, to) = shape_span(&self.opts.store, now);
+        let spans = shape_spans(&self.opts.store, now);
+        if spans.is_empty() {
+            return Ok(0);
+        }
         let ctx = ErrorContext {
             endpoint: &self.target.endpoint,
             table: &self.table_text,
@@ -121,12 +157,12 @@ impl PgSource {
             return Err(ctx.unexpected("no connection after connecting"));
         };
         let mut p = Params::default();
-        let (f, t, phase) = (
-            p.push(from),
-            p.push(to),
+        let (starts, ends, phase) = (
+            p.push(spans.iter().map(|s| s.0).collect::<Vec<_>>()),
+            p.push(spans.iter().map(|s| s.1).collect::<Vec<_>>()),
             p.push(self.opts.store.calendar.phase_secs()),
         );
-        let text = live.sql.hour_shapes(&f, &t, &phase, &mut p);
+        let text = live.sql.hour_shapes(&starts, &ends, &phase, &mut p);
         let doing = "reading the hours' five-minute shapes";
         let read = async {
             let rows = live
@@ -156,8 +192,7 @@ impl PgSource {
         };
         tracing::info!(
             shapes = total,
-            %from,
-            %to,
+            spans = spans.len(),
             ms = started.elapsed().as_millis() as u64,
             "read the hours' five-minute shapes"
         );
