@@ -242,3 +242,56 @@ async fn recurring_jobs_are_quiet_after_a_fresh_backfill_and_show_when_they_chan
     drop(c);
     db.drop_db().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reads_the_shapes_once_after_its_first_poll() {
+    use burnrate::model::{Dim, ShapeInbox, SourceMsg};
+    use burnrate::source::{ConnectTarget, SourceControl, SourceOptions, run};
+    use burnrate::store::StoreConfig;
+
+    let t0 = Utc::now().duration_trunc(Duration::minutes(1)).unwrap();
+    let db = db_with(t0, Duration::zero()).await;
+    let mut opts = SourceOptions::new(&Default::default(), StoreConfig::default());
+    let inbox = ShapeInbox::default();
+    opts.shapes_to = Some(inbox.clone());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let (control, handle) = SourceControl::new();
+    let target = ConnectTarget::from_url(&db.url).unwrap();
+    let task = tokio::spawn(run(target, opts, tx, control));
+    // The dashboard's side: messages drained; the shapes arrive in the inbox once
+    // the backfill and a poll are done.
+    let (mut backfilled, mut shapes) = (false, Vec::new());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while shapes.is_empty() && tokio::time::Instant::now() < deadline {
+        if let Ok(Some(msg)) =
+            tokio::time::timeout(std::time::Duration::from_millis(100), rx.recv()).await
+        {
+            backfilled |= matches!(msg, SourceMsg::Backfill { done: true, .. });
+        }
+        shapes = inbox.take();
+    }
+    assert!(backfilled, "the backfill comes first");
+    let batch: Vec<_> = shapes
+        .iter()
+        .filter(|s| s.dim == Dim::Feature && s.name == BATCH[0])
+        .collect();
+    // One shape a night among the hours read: all of it in its own slots.
+    assert!(batch.len() >= 20, "{} shapes of the batch", batch.len());
+    for s in &batch {
+        let total: f64 = s.slots.iter().sum();
+        assert!(total >= 1.0 && total <= 36.0 + 1e-6, "{s:?}");
+    }
+    // chat's users spend $2.40 an hour each, summarize's $0.24.
+    assert!(
+        shapes
+            .iter()
+            .any(|s| s.dim == Dim::User && s.name == "chat_user_0")
+    );
+    assert!(
+        shapes.iter().all(|s| s.name != "sum_user_0"),
+        "a user spending under $1 an hour has no shape"
+    );
+    handle.shutdown();
+    let _ = task.await;
+    db.drop_db().await;
+}
