@@ -279,7 +279,7 @@ async fn watch_reads_the_shapes_once_after_its_first_poll() {
     assert!(batch.len() >= 20, "{} shapes of the batch", batch.len());
     for s in &batch {
         let total: f64 = s.slots.iter().sum();
-        assert!(total >= 1.0 && total <= 36.0 + 1e-6, "{s:?}");
+        assert!((1.0..=36.0 + 1e-6).contains(&total), "{s:?}");
     }
     // chat's users spend $2.40 an hour each, summarize's $0.24.
     assert!(
