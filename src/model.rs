@@ -210,6 +210,50 @@ impl FactBatch {
     }
 }
 
+/// Where within one past hour one name spent, read from the server for hours the
+/// store holds only by their total (see `store::subhour`): the name's spend in each
+/// five-minute slot of the billing hour starting at `hour_start`. Only the shape
+/// counts (a baseline's optimisation, never money shown), so the slots are floats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameShape {
+    pub hour_start: DateTime<Utc>,
+    /// Feature, model or user.
+    pub dim: Dim,
+    /// As the column holds it; empty for NULL or empty.
+    pub name: String,
+    pub slots: [f64; 12],
+}
+
+/// Hour shapes on their way from a source task to the store of a dashboard, which
+/// takes them on its next `apply` (the store lives in the dashboard's state; the
+/// source task cannot reach it otherwise). Clones share the same box.
+#[derive(Debug, Clone, Default)]
+pub struct ShapeInbox(std::sync::Arc<std::sync::Mutex<Vec<NameShape>>>);
+
+impl ShapeInbox {
+    /// Adds shapes for the store to take.
+    pub fn put(&self, shapes: Vec<NameShape>) {
+        if shapes.is_empty() {
+            return;
+        }
+        let mut inbox = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inbox.is_empty() {
+            *inbox = shapes;
+        } else {
+            inbox.extend(shapes);
+        }
+    }
+
+    /// Takes every shape put so far (without waiting on a writer that holds it).
+    pub fn take(&self) -> Vec<NameShape> {
+        match self.0.try_lock() {
+            Ok(mut inbox) => std::mem::take(&mut *inbox),
+            Err(std::sync::TryLockError::Poisoned(e)) => std::mem::take(&mut *e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => Vec::new(),
+        }
+    }
+}
+
 /// How the source reads new rows, and so what it can promise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -105,14 +105,29 @@ pub async fn snapshot(ctx: &Context, args: &SnapshotArgs) -> Result<()> {
     }
 }
 
+/// The history, then where within its hours the big names spend (see
+/// `source::shapes`; a failure there is logged and leaves the baselines even).
 pub(crate) async fn backfill(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {
     let (tx, rx) = mpsc::channel(crate::source::run::CHANNEL_MESSAGES);
-    pump(
-        store,
-        rx,
-        async move { source.backfill(&tx, Utc::now()).await },
-    )
-    .await
+    let now = Utc::now();
+    pump(store, rx, async {
+        source.backfill(&tx, now).await?;
+        drop(tx);
+        Ok(())
+    })
+    .await?;
+    let mut kept = 0;
+    match source
+        .read_hour_shapes(now, |page| kept += store.add_hour_shapes(&page))
+        .await
+    {
+        Ok(read) => tracing::debug!(read, kept, "hour shapes"),
+        Err(e) => tracing::warn!(
+            error = %e,
+            "reading the hours' five-minute shapes failed; baselines spread those hours evenly"
+        ),
+    }
+    Ok(())
 }
 
 pub(crate) async fn poll(store: &mut Store, source: &mut PgSource) -> Result<(), SourceError> {

@@ -13,7 +13,11 @@ use crate::source::run::{SourceControl, run};
 
 pub async fn watch(ctx: &Context) -> Result<()> {
     let target = ctx.connect_target()?;
-    let opts = ctx.source_options()?;
+    let mut opts = ctx.source_options()?;
+    // The dashboard's store takes the hour shapes the source reads after the
+    // backfill (see `source::shapes`).
+    let store = ctx.new_store();
+    opts.shapes_to = Some(store.shape_inbox());
     // Fail before taking over the terminal: an unreachable server or a wrong table
     // is a message on stderr, not a dashboard that never fills.
     drop(PgSource::connect(target.clone(), opts.clone()).await?);
@@ -26,7 +30,7 @@ pub async fn watch(ctx: &Context) -> Result<()> {
     let top = TopSource::Pg(Box::new((target.clone(), opts.clone())));
     let task = tokio::spawn(run(target, opts, tx, control));
     let app = App::new(
-        ctx.new_store(),
+        store,
         ctx.cfg.budget.monthly_usd,
         ctx.detect_params(),
         &endpoint,

@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::{Anomaly, DetectParams, DetectorState, detect, evaluate};
 use crate::calendar::Calendar;
-use crate::model::{Agg, Fact, FactBatch};
+use crate::model::{Agg, Dim, Fact, FactBatch, NameShape};
 use crate::money::Money;
 use crate::sim::recurring::{Every, RecurringJob};
 use crate::store::{Store, StoreConfig};
@@ -85,6 +85,16 @@ fn watched(
 /// `days` days as the PostgreSQL backfill sends them: hour buckets, then minutes
 /// for the last three hours, and nothing else seen.
 fn backfilled(now: DateTime<Utc>, days: i64, jobs: &[RecurringJob]) -> Store {
+    backfilled_with(now, days, jobs, jobs)
+}
+
+/// As `backfilled`, with `recent` jobs instead in the hours sent by minute.
+fn backfilled_with(
+    now: DateTime<Utc>,
+    days: i64,
+    jobs: &[RecurringJob],
+    recent: &[RecurringJob],
+) -> Store {
     let cal = Calendar::default();
     let minute_from = now - Duration::hours(3);
     let from = cal.hour_start(cal.hour_index(now)) - Duration::days(days);
@@ -106,7 +116,7 @@ fn backfilled(now: DateTime<Utc>, days: i64, jobs: &[RecurringJob]) -> Store {
         h += 1;
     }
     let recent_from = cal.hour_start(h);
-    hours.extend(minutes(recent_from, now, jobs));
+    hours.extend(minutes(recent_from, now, recent));
     store.apply(&FactBatch::of_rows(hours), now);
     store
 }
@@ -256,4 +266,83 @@ fn the_store_keeps_shapes_compactly() {
         "{m:?}: shapes took {} bytes",
         shaped.saturating_sub(bare)
     );
+}
+
+/// What `source::shapes` reads for a store `backfilled` at `now`: per hour sent
+/// grouped by hour, the five-minute spend of each feature, model and user spending
+/// at least $1 in it (at most 128 per dimension), as the server sums it.
+fn server_shapes(now: DateTime<Utc>, days: i64, jobs: &[RecurringJob]) -> Vec<NameShape> {
+    let cal = Calendar::default();
+    let minute_from = now - Duration::hours(3);
+    let mut h = cal.hour_index(cal.hour_start(cal.hour_index(now)) - Duration::days(days));
+    let mut out = Vec::new();
+    while cal.hour_start(h + 1) <= minute_from {
+        let (s, e) = (cal.hour_start(h), cal.hour_start(h + 1));
+        let mut sums: std::collections::BTreeMap<(usize, String), [f64; 12]> = Default::default();
+        for f in minutes(s, e, jobs) {
+            let slot = ((f.at - s).num_minutes() / 5) as usize;
+            for dim in [Dim::Feature, Dim::Model, Dim::User] {
+                let slots = sums
+                    .entry((dim.index(), f.name(dim).to_string()))
+                    .or_insert([0.0; 12]);
+                slots[slot] += f.agg.cost.as_f64();
+            }
+        }
+        for dim in [Dim::Feature, Dim::Model, Dim::User] {
+            let mut big: Vec<(String, [f64; 12])> = sums
+                .iter()
+                .filter(|((d, _), slots)| *d == dim.index() && slots.iter().sum::<f64>() >= 1.0)
+                .map(|((_, n), slots)| (n.clone(), *slots))
+                .collect();
+            big.sort_by(|a, b| b.1.iter().sum::<f64>().total_cmp(&a.1.iter().sum::<f64>()));
+            out.extend(big.into_iter().take(128).map(|(name, slots)| NameShape {
+                hour_start: s,
+                dim,
+                name,
+                slots,
+            }));
+        }
+        h += 1;
+    }
+    out
+}
+
+#[test]
+fn a_nightly_batch_is_quiet_right_after_a_backfill_with_the_servers_shapes() {
+    // A cron `check` at 02:20-02:40: 21 days of hour buckets (the batch's nights
+    // among them), 3 hours of minutes (no batch in them), and the hours' shapes.
+    let batch = RecurringJob::nightly_batch();
+    let p = DetectParams::default();
+    let jobs = std::slice::from_ref(&batch);
+    let mut fired_without = Vec::new();
+    for m in 20..=40 {
+        let now = utc("2026-03-22T02:00:00Z") + Duration::minutes(m);
+        let mut store = backfilled(now, 21, jobs);
+        fired_without.extend(detect(&store, now, &p));
+        assert!(store.add_hour_shapes(&server_shapes(now, 21, jobs)) > 0);
+        let found = detect(&store, now, &p);
+        assert!(found.is_empty(), "02:{m}: {:#?}", names(&found));
+    }
+    // What the issue saw without them: the batch's feature and model as spikes.
+    assert!(
+        about(&fired_without, &["extract_entities", "claude-sonnet-4"]),
+        "{:#?}",
+        names(&fired_without)
+    );
+
+    // Twice its size, or at a new time, still shows.
+    let now = utc("2026-03-22T02:25:00Z");
+    for today in [batch.times(2), batch.at(Every::Day { hour: 2, minute: 0 })] {
+        let mut store = backfilled_with(now, 21, jobs, std::slice::from_ref(&today));
+        assert!(store.add_hour_shapes(&server_shapes(now, 21, jobs)) > 0);
+        let found = detect(&store, now, &p);
+        assert!(
+            about(
+                &found,
+                &["extract_entities", "claude-sonnet-4", "svc_batch"]
+            ),
+            "{today:?}: {:#?}",
+            names(&found)
+        );
+    }
 }

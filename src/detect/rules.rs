@@ -1432,10 +1432,13 @@ fn contributors(
 /// model and feature (those the scope does not fix), largest first: each one's
 /// spend on the scope in the window, and its share of the observed spend. One
 /// measure, so no part exceeds the whole and the parts of a dimension add up to
-/// at most `observed`. Hour buckets hold the names together: a window that starts
-/// on an hour is read from them exactly; a shorter one takes each name's exact
-/// spend in the window (minute buckets) times the part of its spend in those hours
-/// that was on the scope.
+/// at most `observed`. A window that starts on an hour is read from the hour
+/// buckets exactly; a shorter one from the minutes' cells (the names together,
+/// minute by minute), exactly too. Only when a minute of it held too many
+/// combinations to keep cells (`MINUTE_CELLS_MAX`) is a part estimated: each
+/// name's exact spend in the window (minute buckets) times the part of its spend
+/// in those hours that was on the scope, but never below what the window proves
+/// (the observed spend less the most every other name can hold of it).
 pub(super) fn window_contributors(
     store: &Store,
     scope: &[(Dim, NameId)],
@@ -1456,12 +1459,32 @@ pub(super) fn window_contributors(
         if scope.iter().any(|(d, _)| *d == by) {
             continue;
         }
-        let on = store.by_dim_filtered(by, scope, h0..=h1);
-        let mut rows: Vec<(NameId, Money)> = if on_the_hour {
+        let exact = if on_the_hour {
+            None
+        } else {
+            store.minutes_by_dim_filtered(by, scope, from_min, to_min)
+        };
+        let on = if exact.is_some() {
+            Default::default()
+        } else {
+            store.by_dim_filtered(by, scope, h0..=h1)
+        };
+        let mut rows: Vec<(NameId, Money)> = if let Some(exact) = exact {
+            exact.iter().map(|(id, a)| (*id, a.cost)).collect()
+        } else if on_the_hour {
             on.iter().map(|(id, a)| (*id, a.cost)).collect()
         } else {
             let all = store.by_dim(by, h0..=h1);
             let window = store.minutes_by_dim(by, from_min, to_min);
+            // The most of the observed spend each name can hold: its spend in the
+            // window, and its spend on the scope in the window's hours.
+            let most = |id: &NameId, a: &Agg| {
+                window
+                    .get(id)
+                    .map_or(0, |w| w.cost.picos().min(a.cost.picos()).max(0))
+                    .min(observed.picos().max(0))
+            };
+            let all_most: i128 = on.iter().map(|(id, a)| most(id, a)).sum();
             on.iter()
                 .filter_map(|(id, a)| {
                     let w = window.get(id)?.cost.picos();
@@ -1471,7 +1494,8 @@ pub(super) fn window_contributors(
                     } else {
                         0
                     };
-                    Some((*id, Money::from_picos(part)))
+                    let at_least = (observed.picos() - (all_most - most(id, a))).max(0);
+                    Some((*id, Money::from_picos(part.max(at_least.min(most(id, a))))))
                 })
                 .collect()
         };
@@ -1570,6 +1594,100 @@ mod tests {
                 computed: 0,
             },
         }
+    }
+
+    #[test]
+    fn a_short_windows_parts_come_from_that_window() {
+        // 12:00-12:30: others spend $1 a minute on each of sonnet and mini; the
+        // user spent $20 on mini at 12:05-12:10, then $20 on sonnet in the last
+        // five minutes (the runaway). Of those five minutes, sonnet is 100%.
+        let now = utc("2026-03-18T12:30:00Z");
+        let hour = utc("2026-03-18T12:00:00Z");
+        let mut store = Store::new(StoreConfig::default(), now);
+        let on = |at, user: &str, model: &str, dollars| Fact {
+            at,
+            names: [
+                "agent".into(),
+                user.into(),
+                model.into(),
+                "acme".into(),
+                "eu".into(),
+            ],
+            agg: Agg::one(Money::from_dollars(dollars), 10, 1),
+        };
+        let mut facts = Vec::new();
+        for m in 0..30 {
+            let at = hour + Duration::minutes(m);
+            facts.push(on(at, &format!("other_{}", m % 3), "sonnet", 1));
+            facts.push(on(at, &format!("other_{}", m % 3), "mini", 1));
+            if (5..10).contains(&m) {
+                facts.push(on(at, "looper", "mini", 4));
+            }
+            if (25..30).contains(&m) {
+                facts.push(on(at, "looper", "sonnet", 4));
+            }
+        }
+        store.apply(&FactBatch::of_rows(facts), now);
+        let user = store.lookup(Dim::User, "looper").unwrap();
+        let (start, _, _) = window_span(now, 5);
+        let parts = window_contributors(
+            &store,
+            &[(Dim::User, user)],
+            start,
+            now,
+            Money::from_dollars(20),
+            3,
+        );
+        let models: Vec<(&str, Money, f64)> = parts
+            .iter()
+            .filter(|c| c.dim == Dim::Model)
+            .map(|c| (c.name.as_str(), c.cost, c.share))
+            .collect();
+        // Read from the hour's parts, it was $10 (50%) on sonnet and $2 on mini.
+        assert_eq!(
+            models,
+            vec![("sonnet", Money::from_dollars(20), 1.0)],
+            "{parts:#?}"
+        );
+        let features: Vec<(&str, Money)> = parts
+            .iter()
+            .filter(|c| c.dim == Dim::Feature)
+            .map(|c| (c.name.as_str(), c.cost))
+            .collect();
+        assert_eq!(features, vec![("agent", Money::from_dollars(20))]);
+
+        // When a minute of the window kept no cells (too many combinations in
+        // it): estimated, but never below what the window proves ($20 observed,
+        // at most $5 of it on mini: at least $15 on sonnet).
+        let crowd: Vec<Fact> = (0..=Store::MINUTE_CELLS_MAX)
+            .map(|i| {
+                on(
+                    now - Duration::seconds(30),
+                    &format!("crowd_{i}"),
+                    "haiku",
+                    0,
+                )
+            })
+            .collect();
+        store.apply(&FactBatch::of_rows(crowd), now);
+        let parts = window_contributors(
+            &store,
+            &[(Dim::User, user)],
+            start,
+            now,
+            Money::from_dollars(20),
+            3,
+        );
+        let sonnet = parts
+            .iter()
+            .find(|c| c.dim == Dim::Model && c.name == "sonnet")
+            .expect("sonnet is a part");
+        assert_eq!(sonnet.cost, Money::from_dollars(15), "{parts:#?}");
+        let sum: Money = parts
+            .iter()
+            .filter(|c| c.dim == Dim::Model)
+            .fold(Money::ZERO, |a, c| a + c.cost);
+        assert!(sum <= Money::from_dollars(20), "{parts:#?}");
     }
 
     /// `per_hour` dollars (1,200 requests) for every hour of the last `days` days,

@@ -22,6 +22,7 @@ pub mod replica;
 pub mod rollup;
 pub mod run;
 pub mod schema;
+pub mod shapes;
 mod sql;
 mod tail;
 pub mod tenancy;

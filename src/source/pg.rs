@@ -54,6 +54,9 @@ pub struct SourceOptions {
     /// The primary, when the source reads from a hot standby: the rollup's rolls
     /// go there, and the replay lag is measured against it (`database.primary_url`).
     pub primary: Option<ConnectTarget>,
+    /// Where the long-running task leaves the hour shapes it reads once after the
+    /// backfill (see `source::shapes`): the dashboard's store. None: not read.
+    pub shapes_to: Option<crate::model::ShapeInbox>,
 }
 
 impl SourceOptions {
@@ -72,6 +75,7 @@ impl SourceOptions {
             rollup_every: db.rollup_every,
             backfill_page_groups: super::run::FACTS_PER_MESSAGE,
             primary: None,
+            shapes_to: None,
         }
     }
 
@@ -190,6 +194,8 @@ pub struct PgSource {
     /// On a standby with a primary URL: a connection to the primary, for the
     /// rollup's rolls and the replay lag (see `source::replica`).
     pub(super) primary: super::replica::PrimaryLink,
+    /// The hour shapes were read (or tried) for `opts.shapes_to`.
+    pub(super) shapes_sent: bool,
 }
 
 impl PgSource {
@@ -220,6 +226,7 @@ impl PgSource {
             roller: None,
             standby: false,
             primary: Default::default(),
+            shapes_sent: false,
         })
     }
 

@@ -140,6 +140,9 @@ pub async fn run(
         let step = async {
             source.backfill(&tx, Utc::now()).await?;
             let polled = source.poll(&tx).await?;
+            // Once, after the first screen: where within the backfilled hours the
+            // big names spend (recurring jobs in their own baselines).
+            source.send_hour_shapes(Utc::now()).await;
             // Rollup mode: the elected instance adds what committed since its last roll.
             source.maintain_rollup().await;
             Ok(polled)

@@ -98,11 +98,11 @@ fn bytewise(names: &[String]) -> Vec<String> {
 }
 
 pub(crate) struct Sql {
-    table: String,
-    ts: String,
-    cost: String,
+    pub(super) table: String,
+    pub(super) ts: String,
+    pub(super) cost: String,
     /// Select-list expressions of the five names, never NULL.
-    names: Vec<String>,
+    pub(super) names: Vec<String>,
     input_sel: String,
     output_sel: String,
     /// True for a cost that can be summed: not NULL, NaN or infinite.
@@ -251,7 +251,7 @@ impl Sql {
     /// The one row filter: a row the dashboard counts (`row_to_fact` accepts the same
     /// rows in the tail). Backfill, rollup, top requests and export all read through
     /// it, so none counts a row another rejects (a future timestamp, a NaN cost...).
-    fn valid_row(&self) -> String {
+    pub(super) fn valid_row(&self) -> String {
         format!(
             "{} AND {} AND {} AND {}",
             self.ts_not_future, self.finite_cost, self.cost_in_range, self.tokens_ok

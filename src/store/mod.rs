@@ -48,6 +48,7 @@ struct Bucket {
 struct MinuteBucket {
     total: Agg,
     by_dim: [Tally; 5],
+    cells: subhour::MinuteCells,
 }
 
 /// What the store keeps and how it aligns time.
@@ -154,6 +155,7 @@ pub struct Store {
     /// Increments on every change, so views know when to recompute.
     generation: u64,
     newest_event: Option<DateTime<Utc>>,
+    shape_inbox: crate::model::ShapeInbox,
 }
 
 /// What a query needs from the store (see `Store::complete_from`).
@@ -225,6 +227,7 @@ impl Store {
             shaped_through: i64::MIN,
             generation: 0,
             newest_event: None,
+            shape_inbox: Default::default(),
         };
         s.floor_hour = s.retention_floor(now);
         s.detail_floor = s.detail_floor_at(now);
@@ -258,7 +261,12 @@ impl Store {
     /// The first hour that keeps its detail at `now` (see `StoreConfig::detail_hours`).
     fn detail_floor_at(&self, now: DateTime<Utc>) -> i64 {
         match self.cfg.detail_hours {
-            Some(h) => self.cfg.calendar.hour_index(now) - h.max(0),
+            // Never fewer than the minutes cover: their combinations explain the
+            // short windows.
+            Some(h) => {
+                let minutes = self.cfg.minute_retention.div_euclid(60) + 1;
+                self.cfg.calendar.hour_index(now) - h.max(minutes)
+            }
             None => i64::MIN,
         }
     }
@@ -305,6 +313,7 @@ impl Store {
     /// Adds a batch. Facts whose `at` is a minute start within the minute range also
     /// feed the minute buckets; backfill sends minute groups for that range.
     pub fn apply(&mut self, batch: &FactBatch, now: DateTime<Utc>) {
+        self.take_inbox_shapes();
         self.intake.rows += batch.rows;
         for (reason, n) in &batch.rejected {
             *self.intake.rejected.entry(*reason).or_default() += n;
@@ -327,6 +336,8 @@ impl Store {
                 key[dim.index()] = self.names[dim.index()].intern(name);
             }
             let coarse = hour < self.detail_floor;
+            // Combinations only for hours kept in detail (and their minutes).
+            let combo = (!coarse).then(|| self.combos.intern(key));
             let bucket = self.hours.entry(hour).or_default();
             bucket.total.add(&fact.agg);
             if coarse {
@@ -343,9 +354,7 @@ impl Store {
                     .entry(day_of.1)
                     .or_default()
                     .add(key[Dim::User.index()], &fact.agg);
-            } else {
-                let combo = self.combos.intern(key);
-                let bucket = self.hours.get_mut(&hour).expect("just added");
+            } else if let Some(combo) = combo {
                 bucket.cells.add(combo, &fact.agg);
                 for dim in Dim::ALL {
                     bucket.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
@@ -361,6 +370,9 @@ impl Store {
                 mb.total.add(&fact.agg);
                 for dim in Dim::ALL {
                     mb.by_dim[dim.index()].add(key[dim.index()], &fact.agg);
+                }
+                if let Some(combo) = combo {
+                    mb.cells.add(combo, &fact.agg);
                 }
                 if last_open_minute != Some(minute) {
                     self.open_minutes.insert(minute);
@@ -503,6 +515,7 @@ impl Store {
             self.open_minutes.remove(&m);
             if let Some(b) = self.minutes.get_mut(&m) {
                 b.by_dim.iter_mut().for_each(Tally::seal);
+                b.cells.seal();
             }
         }
     }
@@ -609,6 +622,7 @@ impl Store {
             for (d, t) in b.by_dim.iter_mut().enumerate() {
                 t.rename(&name_map[d]);
             }
+            b.cells.rename(&combo_map);
         }
         for t in self.user_days.values_mut() {
             t.rename(&name_map[Dim::User.index()]);
@@ -1167,6 +1181,7 @@ impl Store {
         for b in self.minutes.values() {
             by_dim += size_of::<MinuteBucket>();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
+            by_dim += b.cells.heap_bytes();
         }
         let combos = self.combos.heap_bytes();
         let names: usize = self.names.iter().map(Interner::heap_bytes).sum();

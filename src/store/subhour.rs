@@ -13,7 +13,7 @@
 use chrono::{DateTime, Duration, Utc};
 
 use crate::calendar::Calendar;
-use crate::model::{Agg, Dim};
+use crate::model::{Agg, Dim, NONE_NAME, NameShape, ShapeInbox};
 use crate::money::Money;
 
 use super::{NameId, Store};
@@ -47,6 +47,9 @@ pub(super) struct Shape {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(super) struct HourShapes {
     pub(super) by_dim: [Vec<Shape>; 3],
+    /// Read from the server (`Store::add_hour_shapes`), not taken from the minutes:
+    /// the minutes' shapes replace these when they hold the whole hour.
+    pub(super) from_server: bool,
 }
 
 impl HourShapes {
@@ -87,6 +90,17 @@ pub(super) type Weights = [u16; SLOTS];
 
 /// Spend spread evenly over the hour.
 const EVEN: Weights = [(u16::MAX as usize / SLOTS) as u16; SLOTS];
+
+/// Weights from per-slot spend as the server sums it (floats: only the shape
+/// counts); `None` when there is no spend.
+fn weights_of_f64(slots: &[f64; SLOTS]) -> Option<Weights> {
+    let clean = slots.map(|x| if x.is_finite() && x > 0.0 { x } else { 0.0 });
+    let total: f64 = clean.iter().sum();
+    if !(total > 0.0 && total.is_finite()) {
+        return None;
+    }
+    Some(clean.map(|x| (x / total * f64::from(u16::MAX)) as u16))
+}
 
 /// Weights from per-slot costs (in picodollars); `None` when there is no spend.
 fn weights_of(slot_costs: &[i128; SLOTS]) -> Option<Weights> {
@@ -154,6 +168,13 @@ fn typical(found: &[Weights]) -> Weights {
 const RHYTHM_DISTANCE: f64 = 0.2;
 
 impl Store {
+    /// [`SHAPE_MIN_COST`], for sources that read shapes.
+    pub const SHAPE_MIN_COST: Money = SHAPE_MIN_COST;
+    /// [`SHAPE_MAX_NAMES`], for sources that read shapes.
+    pub const SHAPE_MAX_NAMES: usize = SHAPE_MAX_NAMES;
+    /// [`MINUTE_CELLS_MAX`].
+    pub const MINUTE_CELLS_MAX: usize = MINUTE_CELLS_MAX;
+
     /// Takes the shapes of the past hours whose first minute leaves the minute range
     /// now (`minute_floor`): their minutes are all still there. An hour whose minute
     /// buckets do not add up to its hour bucket (it came grouped by hour, or rows
@@ -172,11 +193,95 @@ impl Store {
             .collect();
         for h in due {
             self.shaped_through = h;
-            let shapes = self.shapes_from_minutes(h);
-            if let Some(b) = self.hours.get_mut(&h) {
-                b.shapes = shapes.map(Box::new);
+            // Minutes that do not hold the whole hour leave the server's shapes.
+            if let Some(shapes) = self.shapes_from_minutes(h)
+                && let Some(b) = self.hours.get_mut(&h)
+            {
+                b.shapes = Some(Box::new(shapes));
             }
         }
+    }
+
+    /// Where a source task leaves hour shapes read from the server for this store
+    /// (a dashboard's store lives where the source cannot reach it); taken on the
+    /// next `apply`.
+    pub fn shape_inbox(&self) -> ShapeInbox {
+        self.shape_inbox.clone()
+    }
+
+    /// Takes the shapes left in the inbox, if any.
+    pub(super) fn take_inbox_shapes(&mut self) {
+        let shapes = self.shape_inbox.take();
+        if !shapes.is_empty() {
+            let kept = self.add_hour_shapes(&shapes);
+            tracing::debug!(read = shapes.len(), kept, "hour shapes from the server");
+        }
+    }
+
+    /// Takes five-minute shapes of past hours read from the server (see
+    /// `PgSource::read_hour_shapes`), for hours that came grouped by hour (the
+    /// backfill before the minute range): so a fresh `check` or `watch` sees a
+    /// nightly batch at 02:10 or a digest at :10 in their own baselines, as a
+    /// process that watched those days does. A shape is kept for a name the hour
+    /// holds, at most [`SHAPE_MAX_NAMES`] per dimension and hour (the server sends
+    /// only names spending at least [`SHAPE_MIN_COST`] there, the largest first);
+    /// an hour whose minutes gave its shapes keeps those. Returns how many were kept.
+    pub fn add_hour_shapes(&mut self, shapes: &[NameShape]) -> usize {
+        let cal = self.cfg.calendar;
+        let mut touched: Vec<i64> = Vec::new();
+        let mut kept = 0;
+        for s in shapes {
+            let Some(i) = shaped_index(s.dim) else {
+                continue;
+            };
+            let name = if s.name.is_empty() {
+                NONE_NAME
+            } else {
+                s.name.as_str()
+            };
+            let h = cal.hour_index(s.hour_start);
+            let (Some(id), true) = (self.lookup(s.dim, name), cal.hour_start(h) == s.hour_start)
+            else {
+                continue;
+            };
+            let Some(w) = weights_of_f64(&s.slots) else {
+                continue;
+            };
+            let Some(b) = self.hours.get_mut(&h) else {
+                continue;
+            };
+            if b.by_dim[s.dim.index()].get(id).is_none() {
+                continue;
+            }
+            let hour = b.shapes.get_or_insert_with(|| {
+                Box::new(HourShapes {
+                    from_server: true,
+                    ..HourShapes::default()
+                })
+            });
+            if !hour.from_server {
+                continue;
+            }
+            let list = &mut hour.by_dim[i];
+            match list.binary_search_by_key(&id, |x| x.id) {
+                Ok(j) => list[j].slots = w,
+                Err(_) if list.len() >= SHAPE_MAX_NAMES => continue,
+                Err(j) => list.insert(j, Shape { id, slots: w }),
+            }
+            kept += 1;
+            if touched.last() != Some(&h) {
+                touched.push(h);
+            }
+        }
+        for h in touched {
+            if let Some(hour) = self.hours.get_mut(&h).and_then(|b| b.shapes.as_mut()) {
+                hour.by_dim.iter_mut().for_each(Vec::shrink_to_fit);
+            }
+        }
+        if kept > 0 {
+            self.generation += 1;
+        }
+        kept
     }
 
     fn shapes_from_minutes(&self, h: i64) -> Option<HourShapes> {
@@ -331,6 +436,73 @@ impl Store {
     }
 }
 
+/// Combinations a minute keeps cells for: past this, the minute keeps none (see
+/// [`MinuteCells`]). About 13 bytes a sealed cell: at most 27 kB a minute, under
+/// 5 MB for the 180 minutes the store holds by minute.
+pub const MINUTE_CELLS_MAX: usize = 2_048;
+
+/// One minute's totals per combination of the five names, so the parts of a short
+/// window (a user's models in the last 5 minutes) are read from the window itself,
+/// not from the hours around it. Bounded: a minute with more than
+/// [`MINUTE_CELLS_MAX`] combinations drops its cells and says so (`overflowed`);
+/// readers then fall back to the hours.
+#[derive(Debug, Clone, Default)]
+pub(super) struct MinuteCells {
+    cells: super::tally::Tally,
+    overflowed: bool,
+}
+
+impl MinuteCells {
+    pub(super) fn add(&mut self, combo: super::ComboId, a: &Agg) {
+        if self.overflowed {
+            return;
+        }
+        if self.cells.add(combo, a) && self.cells.len() > MINUTE_CELLS_MAX {
+            self.overflowed = true;
+            self.cells = Default::default();
+        }
+    }
+
+    pub(super) fn seal(&mut self) {
+        self.cells.seal();
+    }
+
+    pub(super) fn rename(&mut self, combo_map: &[super::ComboId]) {
+        self.cells.rename(combo_map);
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.cells.heap_bytes()
+    }
+}
+
+impl Store {
+    /// Per name of `group`, the spend of the events matching every constraint of
+    /// `filter` over minute buckets `[from, to]`, exactly, from the minutes' cells;
+    /// `None` when a minute of the range kept no cells (too many combinations).
+    pub fn minutes_by_dim_filtered(
+        &self,
+        group: Dim,
+        filter: &[(Dim, NameId)],
+        from: i64,
+        to: i64,
+    ) -> Option<super::NameMap<Agg>> {
+        let mut out = super::NameMap::<Agg>::default();
+        for (_, mb) in self.minutes.range(from..=to) {
+            if mb.cells.overflowed {
+                return None;
+            }
+            for (c, a) in mb.cells.cells.iter() {
+                let key = self.combos.key(c);
+                if super::key_matches(&key, filter) {
+                    out.entry(key[group.index()]).or_default().add(&a);
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
 fn slot_of(minute_in_hour: i64) -> usize {
     (minute_in_hour / 5).clamp(0, SLOTS as i64 - 1) as usize
 }
@@ -338,6 +510,189 @@ fn slot_of(minute_in_hour: i64) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Fact, FactBatch};
+    use crate::store::StoreConfig;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn fact(at: DateTime<Utc>, feature: &str, user: &str, model: &str, dollars: i64) -> Fact {
+        Fact {
+            at,
+            names: [
+                feature.into(),
+                user.into(),
+                model.into(),
+                "acme".into(),
+                "eu".into(),
+            ],
+            agg: Agg::one(Money::from_dollars(dollars), 100, 20),
+        }
+    }
+
+    /// A store as the backfill leaves it at `now`: the night's 02:00 hour sent
+    /// grouped by hour ($36 of a batch and $12 of chat, one fact each at the hour's
+    /// start), nothing held by minute for it.
+    fn backfilled(now: DateTime<Utc>) -> Store {
+        let mut s = Store::new(StoreConfig::default(), now);
+        let hour = utc("2026-03-21T02:00:00Z");
+        s.apply(
+            &FactBatch::of_rows(vec![
+                fact(hour, "extract", "svc_batch", "sonnet", 36),
+                fact(hour, "chat", "alice", "mini", 12),
+            ]),
+            now,
+        );
+        s.prune(now);
+        s
+    }
+
+    /// The batch's shape as the server sends it: all of it at 02:20-02:30.
+    fn batch_shape(dim: Dim, name: &str) -> NameShape {
+        let mut slots = [0.0; SLOTS];
+        slots[4] = 18.0;
+        slots[5] = 18.0;
+        NameShape {
+            hour_start: utc("2026-03-21T02:00:00Z"),
+            dim,
+            name: name.into(),
+            slots,
+        }
+    }
+
+    #[test]
+    fn server_shapes_place_a_backfilled_hours_spend() {
+        let now = utc("2026-03-22T02:25:00Z");
+        let mut s = backfilled(now);
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let span = |s: &Store, from: &str, to: &str| {
+            s.spend_between(Dim::Feature, id, utc(from), utc(to), now).0
+        };
+        // Without a shape the hour counts evenly: $3 in any five minutes.
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(3)
+        );
+        let g = s.generation();
+        let kept = s.add_hour_shapes(&[
+            batch_shape(Dim::Feature, "extract"),
+            batch_shape(Dim::Model, "sonnet"),
+            batch_shape(Dim::User, "svc_batch"),
+            // Not held: an unknown name, an hour the store has no bucket for, a
+            // time that is not an hour start, a dimension without shapes, no spend.
+            batch_shape(Dim::Feature, "nobody"),
+            NameShape {
+                hour_start: utc("2026-03-21T05:00:00Z"),
+                ..batch_shape(Dim::Feature, "extract")
+            },
+            NameShape {
+                hour_start: utc("2026-03-21T02:05:00Z"),
+                ..batch_shape(Dim::Feature, "extract")
+            },
+            batch_shape(Dim::Tenant, "acme"),
+            NameShape {
+                slots: [0.0; SLOTS],
+                ..batch_shape(Dim::Feature, "chat")
+            },
+        ]);
+        assert_eq!(kept, 3);
+        assert!(s.generation() > g, "views recompute");
+        // Exactly where it spent: half of it in 02:20-02:25, none before.
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+        assert_eq!(
+            span(&s, "2026-03-21T02:00:00Z", "2026-03-21T02:20:00Z"),
+            Money::ZERO
+        );
+        // The hour's total is untouched, and a name without a shape stays even.
+        assert_eq!(
+            span(&s, "2026-03-21T02:00:00Z", "2026-03-21T03:00:00Z"),
+            Money::from_dollars(36)
+        );
+        let chat = s.lookup(Dim::Feature, "chat").unwrap();
+        assert_eq!(
+            s.spend_between(
+                Dim::Feature,
+                chat,
+                utc("2026-03-21T02:20:00Z"),
+                utc("2026-03-21T02:25:00Z"),
+                now
+            )
+            .0,
+            Money::from_dollars(1)
+        );
+        // Sent again (a page cut an hour in two, a second read): replaced, not doubled.
+        assert_eq!(
+            s.add_hour_shapes(&[batch_shape(Dim::Feature, "extract")]),
+            1
+        );
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+        // The minutes' capture of later hours leaves them (it cannot give one).
+        s.prune(now + Duration::hours(5));
+        assert_eq!(
+            span(&s, "2026-03-21T02:20:00Z", "2026-03-21T02:25:00Z"),
+            Money::from_dollars(18)
+        );
+    }
+
+    #[test]
+    fn an_hour_held_by_minute_keeps_its_own_shapes() {
+        // 02:00-03:00 seen minute by minute: the batch at 02:40-02:45.
+        let start = utc("2026-03-22T02:00:00Z");
+        let mut s = Store::new(StoreConfig::default(), start);
+        for m in 0..60 {
+            let at = start + Duration::minutes(m);
+            let mut facts = vec![fact(at, "chat", "alice", "mini", 1)];
+            if (40..45).contains(&m) {
+                facts.push(fact(at, "extract", "svc_batch", "sonnet", 6));
+            }
+            s.apply(&FactBatch::of_rows(facts), at + Duration::seconds(1));
+        }
+        // Until its first minute leaves the minute range, then its shapes are taken.
+        let later = start + Duration::hours(4);
+        s.prune(later);
+        let mut wrong = batch_shape(Dim::Feature, "extract");
+        wrong.hour_start = start;
+        assert_eq!(s.add_hour_shapes(&[wrong]), 0, "the minutes' shape stays");
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let (cost, _) = s.spend_between(
+            Dim::Feature,
+            id,
+            utc("2026-03-22T02:40:00Z"),
+            utc("2026-03-22T02:45:00Z"),
+            later,
+        );
+        assert_eq!(cost, Money::from_dollars(30));
+    }
+
+    #[test]
+    fn the_inbox_hands_shapes_to_the_next_apply() {
+        let now = utc("2026-03-22T02:25:00Z");
+        let mut s = backfilled(now);
+        let inbox = s.shape_inbox();
+        inbox.put(vec![batch_shape(Dim::Feature, "extract")]);
+        let id = s.lookup(Dim::Feature, "extract").unwrap();
+        let five = |s: &Store| {
+            s.spend_between(
+                Dim::Feature,
+                id,
+                utc("2026-03-21T02:20:00Z"),
+                utc("2026-03-21T02:25:00Z"),
+                now,
+            )
+            .0
+        };
+        assert_eq!(five(&s), Money::from_dollars(3), "not before an apply");
+        s.apply(&FactBatch::default(), now);
+        assert_eq!(five(&s), Money::from_dollars(18));
+        assert!(inbox.take().is_empty(), "taken once");
+    }
 
     #[test]
     fn parts_of_an_hour_follow_its_shape_exactly() {

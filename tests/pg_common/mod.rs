@@ -36,6 +36,7 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         // Small pages, so every test's backfill reads chunks in several pages.
         backfill_page_groups: 50,
         primary: None,
+        shapes_to: None,
     }
 }
 
