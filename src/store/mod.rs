@@ -42,6 +42,11 @@ struct Bucket {
     /// An hour older than the detail hours: no cells, and its users' totals are
     /// kept per day.
     coarse: bool,
+    /// A coarse hour's biggest users (at least `SHAPE_MIN_COST`, at most
+    /// `SHAPE_MAX_NAMES`, sorted by id) and their spend in picodollars: what a
+    /// user's baseline reads for the hour, where the day's rhythm would spread a
+    /// nightly batch over the whole day.
+    heavy_users: Vec<(NameId, i128)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -473,6 +478,15 @@ impl Store {
         b.coarse = true;
         b.cells = Tally::default();
         let users = std::mem::take(&mut b.by_dim[Dim::User.index()]);
+        let mut heavy: Vec<(NameId, i128)> = users
+            .iter()
+            .filter(|(_, a)| a.cost >= subhour::SHAPE_MIN_COST)
+            .map(|(id, a)| (id, a.cost.picos()))
+            .collect();
+        heavy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        heavy.truncate(subhour::SHAPE_MAX_NAMES);
+        heavy.sort_by_key(|x| x.0);
+        b.heavy_users = heavy;
         let into = self.user_days.entry(day).or_default();
         for (id, a) in users.iter() {
             into.add(id, &a);
@@ -617,6 +631,17 @@ impl Store {
             if let Some(shapes) = &mut b.shapes {
                 shapes.rename(shaped_maps);
             }
+            let users = &name_map[Dim::User.index()];
+            b.heavy_users = std::mem::take(&mut b.heavy_users)
+                .into_iter()
+                .filter_map(|(id, c)| {
+                    users
+                        .get(id as usize)
+                        .copied()
+                        .filter(|n| *n != u32::MAX)
+                        .map(|n| (n, c))
+                })
+                .collect();
         }
         for b in self.minutes.values_mut() {
             for (d, t) in b.by_dim.iter_mut().enumerate() {
@@ -826,8 +851,9 @@ impl Store {
         out
     }
 
-    /// A user's spend in a coarse hour, which keeps users per day only: the user's
-    /// coarse total of that day in the proportion of the hour to the day's coarse
+    /// A user's spend in a coarse hour, which keeps users per day only (and the
+    /// hour's biggest users, `Bucket::heavy_users`): the kept amount, else the rest
+    /// of the user's coarse day in the proportion of the hour to its other coarse
     /// hours (everyone's spend), as if the user followed the day's rhythm. Good
     /// enough for a baseline sample; never shown as a figure.
     fn user_hour_estimate(&self, id: NameId, h: i64) -> Agg {
@@ -835,38 +861,69 @@ impl Store {
         let Some(user) = self.user_days.get(&day).and_then(|t| t.get(id)) else {
             return Agg::default();
         };
+        let heavy_of = |b: &Bucket| {
+            b.heavy_users
+                .binary_search_by_key(&id, |x| x.0)
+                .ok()
+                .map(|i| b.heavy_users[i].1)
+        };
         let next_day = self.day_of_hour(day + 26).max(day + 1);
-        let mut day_total = Agg::default();
-        for (_, b) in self.hours.range(day..next_day).filter(|(_, b)| b.coarse) {
-            day_total.add(&b.total);
-        }
-        let hour_total = self.hours.get(&h).map(|b| b.total).unwrap_or_default();
-        let part = |x: u64| -> u64 {
-            if day_total.requests == 0 {
-                0
-            } else {
-                (x as u128 * hour_total.requests as u128 / day_total.requests as u128) as u64
+        let coarse_hours = || {
+            self.hours
+                .range(day..next_day)
+                .filter(|(_, b)| b.coarse)
+                .map(|(_, b)| b)
+        };
+        let this = self.hours.get(&h);
+        // The user's spend this hour: kept if it was among the hour's biggest, else
+        // the rest of its day spread over its other hours by everyone's spend.
+        let cost = match this.and_then(heavy_of) {
+            Some(c) => c,
+            None => {
+                let (mut rest, mut others) = (user.cost.picos(), 0i128);
+                for b in coarse_hours() {
+                    match heavy_of(b) {
+                        Some(c) => rest -= c,
+                        None => others += b.total.cost.picos(),
+                    }
+                }
+                let hour = this.map_or(0, |b| b.total.cost.picos());
+                if others <= 0 || rest <= 0 {
+                    0
+                } else {
+                    match rest.checked_mul(hour) {
+                        Some(x) => x / others,
+                        None => (rest as f64 * (hour as f64 / others as f64)) as i128,
+                    }
+                }
             }
         };
-        let cost = if day_total.cost.picos() == 0 {
-            crate::money::Money::ZERO
-        } else {
-            let (u, h, d) = (
-                user.cost.picos(),
-                hour_total.cost.picos(),
-                day_total.cost.picos(),
-            );
-            crate::money::Money::from_picos(match u.checked_mul(h) {
-                Some(x) => x / d,
-                None => (u as f64 * (h as f64 / d as f64)) as i128,
-            })
+        // Counts in the proportion of the day's spend (all of it when it cost nothing).
+        let part = |x: u64| -> u64 {
+            let day_cost = user.cost.picos();
+            if day_cost <= 0 {
+                let n = coarse_hours().count().max(1) as u64;
+                x / n
+            } else {
+                (x as f64 * (cost as f64 / day_cost as f64)).round() as u64
+            }
         };
         Agg {
-            cost,
+            cost: crate::money::Money::from_picos(cost),
             requests: part(user.requests),
             input_tokens: part(user.input_tokens),
             output_tokens: part(user.output_tokens),
             computed: part(user.computed),
+        }
+    }
+
+    /// One name's total in hour `h` (bucket `b`); a user's in a coarse hour is the
+    /// estimate baselines read (`user_hour_estimate`).
+    fn name_in_hour(&self, b: &Bucket, h: i64, dim: Dim, id: NameId) -> Option<Agg> {
+        if dim == Dim::User && b.coarse {
+            Some(self.user_hour_estimate(id, h)).filter(|a| !a.is_empty())
+        } else {
+            b.by_dim[dim.index()].get(id)
         }
     }
 
@@ -1171,6 +1228,7 @@ impl Store {
         for b in self.hours.values() {
             m.cells += b.cells.len();
             m.coarse_hours += usize::from(b.coarse);
+            by_dim += b.heavy_users.capacity() * size_of::<(NameId, i128)>();
             cell_bytes += size_of::<Bucket>() + b.cells.heap_bytes();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
             by_dim += b

@@ -250,7 +250,17 @@ impl Store {
             let Some(b) = self.hours.get_mut(&h) else {
                 continue;
             };
-            if b.by_dim[s.dim.index()].get(id).is_none() {
+            if b.coarse && s.dim == Dim::User {
+                // Users of a coarse hour are kept per day: the shape's sum is the
+                // user's spend this hour, for its baselines.
+                let picos = (s.slots.iter().sum::<f64>() * 1e12) as i128;
+                let heavy = &mut b.heavy_users;
+                if let Err(j) = heavy.binary_search_by_key(&id, |x| x.0)
+                    && heavy.len() < SHAPE_MAX_NAMES
+                {
+                    heavy.insert(j, (id, picos));
+                }
+            } else if b.by_dim[s.dim.index()].get(id).is_none() {
                 continue;
             }
             let hour = b.shapes.get_or_insert_with(|| {
@@ -337,7 +347,7 @@ impl Store {
     /// its total or the name spent nothing in it.
     fn known_weights(&self, dim: Dim, id: NameId, h: i64) -> Option<Weights> {
         let b = self.hours.get(&h)?;
-        let hour = b.by_dim[dim.index()].get(id)?;
+        let hour = self.name_in_hour(b, h, dim, id)?;
         let m0 = Calendar::minute_index(self.cfg.calendar.hour_start(h));
         let (w, seen) = self.minute_weights(dim, id, m0);
         if seen.cost == hour.cost && seen.requests == hour.requests {
@@ -405,7 +415,7 @@ impl Store {
         );
         let (mut cost, mut requests) = (Money::ZERO, 0.0);
         for (&h, b) in self.hours.range(first..=last) {
-            let Some(a) = b.by_dim[dim.index()].get(id) else {
+            let Some(a) = self.name_in_hour(b, h, dim, id) else {
                 continue;
             };
             let hs = cal.hour_start(h);
