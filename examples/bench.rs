@@ -5,6 +5,7 @@
 //! scripts/bench --quick          # a smoke run: 200,000 rows, fewer repetitions
 //! scripts/bench --rows 2000000   # any size
 //! scripts/bench --reuse          # measure the burnrate_bench data set already loaded
+//! scripts/bench --highcard --rows 10000000  # issue 17's high-cardinality set (below)
 //!
 //! It builds the reference data set in its own database, `burnrate_bench` (dropped
 //! and recreated; no other database is touched): 30 days ending now, 50,000
@@ -30,6 +31,20 @@
 //! 6. CPU of `burnrate watch` while no new rows arrive, over 60 s;
 //! 7. time to render one drill-down frame listing every user (ratatui TestBackend,
 //!    `ui::draw` of a DrillView built by `app::drill` from the backfilled store).
+//!
+//! With `--highcard` it builds instead the high-cardinality data set of issue 17 in
+//! `burnrate_bench_highcard` (50,000 Zipf users, 20 features, 8 models, 3 regions,
+//! 5 tenants, each name drawn independently, spread evenly over the 29 days ending
+//! now: nearly every row is its own (hour, five names) combination), generated on
+//! the server by `highcard_insert` of scripts/bench.sql in batches, and measures,
+//! each against the seed cost-by-feature query timed before and after in the same
+//! run: the first screen and the full dashboard of `watch` in a pseudo-terminal
+//! (see `shows_live_numbers` and `shows_full_dashboard` for what is detected), cold
+//! (a fresh state directory) and restarted (a second start in the same directory
+//! right after); `snapshot --json` wall time, its user and system CPU, the CPU of
+//! the PostgreSQL processes meanwhile, its peak RSS and the store's `store` section;
+//! the peak RSS of `watch`; the database time per refresh; with `--rollup` also
+//! `db init --rollup` and the starts in rollup mode.
 //!
 //! The SQL it runs itself is in scripts/bench.sql; burnrate's own queries are the
 //! library's (src/source).
@@ -66,6 +81,12 @@ use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 const BENCH_DB: &str = "burnrate_bench";
+/// The database of the high-cardinality data set (--highcard).
+const HIGHCARD_DB: &str = "burnrate_bench_highcard";
+/// Its span: the last 29 days, ending at the load.
+const HIGHCARD_DAYS: i64 = 29;
+/// Rows per INSERT (one transaction each) when loading it.
+const HIGHCARD_BATCH: u64 = 500_000;
 const TABLE: &str = "cost_events";
 const USERS: u32 = 50_000;
 const DAYS: i64 = 30;
@@ -84,6 +105,11 @@ struct Args {
     reuse: bool,
     /// Load the data set and stop (for profiling against it with --reuse later).
     load_only: bool,
+    /// The high-cardinality data set of issue 17 (burnrate_bench_highcard) and
+    /// the start-up figures measured on it instead of the reference suite.
+    highcard: bool,
+    /// With --highcard: also `db init --rollup` and the start-up in rollup mode.
+    rollup: bool,
     /// Repetitions of each timed query or process (default 5, 3 with --quick).
     runs: Option<usize>,
     admin_url: String,
@@ -98,6 +124,8 @@ impl Args {
             quick: false,
             reuse: false,
             load_only: false,
+            highcard: false,
+            rollup: false,
             runs: None,
             admin_url: std::env::var("BURNRATE_BENCH_ADMIN_URL")
                 .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_string()),
@@ -123,6 +151,8 @@ impl Args {
                 "--quick" => args.quick = true,
                 "--reuse" => args.reuse = true,
                 "--load-only" => args.load_only = true,
+                "--highcard" => args.highcard = true,
+                "--rollup" => args.rollup = true,
                 "--runs" => {
                     let v = value("--runs")?;
                     let n: usize = v
@@ -135,12 +165,17 @@ impl Args {
                 "--sql" => args.sql = PathBuf::from(value("--sql")?),
                 "-h" | "--help" => {
                     println!(
-                        "usage: scripts/bench [--rows N] [--quick] [--reuse] [--admin-url URL]\n\
-                         --rows N     rows of the reference data set (default 10,000,000)\n\
+                        "usage: scripts/bench [--highcard [--rollup]] [--rows N] [--quick] [--reuse] [--admin-url URL]\n\
+                         --highcard   the high-cardinality data set of issue 17 (database \
+                         {HIGHCARD_DB}) and its start-up figures\n\
+                         --rollup     with --highcard: also db init --rollup and start in rollup mode\n\
+                         --rows N     rows of the data set (default 10,000,000)\n\
                          --quick      smoke run: 200,000 rows unless --rows, fewer repetitions\n\
-                         --reuse      measure the burnrate_bench data set already loaded\n\
-                         --load-only  load the data set into burnrate_bench and stop\n\
-                         --runs N     repetitions of each timed query and process (5; 3 with --quick)\n\
+                         --reuse      measure the data set already loaded (burnrate_bench, \
+                         or {HIGHCARD_DB} with --highcard)\n\
+                         --load-only  load the data set and stop\n\
+                         --runs N     repetitions of each timed query and process (5; 3 with --quick; \
+                         with --highcard 3, 2 with --quick)\n\
                          --admin-url  a database to create burnrate_bench from \
                          (default $BURNRATE_BENCH_ADMIN_URL or {DEFAULT_ADMIN_URL})"
                     );
@@ -155,12 +190,29 @@ impl Args {
         if args.rows == 0 {
             bail!("--rows must be at least 1");
         }
+        if args.rollup && !args.highcard {
+            bail!(
+                "--rollup goes with --highcard (the reference suite always measures rollup mode)"
+            );
+        }
         Ok(args)
     }
 
     /// Repetitions of each timed query or process.
     fn runs(&self) -> usize {
-        self.runs.unwrap_or(if self.quick { 3 } else { 5 })
+        match (self.highcard, self.quick) {
+            (false, false) => self.runs.unwrap_or(5),
+            (false, true) => self.runs.unwrap_or(3),
+            // Each high-cardinality run starts burnrate four times (cold and restart,
+            // `watch` and `snapshot`), minutes each at 10M rows.
+            (true, false) => self.runs.unwrap_or(3),
+            (true, true) => self.runs.unwrap_or(2),
+        }
+    }
+
+    /// The database the data set lives in.
+    fn database(&self) -> &'static str {
+        if self.highcard { HIGHCARD_DB } else { BENCH_DB }
     }
 }
 
@@ -201,6 +253,11 @@ impl Queries {
             .map(String::as_str)
             .ok_or_else(|| eyre!("scripts/bench.sql has no statement named {name}"))
     }
+
+    /// A statement about the bench's database: `{database}` replaced by its name.
+    fn db(&self, name: &str, database: &str) -> Result<String> {
+        Ok(self.get(name)?.replace("{database}", database))
+    }
 }
 
 /// Runs one statement with the simple protocol; returns the first row as text.
@@ -223,8 +280,8 @@ fn first_line(sql: &str) -> &str {
         .unwrap_or(sql)
 }
 
-/// The admin URL with the bench database instead of its own.
-fn bench_url(admin: &str) -> Result<String> {
+/// The admin URL with the bench database `db` instead of its own.
+fn bench_url(admin: &str, db: &str) -> Result<String> {
     let scheme_end = admin
         .find("://")
         .ok_or_else(|| eyre!("--admin-url must be a postgres:// URL"))?
@@ -237,7 +294,7 @@ fn bench_url(admin: &str) -> Result<String> {
         Some(slash) => &base[..scheme_end + slash],
         None => base,
     };
-    Ok(format!("{host_part}/{BENCH_DB}{query}"))
+    Ok(format!("{host_part}/{db}{query}"))
 }
 
 async fn connect(url: &str) -> Result<Client> {
@@ -367,8 +424,8 @@ fn generator(rate: f64, shape: RateShape, seed: u64) -> Result<Generator> {
 
 /// Drops and recreates burnrate_bench and fills it with the reference data set.
 async fn load(args: &Args, q: &Queries, admin: &Client, url: &str) -> Result<Duration> {
-    simple(admin, q.get("drop_database")?).await?;
-    simple(admin, q.get("create_database")?).await?;
+    simple(admin, &q.db("drop_database", BENCH_DB)?).await?;
+    simple(admin, &q.db("create_database", BENCH_DB)?).await?;
     let target = ConnectTarget::from_url(url)?;
     schema::init(&target, TABLE).await?;
     let client = connect(url).await?;
@@ -424,9 +481,15 @@ async fn time_query(client: &Client, sql: &str, runs: usize) -> Result<Vec<f64>>
 /// Environment of a burnrate process: the bench database, and its own config and
 /// state directories (no user config is read, its log goes there).
 fn burnrate_env(cmd: &mut Command, url: &str, home: &Path) {
+    burnrate_env_in(cmd, url, home, home);
+}
+
+/// As `burnrate_env`, with the state directory (log, and what a restart finds)
+/// apart from the config directory.
+fn burnrate_env_in(cmd: &mut Command, url: &str, state: &Path, config: &Path) {
     cmd.env("DATABASE_URL", url)
-        .env("XDG_STATE_HOME", home)
-        .env("XDG_CONFIG_HOME", home)
+        .env("XDG_STATE_HOME", state)
+        .env("XDG_CONFIG_HOME", config)
         .env_remove("BURNRATE_CONFIG")
         .env_remove("RUST_LOG");
 }
@@ -437,17 +500,46 @@ struct SnapshotRun {
     /// User + system CPU of the process: the rest of the wall time is waiting,
     /// mostly for PostgreSQL.
     cpu: Duration,
+    user: Duration,
+    system: Duration,
     max_rss_kib: u64,
+    /// CPU of every PostgreSQL process on the machine meanwhile (other clients'
+    /// included), when /proc tells.
+    server_cpu: Option<Duration>,
+    /// The JSON printed, when asked for.
+    json: Option<serde_json::Value>,
 }
 
 /// Runs `burnrate snapshot --json` once: wall time, CPU time and peak RSS (wait4).
 fn snapshot_once(burnrate: &Path, url: &str, home: &Path) -> Result<SnapshotRun> {
+    snapshot_run(burnrate, url, home, home, false)
+}
+
+/// `snapshot_once` with its state and config directories apart; with `keep_json`,
+/// its output parsed.
+fn snapshot_run(
+    burnrate: &Path,
+    url: &str,
+    state: &Path,
+    config: &Path,
+    keep_json: bool,
+) -> Result<SnapshotRun> {
+    let out_path = state.join("snapshot.json");
+    let stdout = if keep_json {
+        Stdio::from(
+            std::fs::File::create(&out_path)
+                .wrap_err_with(|| format!("creating {}", out_path.display()))?,
+        )
+    } else {
+        Stdio::null()
+    };
     let mut cmd = Command::new(burnrate);
     cmd.args(["snapshot", "--json"])
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(Stdio::inherit());
-    burnrate_env(&mut cmd, url, home);
+    burnrate_env_in(&mut cmd, url, state, config);
+    let server0 = postgres_cpu_ticks();
     let started = Instant::now();
     let child = cmd
         .spawn()
@@ -459,6 +551,7 @@ fn snapshot_once(burnrate: &Path, url: &str, home: &Path) -> Result<SnapshotRun>
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let took = started.elapsed();
+    let server1 = postgres_cpu_ticks();
     drop(child);
     if r != pid {
         bail!("waiting for burnrate snapshot failed");
@@ -469,11 +562,83 @@ fn snapshot_once(burnrate: &Path, url: &str, home: &Path) -> Result<SnapshotRun>
     let tv = |t: libc::timeval| {
         Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
     };
+    let json = if keep_json {
+        let text = std::fs::read_to_string(&out_path)
+            .wrap_err_with(|| format!("reading {}", out_path.display()))?;
+        Some(
+            serde_json::from_str(&text)
+                .wrap_err("burnrate snapshot --json printed something that is not JSON")?,
+        )
+    } else {
+        None
+    };
     Ok(SnapshotRun {
         wall: took,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        user: tv(usage.ru_utime),
+        system: tv(usage.ru_stime),
         max_rss_kib: usage.ru_maxrss.max(0) as u64,
+        server_cpu: server0.zip(server1).map(|(a, b)| {
+            Duration::from_secs_f64(b.saturating_sub(a) as f64 / clock_ticks_per_sec())
+        }),
+        json,
     })
+}
+
+/// The PostgreSQL server's postmaster, when it runs on this machine and the bench
+/// can read its data directory (see `find_postmaster`).
+static POSTMASTER: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Finds the postmaster of the server `client` is connected to: the first line of
+/// `postmaster.pid` in its data directory (a local server only).
+async fn find_postmaster(client: &Client) -> Option<u32> {
+    let dir = simple(client, "SELECT current_setting('data_directory')")
+        .await
+        .ok()?
+        .first()
+        .cloned()
+        .flatten()?;
+    let pid_file = std::fs::read_to_string(Path::new(&dir).join("postmaster.pid")).ok()?;
+    let pid: u32 = pid_file.lines().next()?.trim().parse().ok()?;
+    std::fs::metadata(format!("/proc/{pid}/stat")).ok()?;
+    Some(pid)
+}
+
+/// CPU of the server: user + system time, and reaped children's, of its
+/// postmaster and of every process it started (backends, parallel workers,
+/// background processes), in clock ticks. A backend that exits moves its time
+/// into the postmaster's children's time, so the sum only grows. Other clients'
+/// work is included.
+fn postgres_cpu_ticks() -> Option<u64> {
+    let postmaster = *POSTMASTER.get()?;
+    // (parent pid, utime + stime + cutime + cstime) of a process.
+    let read = |pid: &str| -> Option<(u32, u64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let f: Vec<&str> = stat[stat.rfind(')')? + 2..].split_whitespace().collect();
+        // ppid is field 4 of stat (1 after ')'); utime, stime, cutime, cstime
+        // are fields 14-17 (11-14 after ')').
+        let ppid = f.get(1)?.parse().ok()?;
+        let t = (11..=14)
+            .map(|i| f.get(i).and_then(|v| v.parse::<u64>().ok()))
+            .sum::<Option<u64>>()?;
+        Some((ppid, t))
+    };
+    let mut total = read(&postmaster.to_string())?.1;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|n| n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if let Some((ppid, t)) = read(pid)
+            && ppid == postmaster
+        {
+            total += t;
+        }
+    }
+    Some(total)
 }
 
 /// utime + stime of a process, in clock ticks.
@@ -509,112 +674,176 @@ struct WatchRun {
     hwm_kib: u64,
 }
 
+/// `burnrate watch` in a 160x48 pseudo-terminal, its screen kept by a vt100 parser.
+struct PtyWatch {
+    started: Instant,
+    pid: u32,
+    child: Box<dyn portable_pty::Child + Send + Sync>,
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    writer: Box<dyn Write + Send>,
+    master: Box<dyn portable_pty::MasterPty + Send>,
+    reader_thread: std::thread::JoinHandle<()>,
+    parser: vt100::Parser,
+}
+
+impl PtyWatch {
+    /// Starts `burnrate watch` with the bench database and these directories.
+    fn spawn(burnrate: &Path, url: &str, state: &Path, config: &Path) -> Result<PtyWatch> {
+        use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+        let (rows, cols) = (48u16, 160u16);
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows,
+                cols,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .map_err(|e| eyre!("opening a pseudo-terminal: {e}"))?;
+        let mut cmd = CommandBuilder::new(burnrate);
+        cmd.arg("watch");
+        cmd.env("TERM", "xterm-256color");
+        cmd.env("DATABASE_URL", url);
+        cmd.env("XDG_STATE_HOME", state);
+        cmd.env("XDG_CONFIG_HOME", config);
+        cmd.env_remove("BURNRATE_CONFIG");
+        cmd.env_remove("RUST_LOG");
+        let started = Instant::now();
+        let child = pty
+            .slave
+            .spawn_command(cmd)
+            .map_err(|e| eyre!("starting burnrate watch: {e}"))?;
+        drop(pty.slave);
+        let pid = child
+            .process_id()
+            .ok_or_else(|| eyre!("burnrate watch has no process id"))?;
+        let mut reader = pty
+            .master
+            .try_clone_reader()
+            .map_err(|e| eyre!("reading the pseudo-terminal: {e}"))?;
+        let writer = pty
+            .master
+            .take_writer()
+            .map_err(|e| eyre!("writing to the pseudo-terminal: {e}"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let reader_thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 16384];
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(PtyWatch {
+            started,
+            pid,
+            child,
+            rx,
+            writer,
+            master: pty.master,
+            reader_thread,
+            parser: vt100::Parser::new(rows, cols, 0),
+        })
+    }
+
+    /// Waits up to `wait` for output and feeds all of it to the screen.
+    fn pump(&mut self, wait: Duration) {
+        if let Ok(bytes) = self.rx.recv_timeout(wait) {
+            self.parser.process(&bytes);
+            while let Ok(more) = self.rx.try_recv() {
+                self.parser.process(&more);
+            }
+        }
+    }
+
+    /// Reads and discards output, so the dashboard never blocks on a full pty.
+    fn drain(&mut self) {
+        while self.rx.try_recv().is_ok() {}
+    }
+
+    fn screen(&self) -> String {
+        self.parser.screen().contents()
+    }
+
+    /// Pumps until `done` holds for the screen; the time since the spawn.
+    fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&str) -> bool,
+    ) -> Result<Duration> {
+        let deadline = self.started + timeout;
+        loop {
+            self.pump(Duration::from_millis(20));
+            let screen = self.screen();
+            if done(&screen) {
+                return Ok(self.started.elapsed());
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!("burnrate watch exited early ({status:?}); screen:\n{screen}");
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                bail!(
+                    "burnrate watch did not reach {what} within {} s; screen:\n{screen}",
+                    timeout.as_secs()
+                );
+            }
+        }
+    }
+
+    /// Keeps the terminal drained for `d`.
+    fn idle(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            self.drain();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Quits with `q` (killed after 10 s).
+    fn quit(mut self) {
+        let _ = self.writer.write_all(b"q");
+        let _ = self.writer.flush();
+        let quit_by = Instant::now() + Duration::from_secs(10);
+        loop {
+            self.drain();
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > quit_by {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        drop(self.writer);
+        drop(self.master);
+        let _ = self.reader_thread.join();
+    }
+}
+
 /// Starts the dashboard in a 160x48 pseudo-terminal, waits until its status bar
 /// says Live (history loaded), then measures its CPU over `idle` with no new rows
 /// and its peak RSS; quits it with `q`.
 fn watch_idle(burnrate: &Path, url: &str, home: &Path, idle: Duration) -> Result<WatchRun> {
-    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
-    let (rows, cols) = (48u16, 160u16);
-    let pty = native_pty_system()
-        .openpty(PtySize {
-            rows,
-            cols,
-            pixel_width: 0,
-            pixel_height: 0,
-        })
-        .map_err(|e| eyre!("opening a pseudo-terminal: {e}"))?;
-    let mut cmd = CommandBuilder::new(burnrate);
-    cmd.arg("watch");
-    cmd.env("TERM", "xterm-256color");
-    cmd.env("DATABASE_URL", url);
-    cmd.env("XDG_STATE_HOME", home);
-    cmd.env("XDG_CONFIG_HOME", home);
-    cmd.env_remove("BURNRATE_CONFIG");
-    cmd.env_remove("RUST_LOG");
-    let started = Instant::now();
-    let mut child = pty
-        .slave
-        .spawn_command(cmd)
-        .map_err(|e| eyre!("starting burnrate watch: {e}"))?;
-    drop(pty.slave);
-    let pid = child
-        .process_id()
-        .ok_or_else(|| eyre!("burnrate watch has no process id"))?;
-    let mut reader = pty
-        .master
-        .try_clone_reader()
-        .map_err(|e| eyre!("reading the pseudo-terminal: {e}"))?;
-    let mut writer = pty
-        .master
-        .take_writer()
-        .map_err(|e| eyre!("writing to the pseudo-terminal: {e}"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
-    let reader_thread = std::thread::spawn(move || {
-        let mut buf = [0u8; 16384];
-        while let Ok(n) = reader.read(&mut buf) {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
-                break;
-            }
-        }
-    });
-    let mut parser = vt100::Parser::new(rows, cols, 0);
-    let deadline = started + Duration::from_secs(900);
-    let to_live = loop {
-        if let Ok(bytes) = rx.recv_timeout(Duration::from_millis(50)) {
-            parser.process(&bytes);
-            while let Ok(more) = rx.try_recv() {
-                parser.process(&more);
-            }
-        }
-        let screen = parser.screen().contents();
-        // The status bar says Live once connected; the history is in when the
-        // loading screen has gone too.
-        if screen.contains(" Live ") && !screen.contains("Loading history") {
-            break started.elapsed();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            bail!("burnrate watch exited early ({status:?}); screen:\n{screen}");
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            bail!("burnrate watch did not reach Live within 15 minutes; screen:\n{screen}");
-        }
-    };
+    let mut w = PtyWatch::spawn(burnrate, url, home, home)?;
+    // The status bar says Live once connected; the history is in when the
+    // loading screen has gone too.
+    let to_live = w.wait_for("Live", Duration::from_secs(900), |screen| {
+        screen.contains(" Live ") && !screen.contains("Loading history")
+    })?;
     // Let the first rebuilds after the backfill settle, then measure.
-    let settle = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < settle {
-        while rx.try_recv().is_ok() {}
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    w.idle(Duration::from_secs(3));
+    let pid = w.pid;
     let t0 = Instant::now();
     let c0 = cpu_ticks(pid).ok_or_else(|| eyre!("cannot read /proc/{pid}/stat"))?;
-    while t0.elapsed() < idle {
-        // Drain the terminal so the dashboard never blocks on a full pty.
-        while rx.try_recv().is_ok() {}
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    w.idle(idle);
     let c1 = cpu_ticks(pid).ok_or_else(|| eyre!("cannot read /proc/{pid}/stat"))?;
     let idle_secs = t0.elapsed().as_secs_f64();
     let hwm_kib = vm_hwm_kib(pid).unwrap_or(0);
     let cpu_percent = (c1 - c0) as f64 / clock_ticks_per_sec() / idle_secs * 100.0;
-    let _ = writer.write_all(b"q");
-    let _ = writer.flush();
-    let quit_by = Instant::now() + Duration::from_secs(10);
-    loop {
-        while rx.try_recv().is_ok() {}
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        if Instant::now() > quit_by {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(writer);
-    drop(pty.master);
-    let _ = reader_thread.join();
+    w.quit();
     Ok(WatchRun {
         to_live,
         cpu_percent,
@@ -1002,7 +1231,10 @@ async fn main() -> Result<()> {
     // Absolute: the pseudo-terminal's spawner looks a relative name up in PATH.
     let burnrate = std::fs::canonicalize(&args.burnrate)?;
     let args = Args { burnrate, ..args };
-    let url = bench_url(&args.admin_url)?;
+    if args.highcard {
+        return highcard(&args, &q).await;
+    }
+    let url = bench_url(&args.admin_url, BENCH_DB)?;
     let home = tempfile::tempdir()?;
     let runs = args.runs();
     let load_start = loadavg();
@@ -1013,7 +1245,7 @@ async fn main() -> Result<()> {
 
     eprintln!("== data set");
     let load_time = if args.reuse {
-        let exists = simple(&admin, q.get("database_exists")?).await?;
+        let exists = simple(&admin, &q.db("database_exists", BENCH_DB)?).await?;
         if exists.first().cloned().flatten().as_deref() != Some("1") {
             bail!("--reuse: there is no burnrate_bench database yet; run without --reuse");
         }
@@ -1496,6 +1728,652 @@ async fn main() -> Result<()> {
     println!("insert-rate steps (refresh interval {refresh_s:.0} s):");
     for l in &step_lines {
         println!("- {l}");
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// --highcard: the high-cardinality data set of issue 17 and its start-up figures.
+// ---------------------------------------------------------------------------
+
+/// The loading view of today's dashboard: the progress screen instead of the
+/// panes, and the header's placeholder for the figures.
+const LOADING_VIEW: [&str; 3] = [
+    "Loading history",
+    "Loading the last",
+    "once the history is in",
+];
+
+/// Anything on the screen that says part of the dashboard is still coming: the
+/// status bar's backfill badge, and a pane or view that says it is loading or
+/// waiting for something (the wording a progressive dashboard must use for the
+/// full-dashboard time to wait for it).
+const STILL_LOADING: [&str; 5] = [
+    "Backfilling",
+    "Loading",
+    "loading",
+    "Waiting for",
+    "waiting for",
+];
+
+/// First screen: the header shows a month-to-date dollar figure ("month-to-date
+/// $1,234" or, narrower, "MTD $1,234": a digit right after the dollar sign) and
+/// the loading view is gone. The header shows no figure while the history loads
+/// today ("month-to-date, burn and forecast once the history is in").
+fn shows_live_numbers(screen: &str) -> bool {
+    let figure = ["month-to-date $", "MTD $"].iter().any(|label| {
+        screen.match_indices(label).any(|(i, _)| {
+            screen[i + label.len()..]
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_digit())
+        })
+    });
+    figure && !LOADING_VIEW.iter().any(|m| screen.contains(m))
+}
+
+/// Full dashboard: live numbers, the status bar's badge says Live, and nothing
+/// on the screen says it is still loading or waiting (`STILL_LOADING`).
+fn shows_full_dashboard(screen: &str) -> bool {
+    shows_live_numbers(screen)
+        && screen.contains(" Live ")
+        && !STILL_LOADING.iter().any(|m| screen.contains(m))
+}
+
+/// The header's line with the month-to-date figure, for the log.
+fn figures_line(screen: &str) -> String {
+    screen
+        .lines()
+        .find(|l| l.contains("month-to-date $") || l.contains("MTD $"))
+        .map(|l| l.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// One `burnrate watch` start.
+struct ScreenRun {
+    /// Spawn to the first screen with live numbers.
+    first_screen: Duration,
+    /// Spawn to the full dashboard.
+    full: Duration,
+    /// VmHWM 3 s after the full dashboard.
+    hwm_kib: u64,
+}
+
+/// Starts `burnrate watch` in a pseudo-terminal and times its first screen and
+/// full dashboard (see `shows_live_numbers`, `shows_full_dashboard`), then its
+/// peak RSS 3 s later; quits it.
+fn watch_start(burnrate: &Path, url: &str, state: &Path, config: &Path) -> Result<ScreenRun> {
+    let timeout = Duration::from_secs(3600);
+    let mut w = PtyWatch::spawn(burnrate, url, state, config)?;
+    let first_screen = w.wait_for("live numbers", timeout, shows_live_numbers)?;
+    let header = figures_line(&w.screen());
+    let full = w.wait_for("the full dashboard", timeout, shows_full_dashboard)?;
+    w.idle(Duration::from_secs(3));
+    let hwm_kib = vm_hwm_kib(w.pid).unwrap_or(0);
+    w.quit();
+    eprintln!(
+        "    first screen {} ({header}), full dashboard {}, VmHWM {} MiB",
+        fmt_ms(ms(first_screen)),
+        fmt_ms(ms(full)),
+        hwm_kib / 1024
+    );
+    Ok(ScreenRun {
+        first_screen,
+        full,
+        hwm_kib,
+    })
+}
+
+/// Drops and recreates burnrate_bench_highcard and fills it on the server with
+/// `highcard_insert` of scripts/bench.sql, in batches.
+async fn load_highcard(args: &Args, q: &Queries, admin: &Client, url: &str) -> Result<Duration> {
+    simple(admin, &q.db("drop_database", HIGHCARD_DB)?).await?;
+    simple(admin, &q.db("create_database", HIGHCARD_DB)?).await?;
+    // The table, its columns and indexes exactly as `burnrate db init` makes them.
+    schema::init(&ConnectTarget::from_url(url)?, TABLE).await?;
+    let client = connect(url).await?;
+    simple(&client, q.get("highcard_session")?).await?;
+    let insert = client
+        .prepare(q.get("highcard_insert")?)
+        .await
+        .wrap_err("preparing highcard_insert of scripts/bench.sql")?;
+    let span = (HIGHCARD_DAYS * 86_400) as f64;
+    let start = Utc::now().timestamp_micros() as f64 / 1e6 - span;
+    let total = args.rows as f64;
+    let started = Instant::now();
+    let mut from = 0u64;
+    let mut next_report = 1_000_000u64;
+    while from < args.rows {
+        let to = (from + HIGHCARD_BATCH).min(args.rows);
+        let (a, b) = (from as i64, to as i64);
+        client
+            .execute(&insert, &[&a, &b, &total, &start, &span])
+            .await
+            .wrap_err_with(|| format!("inserting rows {from}..{to} of the high-cardinality set"))?;
+        from = to;
+        if from >= next_report || from == args.rows {
+            eprintln!(
+                "  inserted {} rows ({:.0} s)",
+                group(from),
+                started.elapsed().as_secs_f64()
+            );
+            next_report = from + 1_000_000;
+        }
+    }
+    let took = started.elapsed();
+    eprintln!("  VACUUM ANALYZE");
+    simple(&client, q.get("vacuum_analyze")?).await?;
+    Ok(took)
+}
+
+/// The median, the mean of the middle two of an even count (`median` is the
+/// nearest-rank one, the lower of two runs); NaN when empty.
+fn mid(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Median and the runs, for the table: "12.3 s (12.1 / 12.3 / 14.0)".
+fn runs_ms(v: &[f64]) -> String {
+    if v.len() <= 1 {
+        return fmt_ms(mid(v));
+    }
+    let each: Vec<String> = v.iter().map(|&x| fmt_ms(x)).collect();
+    format!("{} ({})", fmt_ms(mid(v)), each.join(" / "))
+}
+
+/// The numbers of the snapshot's `store` section, "cells 2,000,000, bytes ...".
+fn store_summary(json: Option<&serde_json::Value>) -> String {
+    let Some(store) = json
+        .and_then(|j| j.get("store"))
+        .and_then(|s| s.as_object())
+    else {
+        return "no store section in the JSON".into();
+    };
+    store
+        .iter()
+        .map(|(k, v)| match v.as_u64() {
+            Some(n) => format!("{k} {}", group(n)),
+            None => format!("{k} {v}"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn store_field(json: Option<&serde_json::Value>, field: &str) -> Option<u64> {
+    json?.get("store")?.get(field)?.as_u64()
+}
+
+/// Cold and restart starts of `watch` and `snapshot --json`, in pairs: the cold
+/// one in a fresh state directory, the restart right after it in the same one
+/// (what a restart finds there: nothing yet, as of session 10).
+struct StartRuns {
+    watch_cold: Vec<ScreenRun>,
+    watch_restart: Vec<ScreenRun>,
+    snap_cold: Vec<SnapshotRun>,
+    snap_restart: Vec<SnapshotRun>,
+}
+
+fn start_runs(
+    burnrate: &Path,
+    url: &str,
+    config: &Path,
+    runs: usize,
+    restarts: bool,
+) -> Result<StartRuns> {
+    let mut r = StartRuns {
+        watch_cold: Vec::new(),
+        watch_restart: Vec::new(),
+        snap_cold: Vec::new(),
+        snap_restart: Vec::new(),
+    };
+    for i in 0..runs {
+        let state = tempfile::tempdir()?;
+        eprintln!("  watch, run {}: cold", i + 1);
+        r.watch_cold
+            .push(watch_start(burnrate, url, state.path(), config)?);
+        if restarts {
+            eprintln!("  watch, run {}: restart", i + 1);
+            r.watch_restart
+                .push(watch_start(burnrate, url, state.path(), config)?);
+        }
+    }
+    for i in 0..runs {
+        let state = tempfile::tempdir()?;
+        let one = |what: &str| -> Result<SnapshotRun> {
+            let s = snapshot_run(burnrate, url, state.path(), config, true)?;
+            eprintln!(
+                "  snapshot --json, run {} {what}: {} wall; CPU {} user + {} system; \
+                 server CPU {}; max RSS {} MiB; store: {}",
+                i + 1,
+                fmt_ms(ms(s.wall)),
+                fmt_ms(ms(s.user)),
+                fmt_ms(ms(s.system)),
+                s.server_cpu.map_or("?".into(), |d| fmt_ms(ms(d))),
+                s.max_rss_kib / 1024,
+                store_summary(s.json.as_ref())
+            );
+            Ok(s)
+        };
+        r.snap_cold.push(one("cold")?);
+        if restarts {
+            r.snap_restart.push(one("restart")?);
+        }
+    }
+    Ok(r)
+}
+
+fn col_ms<T>(v: &[T], f: impl Fn(&T) -> Duration) -> Vec<f64> {
+    v.iter().map(|x| ms(f(x))).collect()
+}
+
+/// scripts/bench --highcard: loads (or, with --reuse, finds) the high-cardinality
+/// data set and measures the start-up figures of issue 17 against the seed
+/// cost-by-feature query timed in the same run.
+async fn highcard(args: &Args, q: &Queries) -> Result<()> {
+    let db = args.database();
+    let url = bench_url(&args.admin_url, db)?;
+    let runs = args.runs();
+    let load_start = loadavg();
+    let admin = connect(&args.admin_url).await?;
+    let version = simple(&admin, q.get("server_version")?).await?;
+    let pg_version = version.first().cloned().flatten().unwrap_or_default();
+    let shared_buffers = version.get(1).cloned().flatten().unwrap_or_default();
+    match find_postmaster(&admin).await {
+        Some(pid) => {
+            let _ = POSTMASTER.set(pid);
+        }
+        None => {
+            eprintln!("  (the server's postmaster.pid is not readable here: no server CPU figures)")
+        }
+    }
+
+    eprintln!("== the high-cardinality data set ({db})");
+    let load_time = if args.reuse {
+        let exists = simple(&admin, &q.db("database_exists", db)?).await?;
+        if exists.first().cloned().flatten().as_deref() != Some("1") {
+            bail!(
+                "--reuse: there is no {db} database yet; run scripts/bench --highcard without --reuse"
+            );
+        }
+        None
+    } else {
+        Some(load_highcard(args, q, &admin, &url).await?)
+    };
+    let client = connect(&url).await?;
+    let ds = simple(&client, q.get("data_set")?).await?;
+    let col = |i: usize| ds.get(i).cloned().flatten().unwrap_or_default();
+    let rows: u64 = col(0).parse().unwrap_or(0);
+    let t = Instant::now();
+    let combos: u64 = simple(&client, q.get("combinations")?)
+        .await?
+        .first()
+        .cloned()
+        .flatten()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let combos_ms = ms(t.elapsed());
+    let data_set = format!(
+        "{} rows, {} users, {} features, {} models, {} tenants, {} regions, {} to {}, {} on disk; \
+         {} (hour, five names) combinations ({:.1}% of the rows; one server GROUP BY of them {})",
+        group(rows),
+        col(1),
+        col(2),
+        col(3),
+        col(4),
+        col(5),
+        col(6),
+        col(7),
+        col(8),
+        group(combos),
+        combos as f64 / rows.max(1) as f64 * 100.0,
+        fmt_ms(combos_ms)
+    );
+    eprintln!("  {data_set}");
+    if args.load_only {
+        return Ok(());
+    }
+
+    eprintln!("== seed queries (reconstructed) and the bare scan, {runs} runs each");
+    let mut seed = BTreeMap::new();
+    for name in [
+        "seed_cost_by_feature_per_day",
+        "seed_top_cost_drivers_week",
+        "seed_cost_per_request_per_day",
+        "bare_scan",
+    ] {
+        let t = time_query(&client, q.get(name)?, runs).await?;
+        eprintln!("  {name}: {}", runs_ms(&t));
+        seed.insert(name, t);
+    }
+    let seed_before = seed["seed_cost_by_feature_per_day"].clone();
+
+    let empty_config = tempfile::tempdir()?;
+    eprintln!("== starts on the raw table: `watch` in a pseudo-terminal, then `snapshot --json`");
+    let raw = start_runs(&args.burnrate, &url, empty_config.path(), runs, true)?;
+
+    eprintln!("== in-process backfill (library), then tail polls");
+    let target = ConnectTarget::from_url(&url)?;
+    let t = Instant::now();
+    let mut source = PgSource::new(target.clone(), source_options())?;
+    let mut sink = Sink {
+        store: Store::new(StoreConfig::default(), Utc::now()),
+        tail_rows: 0,
+        applied: Vec::new(),
+    };
+    step(&mut source, &mut sink, true).await?;
+    let backfill_ms = ms(t.elapsed());
+    eprintln!("  backfill {}", fmt_ms(backfill_ms));
+    step(&mut source, &mut sink, false).await?;
+    let mut idle_polls = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        step(&mut source, &mut sink, false).await?;
+        idle_polls.push(ms(t.elapsed()));
+    }
+    let idle_poll = mid(&idle_polls);
+    eprintln!("  no new rows: median poll {}", fmt_ms(idle_poll));
+    let ref_rate = (rows as f64 / (HIGHCARD_DAYS * 86_400) as f64).max(1.0);
+    let ref_phase = tail_phase(
+        &mut source,
+        &mut sink,
+        &url,
+        ref_rate,
+        Duration::from_secs(if args.quick { 10 } else { 20 }),
+        false,
+        301,
+        None,
+    )
+    .await?;
+    let ref_poll = mid(&ref_phase.polls.iter().map(|p| p.0).collect::<Vec<_>>());
+    eprintln!(
+        "  at the data set's own rate ({ref_rate:.1} rows/s, simulator rows): median poll {}",
+        fmt_ms(ref_poll)
+    );
+    drop(source);
+    drop(sink);
+
+    let rollup = if args.rollup {
+        eprintln!("== rollup mode: db init --rollup (the first roll), then the starts again");
+        let home = tempfile::tempdir()?;
+        let t = Instant::now();
+        let mut init = Command::new(&args.burnrate);
+        init.args(["db", "init", "--rollup"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        burnrate_env(&mut init, &url, home.path());
+        if !init.status()?.success() {
+            bail!("burnrate db init --rollup failed; its error is above");
+        }
+        let first_roll_ms = ms(t.elapsed());
+        eprintln!("  first roll {}", fmt_ms(first_roll_ms));
+        let config = tempfile::tempdir()?;
+        std::fs::create_dir_all(config.path().join("burnrate"))?;
+        std::fs::write(
+            config.path().join("burnrate/burnrate.toml"),
+            "[database]\nrollup = true\n",
+        )?;
+        let r = start_runs(&args.burnrate, &url, config.path(), runs, false)?;
+        Some((first_roll_ms, r))
+    } else {
+        None
+    };
+
+    eprintln!("== the seed cost-by-feature query again, {runs} runs");
+    let seed_after = time_query(&client, q.get("seed_cost_by_feature_per_day")?, runs).await?;
+    eprintln!("  {}", runs_ms(&seed_after));
+    let load_end = loadavg();
+
+    // Medians.
+    let all_seed: Vec<f64> = seed_before.iter().chain(&seed_after).copied().collect();
+    let seed_feature = mid(&all_seed);
+    let seed_all = seed_feature
+        + mid(&seed["seed_top_cost_drivers_week"])
+        + mid(&seed["seed_cost_per_request_per_day"]);
+    let bare = mid(&seed["bare_scan"]);
+    let first_cold = col_ms(&raw.watch_cold, |r| r.first_screen);
+    let full_cold = col_ms(&raw.watch_cold, |r| r.full);
+    let first_restart = col_ms(&raw.watch_restart, |r| r.first_screen);
+    let full_restart = col_ms(&raw.watch_restart, |r| r.full);
+    let watch_hwm_mib = raw
+        .watch_cold
+        .iter()
+        .chain(&raw.watch_restart)
+        .map(|r| r.hwm_kib)
+        .max()
+        .unwrap_or(0) as f64
+        / 1024.0;
+    let snap_wall = col_ms(&raw.snap_cold, |r| r.wall);
+    let snap_user = mid(&col_ms(&raw.snap_cold, |r| r.user));
+    let snap_sys = mid(&col_ms(&raw.snap_cold, |r| r.system));
+    let snap_server: Vec<f64> = raw
+        .snap_cold
+        .iter()
+        .filter_map(|r| r.server_cpu.map(ms))
+        .collect();
+    let snap_restart_wall = col_ms(&raw.snap_restart, |r| r.wall);
+    let snap_rss_mib = raw
+        .snap_cold
+        .iter()
+        .chain(&raw.snap_restart)
+        .map(|r| r.max_rss_kib)
+        .max()
+        .unwrap_or(0) as f64
+        / 1024.0;
+    let store_json = raw.snap_cold.last().and_then(|r| r.json.as_ref());
+    let mib_to_mb = |mib: f64| mib * 1024.0 * 1024.0 / 1e6;
+
+    let mut lines = vec![
+        Line {
+            figure: "first screen, `watch` cold (header shows a month-to-date $ figure, no loading view)".into(),
+            value: runs_ms(&first_cold),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&first_cold), seed_feature),
+            target: "<= 2 s".into(),
+            met: met(mid(&first_cold) <= 2000.0),
+        },
+        Line {
+            figure: "full dashboard, `watch` cold on the raw table (status bar Live, nothing loading)"
+                .into(),
+            value: runs_ms(&full_cold),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&full_cold), seed_feature),
+            target: "<= 3x seed query".into(),
+            met: met(mid(&full_cold) <= 3.0 * seed_feature),
+        },
+        Line {
+            figure: "restart: first screen, a second `watch` right after the first".into(),
+            value: runs_ms(&first_restart),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&first_restart), seed_feature),
+            target: "<= 2 s".into(),
+            met: met(mid(&first_restart) <= 2000.0),
+        },
+        Line {
+            figure: "restart: full dashboard, the second `watch`".into(),
+            value: runs_ms(&full_restart),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&full_restart), seed_feature),
+            target: "<= 2 s".into(),
+            met: met(mid(&full_restart) <= 2000.0),
+        },
+        Line {
+            figure: "`snapshot --json` cold on the raw table (wall)".into(),
+            value: format!(
+                "{}; CPU {} user + {} system; server CPU {}",
+                runs_ms(&snap_wall),
+                fmt_ms(snap_user),
+                fmt_ms(snap_sys),
+                fmt_ms(mid(&snap_server))
+            ),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&snap_wall), seed_feature),
+            target: "<= 3x seed query".into(),
+            met: met(mid(&snap_wall) <= 3.0 * seed_feature),
+        },
+        Line {
+            figure: "restart: `snapshot --json` right after the first".into(),
+            value: runs_ms(&snap_restart_wall),
+            against: format!("seed query {}", fmt_ms(seed_feature)),
+            ratio: ratio(mid(&snap_restart_wall), seed_feature),
+            target: "<= 2 s".into(),
+            met: met(mid(&snap_restart_wall) <= 2000.0),
+        },
+        Line {
+            figure: "peak RSS, `watch` 3 s after the full dashboard (highest of its runs)".into(),
+            value: format!("{watch_hwm_mib:.0} MiB ({:.0} MB)", mib_to_mb(watch_hwm_mib)),
+            against: "150 MB".into(),
+            ratio: ratio(mib_to_mb(watch_hwm_mib), 150.0),
+            target: "<= 150 MB".into(),
+            met: met(mib_to_mb(watch_hwm_mib) <= 150.0),
+        },
+        Line {
+            figure: "peak RSS, `snapshot --json` (highest of its runs)".into(),
+            value: format!("{snap_rss_mib:.0} MiB ({:.0} MB)", mib_to_mb(snap_rss_mib)),
+            against: "150 MB".into(),
+            ratio: ratio(mib_to_mb(snap_rss_mib), 150.0),
+            target: "(information)".into(),
+            met: "-".into(),
+        },
+        Line {
+            figure: "store (`snapshot --json`, its `store` section)".into(),
+            value: format!(
+                "{} cells, {} bytes",
+                store_field(store_json, "cells").map_or("?".into(), group),
+                store_field(store_json, "bytes").map_or("?".into(), group)
+            ),
+            against: format!("{} rows, {} combinations", group(rows), group(combos)),
+            ratio: store_field(store_json, "cells")
+                .map_or("n/a".into(), |c| ratio(c as f64, rows as f64)),
+            target: "(information)".into(),
+            met: "-".into(),
+        },
+        Line {
+            figure: "database time per refresh, no new rows".into(),
+            value: fmt_ms(idle_poll),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: format!("{} less", ratio(seed_all, idle_poll)),
+            target: ">= 500x less (issue 8)".into(),
+            met: met(seed_all / idle_poll >= 500.0),
+        },
+        Line {
+            figure: format!("database time per refresh, data set's rate ({ref_rate:.1} rows/s)"),
+            value: fmt_ms(ref_poll),
+            against: format!("3 seed queries {}", fmt_ms(seed_all)),
+            ratio: format!("{} less", ratio(seed_all, ref_poll)),
+            target: ">= 500x less (issue 8)".into(),
+            met: met(seed_all / ref_poll >= 500.0),
+        },
+    ];
+    if let Some((first_roll_ms, r)) = &rollup {
+        let first = col_ms(&r.watch_cold, |r| r.first_screen);
+        let full = col_ms(&r.watch_cold, |r| r.full);
+        let snap = col_ms(&r.snap_cold, |r| r.wall);
+        let hwm = r.watch_cold.iter().map(|r| r.hwm_kib).max().unwrap_or(0) as f64 / 1024.0;
+        lines.extend([
+            Line {
+                figure: "rollup mode: first screen, `watch` cold".into(),
+                value: runs_ms(&first),
+                against: format!("seed query {}", fmt_ms(seed_feature)),
+                ratio: ratio(mid(&first), seed_feature),
+                target: "<= 2 s".into(),
+                met: met(mid(&first) <= 2000.0),
+            },
+            Line {
+                figure: format!(
+                    "rollup mode: full dashboard, `watch` cold (first roll {}; peak RSS {hwm:.0} MiB)",
+                    fmt_ms(*first_roll_ms)
+                ),
+                value: runs_ms(&full),
+                against: format!("seed query {}", fmt_ms(seed_feature)),
+                ratio: ratio(mid(&full), seed_feature),
+                target: "<= seed query".into(),
+                met: met(mid(&full) <= seed_feature),
+            },
+            Line {
+                figure: "rollup mode: `snapshot --json` cold".into(),
+                value: format!(
+                    "{}; CPU {} user + {} system",
+                    runs_ms(&snap),
+                    fmt_ms(mid(&col_ms(&r.snap_cold, |r| r.user))),
+                    fmt_ms(mid(&col_ms(&r.snap_cold, |r| r.system)))
+                ),
+                against: format!("seed query {}", fmt_ms(seed_feature)),
+                ratio: ratio(mid(&snap), seed_feature),
+                target: "<= seed query".into(),
+                met: met(mid(&snap) <= seed_feature),
+            },
+        ]);
+    }
+
+    println!();
+    println!("## burnrate benchmark: the high-cardinality data set (issue 17)");
+    println!();
+    println!(
+        "command: `scripts/bench --highcard{}{}{}{}`",
+        if args.rollup { " --rollup" } else { "" },
+        if args.quick { " --quick" } else { "" },
+        if args.reuse { " --reuse" } else { "" },
+        format_args!(" --rows {} --runs {runs}", args.rows)
+    );
+    println!(
+        "machine: {} cores, {} RAM; PostgreSQL {pg_version} (shared_buffers {shared_buffers}); \
+         load average {load_start} at the start, {load_end} at the end",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        mem_total()
+    );
+    println!("data set ({db}): {data_set}");
+    if let Some(t) = load_time {
+        println!(
+            "generated on the server (highcard_insert, batches of {}) in {:.1} s ({:.0} rows/s)",
+            group(HIGHCARD_BATCH),
+            t.as_secs_f64(),
+            args.rows as f64 / t.as_secs_f64()
+        );
+    }
+    println!(
+        "medians of {runs} runs (each run listed in brackets); the seed cost-by-feature query \
+         (reconstructed, scripts/bench.sql) {} before the starts and {} after them, {} over \
+         both; top 5 drivers this week {}, cost per request per day {}; bare scan {}",
+        runs_ms(&seed_before),
+        runs_ms(&seed_after),
+        fmt_ms(seed_feature),
+        fmt_ms(mid(&seed["seed_top_cost_drivers_week"])),
+        fmt_ms(mid(&seed["seed_cost_per_request_per_day"])),
+        fmt_ms(bare)
+    );
+    println!(
+        "where a cold `snapshot --json` spends its {}: {} of its own CPU ({} user + {} system), \
+         {} of CPU in the PostgreSQL server's processes meanwhile (other clients' included)",
+        fmt_ms(mid(&snap_wall)),
+        fmt_ms(snap_user + snap_sys),
+        fmt_ms(snap_user),
+        fmt_ms(snap_sys),
+        fmt_ms(mid(&snap_server))
+    );
+    println!(
+        "in-process backfill (library, no process start, no rendering) {}",
+        fmt_ms(backfill_ms)
+    );
+    println!("store after the backfill: {}", store_summary(store_json));
+    println!();
+    println!("| figure | burnrate | against | ratio | target | result |");
+    println!("|---|---|---|---|---|---|");
+    for l in &lines {
+        println!(
+            "| {} | {} | {} | {} | {} | {} |",
+            l.figure, l.value, l.against, l.ratio, l.target, l.met
+        );
     }
     Ok(())
 }
