@@ -744,6 +744,14 @@ fn with_combinations(store: &Store, hours: RangeInclusive<i64>) -> RangeInclusiv
     (*hours.start()).max(floor)..=*hours.end()
 }
 
+/// "7 days", or the hours a shortened span (`with_combinations`) covers.
+fn span_label(hours: &RangeInclusive<i64>) -> String {
+    match hours.end() - hours.start() + 1 {
+        168 => "7 days".into(),
+        n => format!("the last {n} hours"),
+    }
+}
+
 /// The user most behind the excess of a feature (or model) in `[start, now)`, if it
 /// carries it (see [`carried_by_one_user`]). `users_now` holds every user's window
 /// totals.
@@ -890,7 +898,7 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
                 } else {
                     Severity::Warning
                 },
-                baseline: format!("its share of {fname} over 7 days"),
+                baseline: format!("its share of {fname} over {}", span_label(&week)),
                 since: Some(since),
                 contributors,
                 message,
@@ -1571,6 +1579,25 @@ mod tests {
     use crate::model::{Fact, FactBatch};
     use crate::store::StoreConfig;
     use chrono::Datelike;
+
+    /// A user's usual share is read over the hours with combinations: a week in
+    /// full detail, the detail hours in a one-shot command, and said so.
+    #[test]
+    fn a_share_baseline_names_the_span_it_was_read_over() {
+        let now = DateTime::parse_from_rfc3339("2026-11-28T12:30:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for (detail, want) in [(None, "7 days"), (Some(48), "the last 48 hours")] {
+            let cfg = StoreConfig {
+                detail_hours: detail,
+                ..StoreConfig::default()
+            };
+            let store = Store::new(cfg, now);
+            let cur = store.hour_index(now);
+            let week = with_combinations(&store, (cur - 7 * 24)..=(cur - 1));
+            assert_eq!(span_label(&week), want);
+        }
+    }
 
     fn utc(s: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
