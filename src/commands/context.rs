@@ -17,10 +17,18 @@ pub struct Context {
     pub global: GlobalArgs,
 }
 
-/// Hours a one-shot command keeps in full detail: the longest window its rules
-/// explain with combinations (today, for `today_vs_7d`'s contributors) and a day
-/// of margin.
+/// Hours a one-shot command would keep in full detail, were old hours kept coarse
+/// (see `one_shot_store_config`): the longest window its rules explain with
+/// combinations (today, for `today_vs_7d`'s contributors) and a day of margin.
 pub const ONE_SHOT_DETAIL_HOURS: i64 = 48;
+
+/// Whether `snapshot` and `check` keep hours older than [`ONE_SHOT_DETAIL_HOURS`]
+/// coarse. Off: measured with it on (BACKTEST.md, session 10), the recurring-jobs
+/// month went from 7 to 49 false alarms, because a coarse hour's users come from
+/// the backfill per day, so a nightly batch's user baseline spreads over the day
+/// where the server shapes do not reach (`runaway_user`, `user_share` at 03:00).
+/// On once the coarse backfill also sends each hour's biggest users.
+pub const ONE_SHOT_COARSE: bool = false;
 
 impl Context {
     /// History kept in memory: the view window, and at least five weeks so that
@@ -34,15 +42,16 @@ impl Context {
         }
     }
 
-    /// The store of a one-shot command (`snapshot`, `check`): hours older than
-    /// [`ONE_SHOT_DETAIL_HOURS`] are read and kept coarse (per-dimension totals,
+    /// The store of a one-shot command (`snapshot`, `check`): with
+    /// [`ONE_SHOT_COARSE`], hours older than [`ONE_SHOT_DETAIL_HOURS`] are read and
+    /// kept coarse (per-dimension totals,
     /// users per day), so a cron `check` on a table of millions of end users costs
     /// about one scan, not one group per row. Nothing it prints needs their
     /// combinations: a user list over a window that starts in a coarse day asks the
     /// database for that day's part (`report::users_edge`).
     pub fn one_shot_store_config(&self) -> StoreConfig {
         StoreConfig {
-            detail_hours: Some(ONE_SHOT_DETAIL_HOURS),
+            detail_hours: ONE_SHOT_COARSE.then_some(ONE_SHOT_DETAIL_HOURS),
             ..self.store_config()
         }
     }
