@@ -182,11 +182,21 @@ pub fn breakdown(
     from: DateTime<Utc>,
     top: Option<usize>,
 ) -> Vec<Breakdown> {
-    let mut rows: Vec<Breakdown> = store
-        .by_dim(dim, store.hours_from(from))
-        .into_iter()
-        .map(|(id, a)| Breakdown {
-            name: store.name(dim, id).to_string(),
+    ranked(
+        store
+            .by_dim(dim, store.hours_from(from))
+            .into_iter()
+            .map(|(id, a)| (store.name(dim, id).to_string(), a)),
+        top,
+    )
+}
+
+/// Names with their totals as rows, most expensive first (ties by name), the
+/// first `top` of them.
+fn ranked(totals: impl Iterator<Item = (String, Agg)>, top: Option<usize>) -> Vec<Breakdown> {
+    let mut rows: Vec<Breakdown> = totals
+        .map(|(name, a)| Breakdown {
+            name,
             cost_usd: a.cost,
             requests: a.requests,
             input_tokens: a.input_tokens,
@@ -235,26 +245,7 @@ pub fn users_with_edge(
             .or_default()
             .add(&a);
     }
-    let mut rows: Vec<Breakdown> = totals
-        .into_iter()
-        .map(|(name, a)| Breakdown {
-            name,
-            cost_usd: a.cost,
-            requests: a.requests,
-            input_tokens: a.input_tokens,
-            output_tokens: a.output_tokens,
-            computed_cost_requests: a.computed,
-        })
-        .collect();
-    rows.sort_by(|a, b| {
-        b.cost_usd
-            .cmp(&a.cost_usd)
-            .then_with(|| a.name.cmp(&b.name))
-    });
-    if let Some(n) = top {
-        rows.truncate(n);
-    }
-    rows
+    ranked(totals.into_iter(), top)
 }
 
 pub fn build(

@@ -544,6 +544,21 @@ impl Sql {
         )
     }
 
+    /// One condition per (dimension, name) of a drill-down path, the names as bound
+    /// parameters; `(none)` matches NULL or empty.
+    fn path_conds(&self, path: &[(crate::model::Dim, String)], p: &mut Params) -> Vec<String> {
+        path.iter()
+            .map(|(dim, name)| {
+                let want = if name == NONE_NAME {
+                    String::new()
+                } else {
+                    name.clone()
+                };
+                format!("{} = {}::text", self.names[dim.index()], p.push(want))
+            })
+            .collect()
+    }
+
     /// The most expensive valid rows since a time matching a drill-down path:
     /// (timestamp, cost text, five names, input tokens, output tokens, request id).
     /// Every name and the time are bound parameters; `(none)` matches NULL or empty.
@@ -552,18 +567,7 @@ impl Sql {
             format!("{} >= {}::timestamptz", self.ts, p.push(q.from)),
             self.valid_row(),
         ];
-        for (dim, name) in &q.path {
-            let want = if name == NONE_NAME {
-                String::new()
-            } else {
-                name.clone()
-            };
-            conds.push(format!(
-                "{} = {}::text",
-                self.names[dim.index()],
-                p.push(want)
-            ));
-        }
+        conds.extend(self.path_conds(&q.path, p));
         let request_id = &self.request_id;
         format!(
             "SELECT {ts_sel}, {cost}::text, {names}, {input}, {output}, {request_id} \
@@ -589,18 +593,7 @@ impl Sql {
             format!("{} < {}::timestamptz", self.ts, p.push(q.to)),
             self.valid_row(),
         ];
-        for (dim, name) in &q.path {
-            let want = if name == NONE_NAME {
-                String::new()
-            } else {
-                name.clone()
-            };
-            conds.push(format!(
-                "{} = {}::text",
-                self.names[dim.index()],
-                p.push(want)
-            ));
-        }
+        conds.extend(self.path_conds(&q.path, p));
         format!(
             "SELECT {name}, sum({cost})::text, count(*), {input}, {output}, \
                count(*) FILTER (WHERE {computed}) \
