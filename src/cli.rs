@@ -120,6 +120,10 @@ pub struct DemoArgs {
     /// Seconds after start at which the runaway spike begins.
     #[arg(long, default_value_t = 10)]
     pub spike_after: u64,
+    /// A pause after each day of history, to watch the dashboard fill in as it does
+    /// over a slow database (e.g. 200ms); by default the history comes at once.
+    #[arg(long, value_parser = parse_duration_arg, value_name = "DURATION")]
+    pub history_pace: Option<Duration>,
 }
 
 #[derive(Debug, Args, Clone)]

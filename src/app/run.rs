@@ -104,7 +104,7 @@ async fn event_loop(
                 })?;
         }
         if app.dirty {
-            terminal.draw(|frame| crate::ui::draw(frame, &app.screen(color)))?;
+            draw_frame(terminal, |frame| crate::ui::draw(frame, &app.screen(color)))?;
             app.dirty = false;
             debug_panic.after_draw();
         }
@@ -194,6 +194,25 @@ async fn event_loop(
             },
         }
     }
+}
+
+/// Draws one frame as a synchronized update (DEC mode 2026): a terminal that
+/// knows it shows the frame whole, never half old and half new (over a slow SSH
+/// link too); others ignore the two sequences. Tests read the end marker as the
+/// end of a frame.
+fn draw_frame(
+    terminal: &mut ratatui::DefaultTerminal,
+    render: impl FnOnce(&mut ratatui::Frame),
+) -> std::io::Result<()> {
+    crossterm::queue!(
+        terminal.backend_mut(),
+        crossterm::terminal::BeginSynchronizedUpdate
+    )?;
+    terminal.draw(render)?;
+    crossterm::execute!(
+        terminal.backend_mut(),
+        crossterm::terminal::EndSynchronizedUpdate
+    )
 }
 
 /// Where the drill-down table is for a terminal of this size.

@@ -1,7 +1,5 @@
 //! `burnrate demo`: the dashboard on the built-in synthetic stream, no database.
 
-use std::time::Duration;
-
 use chrono::Utc;
 use color_eyre::Result;
 use tokio::sync::{mpsc, watch};
@@ -16,12 +14,7 @@ use crate::source::demo::{DemoSettings, DemoStream, run_demo_recorded};
 use crate::source::{RecentRequests, TopSource};
 
 pub async fn demo(ctx: &Context, args: &DemoArgs) -> Result<()> {
-    let settings = DemoSettings {
-        seed: args.seed,
-        rate: args.rate,
-        spike_after: Duration::from_secs(args.spike_after),
-        ..DemoSettings::default()
-    };
+    let settings = DemoSettings::from(args);
     // A budget the synthetic traffic lands near, so the gauges have something to
     // say; a configured budget wins.
     let expected =

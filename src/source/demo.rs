@@ -58,6 +58,8 @@ pub struct DemoSettings {
     pub spike_factor: f64,
     /// Size of the user population.
     pub users: u32,
+    /// A pause after each history step (zero: none), as a slow database gives.
+    pub history_pace: StdDuration,
 }
 
 impl Default for DemoSettings {
@@ -68,6 +70,7 @@ impl Default for DemoSettings {
             spike_after: StdDuration::from_secs(10),
             spike_feature: "support_qa".into(),
             spike_factor: 25.0,
+            history_pace: StdDuration::ZERO,
             users: 2_000,
         }
     }
@@ -79,6 +82,7 @@ impl From<&DemoArgs> for DemoSettings {
             seed: a.seed,
             rate: a.rate,
             spike_after: StdDuration::from_secs(a.spike_after),
+            history_pace: a.history_pace.unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -205,6 +209,7 @@ impl DemoStream {
         let rows = facts.iter().map(|f| f.agg.requests).sum();
         FactBatch {
             coarse: Vec::new(),
+            hour_users: Vec::new(),
             facts,
             rows,
             rejected: Default::default(),
@@ -361,6 +366,12 @@ where
         };
         if !send(&tx, status(progress), shutdown.as_mut()).await {
             return Ok(());
+        }
+        if !settings.history_pace.is_zero() {
+            tokio::select! {
+                _ = shutdown.as_mut() => return Ok(()),
+                _ = tokio::time::sleep(settings.history_pace) => {}
+            }
         }
     }
     if total == 0

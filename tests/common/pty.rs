@@ -11,6 +11,8 @@ use portable_pty::{Child, CommandBuilder, ExitStatus, MasterPty, PtySize, native
 pub struct PtyApp {
     pub parser: vt100::Parser,
     rx: mpsc::Receiver<Vec<u8>>,
+    /// Bytes read but not yet fed to the parser (the rest of a frame).
+    pending: Vec<u8>,
     child: Box<dyn Child + Send + Sync>,
     writer: Box<dyn Write + Send>,
     pub master: Box<dyn MasterPty + Send>,
@@ -61,6 +63,7 @@ impl PtyApp {
         PtyApp {
             parser: vt100::Parser::new(rows, cols, 0),
             rx,
+            pending: Vec::new(),
             child,
             writer,
             master: pty.master,
@@ -70,12 +73,35 @@ impl PtyApp {
 
     /// Feeds whatever the program wrote (waiting up to `wait` for the first bytes).
     pub fn pump(&mut self, wait: Duration) {
-        if let Ok(bytes) = self.rx.recv_timeout(wait) {
-            self.parser.process(&bytes);
+        self.pump_frames(wait, |_| false);
+    }
+
+    /// `pump`, calling `ok` on the screen after every whole frame it holds (the
+    /// dashboard ends each with the synchronized-update end marker) and once on
+    /// what is there at the end. A test under load reads several frames at once:
+    /// a state shown for one frame only is still seen. True as soon as `ok` holds.
+    fn pump_frames(&mut self, wait: Duration, mut ok: impl FnMut(&str) -> bool) -> bool {
+        const FRAME_END: &[u8] = b"\x1b[?2026l";
+        let mut first = self.rx.recv_timeout(wait).ok();
+        while let Some(bytes) = first.take().or_else(|| self.rx.try_recv().ok()) {
+            self.pending.extend_from_slice(&bytes);
+            while let Some(at) = self
+                .pending
+                .windows(FRAME_END.len())
+                .position(|w| w == FRAME_END)
+            {
+                let frame: Vec<u8> = self.pending.drain(..at + FRAME_END.len()).collect();
+                self.parser.process(&frame);
+                if ok(&self.text()) {
+                    return true;
+                }
+            }
         }
-        while let Ok(bytes) = self.rx.try_recv() {
-            self.parser.process(&bytes);
-        }
+        // Output that is not a frame (messages after the dashboard ends), or a
+        // frame's first part: shown as the screen is now.
+        let rest = std::mem::take(&mut self.pending);
+        self.parser.process(&rest);
+        ok(&self.text())
     }
 
     /// The directory given as XDG_STATE_HOME and XDG_CONFIG_HOME (the log file is
@@ -139,11 +165,10 @@ impl PtyApp {
     ) -> String {
         let start = Instant::now();
         loop {
-            self.pump(Duration::from_millis(50));
-            let text = self.text();
-            if ok(&text) {
-                return text;
+            if self.pump_frames(Duration::from_millis(50), &ok) {
+                return self.text();
             }
+            let text = self.text();
             assert!(
                 start.elapsed() < timeout,
                 "{what} did not happen within {timeout:?}; screen:\n{text}\n{}",
