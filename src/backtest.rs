@@ -166,7 +166,10 @@ impl World {
             facts = w.with_jobs(facts, from, to);
             h += 1;
         }
-        w.feed(facts, start);
+        // As the backfill sends it: hours older than a tiered store's detail hours
+        // arrive coarse, with each hour's biggest users.
+        let history = w.store.as_backfilled(facts);
+        w.store.apply(&history, start);
         w.now = cal.hour_start(h).min(minutes_from);
         w.advance(start);
         Ok(w)
@@ -191,6 +194,7 @@ impl World {
         self.store.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 facts,
                 rows,
                 rejected: Default::default(),

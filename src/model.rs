@@ -193,6 +193,11 @@ pub struct FactBatch {
     /// Per-dimension totals of hours read without their combinations (history
     /// older than the store's detail hours).
     pub coarse: Vec<DimFact>,
+    /// The biggest users of coarse hours (`dim` User, `at` the hour), each at
+    /// least `Store::SHAPE_MIN_COST` and at most
+    /// `Store::SHAPE_MAX_NAMES` an hour: what a user's baselines read
+    /// for an hour whose users are kept per day only. Never shown as a figure.
+    pub hour_users: Vec<DimFact>,
     /// Source rows this batch stands for (a backfill group counts all its rows).
     pub rows: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
@@ -203,6 +208,7 @@ impl FactBatch {
     pub fn of_rows(facts: Vec<Fact>) -> FactBatch {
         FactBatch {
             coarse: Vec::new(),
+            hour_users: Vec::new(),
             rows: facts.len() as u64,
             facts,
             rejected: BTreeMap::new(),
@@ -478,6 +484,7 @@ mod tests {
         };
         let batch = FactBatch {
             coarse: Vec::new(),
+            hour_users: Vec::new(),
             facts: vec![
                 fact(1, "chat", 2),
                 fact(200, "chat", 1),

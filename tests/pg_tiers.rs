@@ -91,6 +91,23 @@ async fn assert_same(full: &Store, tiered: &Store, c: &tokio_postgres::Client, n
             assert_eq!(named(tiered, dim, from), named(full, dim, from), "{dim:?}");
         }
     }
+    // The nightly user's coarse hours: its spend at its hour (sent as one of the
+    // hour's biggest users), nothing in the others, as in the full store.
+    let series = |s: &Store| {
+        let id = s.lookup(Dim::User, "nightly").expect("the nightly user");
+        s.hourly_series(
+            Dim::User,
+            Some(id),
+            full.oldest_hour().unwrap(),
+            tiered.detail_floor() - 1,
+        )
+        .iter()
+        .map(|a| a.cost)
+        .collect::<Vec<_>>()
+    };
+    let nightly = series(tiered);
+    assert_eq!(nightly, series(full));
+    assert!(nightly.iter().filter(|c| c.picos() > 0).count() >= 2);
     for back in 0..4 {
         let day = cal.day_start(now - ChronoDuration::days(back));
         let from = full.hour_index(day);
@@ -129,6 +146,15 @@ async fn a_coarse_backfill_equals_a_full_one_and_sql_raw_and_from_the_rollup() {
     let c = db.client().await;
     let now = Utc::now();
     fill(&c, now).await;
+    // A nightly job's user: $25 in one hour of each coarse day.
+    c.execute(
+        "INSERT INTO cost_events (\"timestamp\", feature_name, user_id, model, cost_usd) \
+         SELECT $1::timestamptz - make_interval(hours => 40 + 24 * d), 'reindex', 'nightly', \
+           'm0', 12.5 FROM generate_series(0, 2) AS d, generate_series(1, 2) AS k",
+        &[&now],
+    )
+    .await
+    .expect("nightly rows");
     settle(&c).await;
 
     let (_, full) = backfill(&db.url, StoreConfig::default(), false, now).await;

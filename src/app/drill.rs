@@ -1071,6 +1071,7 @@ mod tests {
             store.apply(
                 &FactBatch {
                     coarse: Vec::new(),
+                    hour_users: Vec::new(),
                     rows,
                     facts,
                     ..FactBatch::default()
@@ -1358,6 +1359,7 @@ mod tests {
         store.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows,
                 facts,
                 ..FactBatch::default()

@@ -208,6 +208,7 @@ mod tests {
         s.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows: 3,
                 facts,
                 rejected: Default::default(),

@@ -1436,6 +1436,7 @@ mod tests {
         SourceMsg::Tail {
             batch: FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 facts: vec![fact],
                 rows: 1,
                 rejected: Default::default(),
@@ -1757,6 +1758,7 @@ mod tests {
             SourceMsg::Tail {
                 batch: FactBatch {
                     coarse: Vec::new(),
+                    hour_users: Vec::new(),
                     facts: vec![event(now, "chat", "alice", "gpt-4o", 10)],
                     rows: 1,
                     rejected: Default::default(),

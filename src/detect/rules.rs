@@ -1807,6 +1807,7 @@ mod tests {
         s.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows: 3,
                 facts: burst,
                 rejected: Default::default(),
@@ -2079,6 +2080,7 @@ mod tests {
         let p = params();
         let burst = |at: DateTime<Utc>| FactBatch {
             coarse: Vec::new(),
+            hour_users: Vec::new(),
             rows: 1,
             facts: vec![fact(at, "support_qa", "bot", Money::from_dollars(40), 50)],
             rejected: Default::default(),
@@ -2133,6 +2135,7 @@ mod tests {
         s.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows: 1,
                 facts: extra,
                 rejected: Default::default(),
@@ -2192,6 +2195,7 @@ mod tests {
         s.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows: 1,
                 facts,
                 rejected: Default::default(),
@@ -2223,6 +2227,7 @@ mod tests {
         s.apply(
             &FactBatch {
                 coarse: Vec::new(),
+                hour_users: Vec::new(),
                 rows: 1,
                 facts: vec![f],
                 rejected: Default::default(),

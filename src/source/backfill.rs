@@ -662,11 +662,17 @@ fn coarse_rows_to_batch(
     let mut batch = FactBatch::default();
     for r in rows {
         let mask: i32 = get(r, 0, ctx)?;
-        let Some(dim) = super::sql::coarse_set(mask) else {
+        use super::sql::CoarseSet;
+        let Some(set) = super::sql::coarse_set(mask) else {
             return Err(ctx.unexpected(format!("grouping set {mask} of a coarse chunk")));
         };
-        let at = match dim {
-            Some(crate::model::Dim::User) => day,
+        let dim = match set {
+            CoarseSet::Hour => None,
+            CoarseSet::HourName(d) => Some(d),
+            CoarseSet::DayUser | CoarseSet::HourUser => Some(crate::model::Dim::User),
+        };
+        let at = match set {
+            CoarseSet::DayUser => day,
             _ => epoch_to_utc(get(r, 1, ctx)?, ctx)?,
         };
         let name: Option<String> = match dim {
@@ -689,12 +695,16 @@ fn coarse_rows_to_batch(
                 if dim.is_none() {
                     batch.rows += requests;
                 }
-                batch.coarse.push(crate::model::DimFact {
+                let fact = crate::model::DimFact {
                     at,
                     dim,
                     name: name.unwrap_or_default(),
                     agg: agg_of(cost)?,
-                });
+                };
+                match set {
+                    CoarseSet::HourUser => batch.hour_users.push(fact),
+                    _ => batch.coarse.push(fact),
+                }
             }
             _ => {
                 // Only a sum beyond Money's range fails; count the hour's rows once.
@@ -746,6 +756,7 @@ pub(super) fn groups_to_batch(
 ) -> Result<FactBatch, SourceError> {
     let mut batch = FactBatch {
         coarse: Vec::new(),
+        hour_users: Vec::new(),
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()
     };

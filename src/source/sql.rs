@@ -73,18 +73,35 @@ pub(crate) fn compare_key(tuple: &str, op: &str, key: &GroupKey, p: &mut Params)
     format!("({tuple}) {op} ({})", values.join(", "))
 }
 
+/// What one row of `Sql::backfill_coarse` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CoarseSet {
+    /// An hour's total.
+    Hour,
+    /// An hour's total of one name of a dimension other than users.
+    HourName(crate::model::Dim),
+    /// A user's total over the whole chunk (its billing day).
+    DayUser,
+    /// One of an hour's biggest users (see `FactBatch::hour_users`).
+    HourUser,
+}
+
+/// `GROUPING(b, n1, n2, n3, n4, n5)` of the (hour, user) set: every name but the
+/// user grouped away.
+const HOUR_USER_MASK: i32 = 0b010111;
+
 /// Which grouping set of `Sql::backfill_coarse` a row is, from its
 /// `GROUPING(b, n1, n2, n3, n4, n5)` mask (a bit set for each column grouped away,
-/// `b` the highest): `Some(None)` for an hour's total, `Some(Some(dim))` for a
-/// dimension's names, None for a mask the query does not make.
-pub(crate) fn coarse_set(mask: i32) -> Option<Option<crate::model::Dim>> {
+/// `b` the highest), None for a mask the query does not make.
+pub(crate) fn coarse_set(mask: i32) -> Option<CoarseSet> {
     use crate::model::Dim;
     let kept: Vec<usize> = (0..5).filter(|i| mask & (1 << (4 - i)) == 0).collect();
     let hour = mask & (1 << 5) == 0;
     match (hour, kept.as_slice()) {
-        (true, []) => Some(None),
-        (true, [i]) if *i != Dim::User.index() => Some(Some(Dim::ALL[*i])),
-        (false, [i]) if *i == Dim::User.index() => Some(Some(Dim::User)),
+        (true, []) => Some(CoarseSet::Hour),
+        (true, [i]) if *i == Dim::User.index() => Some(CoarseSet::HourUser),
+        (true, [i]) => Some(CoarseSet::HourName(Dim::ALL[*i])),
+        (false, [i]) if *i == Dim::User.index() => Some(CoarseSet::DayUser),
         _ => None,
     }
 }
@@ -435,7 +452,9 @@ impl Sql {
     /// One coarse backfill chunk (history older than the store's detail hours, within
     /// one billing day): one scan, several small aggregates. Per calendar hour the
     /// total and the totals of each feature, model, tenant and region; the users over
-    /// the whole chunk. Columns: `GROUPING(b, n1..n5)` (which set: see
+    /// the whole chunk, and each hour's biggest users (at least `SHAPE_MIN_COST`,
+    /// at most `SHAPE_MAX_NAMES`, chosen on the server: an hour of a million end
+    /// users sends a hundred rows). Columns: `GROUPING(b, n1..n5)` (which set: see
     /// `coarse_set`), bucket epoch (NULL for users), the five names (NULL where
     /// grouped away), cost text, requests, input and output tokens, computed rows.
     /// With `rollup` (rows in `groups_sql`'s layout), its rows count beside the raw
@@ -478,8 +497,21 @@ impl Sql {
             Some(rollup) => format!("{raw} UNION ALL {rollup}"),
             None => raw,
         };
+        let min_cost = crate::store::Store::SHAPE_MIN_COST;
+        let max_names = crate::store::Store::SHAPE_MAX_NAMES;
         format!(
-            "SELECT GROUPING(b, n1, n2, n3, n4, n5)::int4, b, n1, n2, n3, n4, n5, sum(cost)::text,                sum(requests)::int8, sum(input_tokens)::int8, sum(output_tokens)::int8,                sum(computed)::int8              FROM ({rows}) r(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, output_tokens,                computed)              GROUP BY GROUPING SETS ((b), (b, n1), (b, n3), (b, n4), (b, n5), (n2))"
+            "SELECT g, b, n1, n2, n3, n4, n5, cost::text, requests, input_tokens, output_tokens, computed \
+             FROM (SELECT *, row_number() OVER (PARTITION BY g, b ORDER BY cost DESC, n2 COLLATE \"C\") AS rank \
+               FROM (SELECT GROUPING(b, n1, n2, n3, n4, n5)::int4 AS g, b, n1, n2, n3, n4, n5, \
+                   sum(cost) AS cost, sum(requests)::int8 AS requests, \
+                   sum(input_tokens)::int8 AS input_tokens, sum(output_tokens)::int8 AS output_tokens, \
+                   sum(computed)::int8 AS computed \
+                 FROM ({rows}) r(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, output_tokens, \
+                   computed) \
+                 GROUP BY GROUPING SETS ((b), (b, n1), (b, n2), (b, n3), (b, n4), (b, n5), (n2)) \
+                 HAVING GROUPING(b, n1, n2, n3, n4, n5) <> {HOUR_USER_MASK} OR sum(cost) >= {min_cost}) grouped \
+               ) ranked \
+             WHERE g <> {HOUR_USER_MASK} OR rank <= {max_names}"
         )
     }
 

@@ -248,6 +248,7 @@ impl PgSource {
                     .await?;
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
+                        hour_users: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -357,6 +358,7 @@ impl PgSource {
                     };
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
+                        hour_users: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -421,6 +423,7 @@ impl PgSource {
                     .await?;
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
+                        hour_users: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };

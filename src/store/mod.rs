@@ -8,6 +8,7 @@
 //! Buckets whose time has passed are packed (`tally`), and names and combinations no
 //! retained bucket holds are forgotten (`forget_dead_names`).
 
+mod coarse;
 mod combos;
 mod intern;
 mod subhour;
@@ -28,7 +29,7 @@ use subhour::{HourShapes, SHAPED_DIMS};
 use tally::Tally;
 
 use crate::calendar::Calendar;
-use crate::model::{Agg, Dim, DimFact, FactBatch, NONE_NAME, RejectReason};
+use crate::model::{Agg, Dim, FactBatch, NONE_NAME, RejectReason};
 
 #[derive(Debug, Default, Clone)]
 struct Bucket {
@@ -389,108 +390,9 @@ impl Store {
             }
         }
         self.apply_coarse(&batch.coarse);
+        self.apply_hour_users(&batch.hour_users);
         self.seal_past(now);
         self.generation += 1;
-    }
-
-    /// Adds per-dimension totals of hours the source read without combinations (the
-    /// backfill of hours older than the detail hours). A total or a name of an hour
-    /// that still keeps its detail would leave its cells short, so the source sends
-    /// these only for coarse hours; any that land in a detailed hour make it coarse.
-    fn apply_coarse(&mut self, facts: &[DimFact]) {
-        let mut day_of = (i64::MIN, i64::MIN);
-        for fact in facts {
-            let hour = self.cfg.calendar.hour_index(fact.at);
-            // A user's day counts while any of its hours is retained.
-            let oldest = match fact.dim {
-                Some(Dim::User) => self.day_of_hour(self.floor_hour),
-                _ => self.floor_hour,
-            };
-            if hour < oldest {
-                if fact.dim.is_none() {
-                    self.intake.too_old += fact.agg.requests;
-                }
-                continue;
-            }
-            if hour >= self.detail_floor {
-                tracing::warn!(%fact.at, "per-dimension history for an hour kept in detail: made coarse");
-                self.coarsen_hour(hour);
-            }
-            let bucket = self.hours.entry(hour).or_default();
-            bucket.coarse = true;
-            self.open_hours.insert(hour);
-            let Some(dim) = fact.dim else {
-                bucket.total.add(&fact.agg);
-                if self.newest_event.is_none_or(|n| fact.at > n) {
-                    self.newest_event = Some(fact.at);
-                }
-                continue;
-            };
-            let name = if fact.name.is_empty() {
-                NONE_NAME
-            } else {
-                &fact.name
-            };
-            let id = self.names[dim.index()].intern(name);
-            if dim == Dim::User {
-                if day_of.0 != hour {
-                    day_of = (hour, self.day_of_hour(hour));
-                }
-                self.user_days
-                    .entry(day_of.1)
-                    .or_default()
-                    .add(id, &fact.agg);
-            } else {
-                bucket.by_dim[dim.index()].add(id, &fact.agg);
-            }
-        }
-    }
-
-    /// Makes the hours before `floor` coarse: their cells go, their users' totals
-    /// move into their days.
-    fn coarsen_before(&mut self, floor: i64) {
-        let due: Vec<i64> = self
-            .hours
-            .range(..floor)
-            .filter(|(_, b)| !b.coarse)
-            .map(|(h, _)| *h)
-            .collect();
-        let mut days = BTreeSet::new();
-        for h in due {
-            self.coarsen_hour(h);
-            days.insert(self.day_of_hour(h));
-        }
-        for d in days {
-            if let Some(t) = self.user_days.get_mut(&d) {
-                t.seal();
-            }
-        }
-    }
-
-    fn coarsen_hour(&mut self, h: i64) {
-        let day = self.day_of_hour(h);
-        let Some(b) = self.hours.get_mut(&h) else {
-            return;
-        };
-        if b.coarse {
-            return;
-        }
-        b.coarse = true;
-        b.cells = Tally::default();
-        let users = std::mem::take(&mut b.by_dim[Dim::User.index()]);
-        let mut heavy: Vec<(NameId, i128)> = users
-            .iter()
-            .filter(|(_, a)| a.cost >= subhour::SHAPE_MIN_COST)
-            .map(|(id, a)| (id, a.cost.picos()))
-            .collect();
-        heavy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        heavy.truncate(subhour::SHAPE_MAX_NAMES);
-        heavy.sort_by_key(|x| x.0);
-        b.heavy_users = heavy;
-        let into = self.user_days.entry(day).or_default();
-        for (id, a) in users.iter() {
-            into.add(id, &a);
-        }
     }
 
     /// Packs the buckets written since their last seal whose time has passed (every
@@ -849,72 +751,6 @@ impl Store {
             }
         }
         out
-    }
-
-    /// A user's spend in a coarse hour, which keeps users per day only (and the
-    /// hour's biggest users, `Bucket::heavy_users`): the kept amount, else the rest
-    /// of the user's coarse day in the proportion of the hour to its other coarse
-    /// hours (everyone's spend), as if the user followed the day's rhythm. Good
-    /// enough for a baseline sample; never shown as a figure.
-    fn user_hour_estimate(&self, id: NameId, h: i64) -> Agg {
-        let day = self.day_of_hour(h);
-        let Some(user) = self.user_days.get(&day).and_then(|t| t.get(id)) else {
-            return Agg::default();
-        };
-        let heavy_of = |b: &Bucket| {
-            b.heavy_users
-                .binary_search_by_key(&id, |x| x.0)
-                .ok()
-                .map(|i| b.heavy_users[i].1)
-        };
-        let next_day = self.day_of_hour(day + 26).max(day + 1);
-        let coarse_hours = || {
-            self.hours
-                .range(day..next_day)
-                .filter(|(_, b)| b.coarse)
-                .map(|(_, b)| b)
-        };
-        let this = self.hours.get(&h);
-        // The user's spend this hour: kept if it was among the hour's biggest, else
-        // the rest of its day spread over its other hours by everyone's spend.
-        let cost = match this.and_then(heavy_of) {
-            Some(c) => c,
-            None => {
-                let (mut rest, mut others) = (user.cost.picos(), 0i128);
-                for b in coarse_hours() {
-                    match heavy_of(b) {
-                        Some(c) => rest -= c,
-                        None => others += b.total.cost.picos(),
-                    }
-                }
-                let hour = this.map_or(0, |b| b.total.cost.picos());
-                if others <= 0 || rest <= 0 {
-                    0
-                } else {
-                    match rest.checked_mul(hour) {
-                        Some(x) => x / others,
-                        None => (rest as f64 * (hour as f64 / others as f64)) as i128,
-                    }
-                }
-            }
-        };
-        // Counts in the proportion of the day's spend (all of it when it cost nothing).
-        let part = |x: u64| -> u64 {
-            let day_cost = user.cost.picos();
-            if day_cost <= 0 {
-                let n = coarse_hours().count().max(1) as u64;
-                x / n
-            } else {
-                (x as f64 * (cost as f64 / day_cost as f64)).round() as u64
-            }
-        };
-        Agg {
-            cost: crate::money::Money::from_picos(cost),
-            requests: part(user.requests),
-            input_tokens: part(user.input_tokens),
-            output_tokens: part(user.output_tokens),
-            computed: part(user.computed),
-        }
     }
 
     /// One name's total in hour `h` (bucket `b`); a user's in a coarse hour is the

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::Fact;
+use crate::model::{DimFact, Fact};
 use crate::money::Money;
+use chrono::Timelike;
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -45,44 +46,6 @@ fn traffic(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Fact> {
         t += Duration::minutes(7);
     }
     out
-}
-
-/// What the backfill's coarse query sends for the facts of the hours before
-/// `floor`: per hour the total and each small dimension's names; per billing day
-/// the users.
-fn coarse_facts(store: &Store, facts: &[Fact], floor: i64) -> Vec<DimFact> {
-    let cal = *store.calendar();
-    let mut groups: BTreeMap<(i64, Option<Dim>, String), Agg> = BTreeMap::new();
-    for f in facts {
-        let h = cal.hour_index(f.at);
-        if h >= floor {
-            continue;
-        }
-        groups
-            .entry((h, None, String::new()))
-            .or_default()
-            .add(&f.agg);
-        for dim in Dim::ALL {
-            let at = if dim == Dim::User {
-                store.day_of_hour(h)
-            } else {
-                h
-            };
-            groups
-                .entry((at, Some(dim), f.name(dim).to_string()))
-                .or_default()
-                .add(&f.agg);
-        }
-    }
-    groups
-        .into_iter()
-        .map(|((h, dim, name), agg)| DimFact {
-            at: cal.hour_start(h),
-            dim,
-            name,
-            agg,
-        })
-        .collect()
 }
 
 fn named<V: Clone>(s: &Store, dim: Dim, m: NameMap<V>) -> BTreeMap<String, V> {
@@ -244,16 +207,8 @@ fn history_sent_coarse_equals_history_coarsened_in_memory() {
         ..StoreConfig::default()
     };
     let mut from_source = Store::new(cfg, now);
-    let floor = from_source.detail_floor();
-    let coarse = coarse_facts(&from_source, &facts, floor);
-    let fine: Vec<Fact> = facts
-        .iter()
-        .filter(|f| from_source.hour_index(f.at) >= floor)
-        .cloned()
-        .collect();
-    let mut batch = FactBatch::of_rows(fine);
-    batch.coarse = coarse;
-    batch.rows = facts.len() as u64;
+    let batch = from_source.as_backfilled(facts.clone());
+    assert!(batch.facts.len() < facts.len() && !batch.coarse.is_empty());
     from_source.apply(&batch, now);
     from_source.prune(now);
     assert_eq!(from_source.intake().rows, full.intake().rows);
@@ -382,4 +337,104 @@ fn a_day_is_the_billing_days_hours_in_any_zone() {
         "the 25th hour is the same day"
     );
     assert_eq!(s.day_of_hour(first + 25), first + 25);
+}
+
+/// A nightly batch read from the source's coarse history: its user's baseline
+/// sees the batch at its hour, not spread over the day by everyone's rhythm
+/// (which made the batch look new every night: issue 17's backtest).
+#[test]
+fn a_coarse_hours_biggest_users_from_the_source_keep_their_hour() {
+    let now = utc(NOW);
+    let mut facts = traffic(utc("2026-11-25T00:00:00Z"), now);
+    let mut day = utc("2026-11-25T02:10:00Z");
+    while day < now {
+        facts.push(Fact {
+            at: day,
+            names: [
+                "reindex".into(),
+                "batch".into(),
+                "m0".into(),
+                "t0".into(),
+                "eu".into(),
+            ],
+            agg: Agg::one(Money::from_picos(40 * 1_000_000_000_000), 1000, 10),
+        });
+        day += Duration::days(1);
+    }
+    // Daytime chat makes the day's rhythm: $20 an hour from 08:00 to 20:00.
+    let mut hour = utc("2026-11-25T08:30:00Z");
+    while hour < now {
+        if (8..20).contains(&hour.hour()) {
+            facts.push(Fact {
+                at: hour,
+                names: [
+                    "chat".into(),
+                    "chat_user".into(),
+                    "m1".into(),
+                    "t0".into(),
+                    "eu".into(),
+                ],
+                agg: Agg::one(Money::from_picos(20 * 1_000_000_000_000), 100, 10),
+            });
+        }
+        hour += Duration::hours(1);
+    }
+    let cfg = StoreConfig {
+        detail_hours: Some(30),
+        ..StoreConfig::default()
+    };
+    let feed = |with_hour_users: bool| {
+        let mut s = Store::new(cfg, now);
+        let mut batch = s.as_backfilled(facts.clone());
+        if !with_hour_users {
+            batch.hour_users.clear();
+        }
+        s.apply(&batch, now);
+        s.prune(now);
+        s
+    };
+    let two_days_ago = utc("2026-11-26T00:00:00Z");
+    let sent = feed(true);
+    let h = sent.day_of_hour(sent.hour_index(two_days_ago));
+    assert!(h < sent.detail_floor(), "the day is coarse");
+    let id = sent.lookup(Dim::User, "batch").unwrap();
+    let series = sent.hourly_series(Dim::User, Some(id), h, h + 23);
+    let batch_hour = (sent.hour_index(utc("2026-11-26T02:00:00Z")) - h) as usize;
+    for (i, a) in series.iter().enumerate() {
+        let want = if i == batch_hour { 40 } else { 0 };
+        assert_eq!(
+            a.cost,
+            Money::from_picos(want * 1_000_000_000_000),
+            "hour {i}"
+        );
+    }
+    // The traffic's users spend well under a dollar an hour: none is sent, and
+    // their hours still follow the day's rhythm.
+    let u3 = sent.lookup(Dim::User, "u3").unwrap();
+    let u3_series = sent.hourly_series(Dim::User, Some(u3), h, h + 23);
+    assert!(u3_series.iter().all(|a| a.cost.picos() > 0));
+    // Without them (the old query), the batch is spread over the whole day.
+    let unsent = feed(false);
+    let id = unsent.lookup(Dim::User, "batch").unwrap();
+    let spread = unsent.hourly_series(Dim::User, Some(id), h, h + 23);
+    assert!(spread[batch_hour].cost < Money::from_picos(10 * 1_000_000_000_000));
+    // A retried chunk sends the rows counted since: the amounts add up.
+    let mut again = feed(true);
+    let extra = DimFact {
+        at: utc("2026-11-26T02:00:00Z"),
+        dim: Some(Dim::User),
+        name: "batch".into(),
+        agg: Agg::one(Money::from_picos(2 * 1_000_000_000_000), 1, 1),
+    };
+    let batch = FactBatch {
+        hour_users: vec![extra],
+        ..FactBatch::default()
+    };
+    again.apply(&batch, now);
+    let id = again.lookup(Dim::User, "batch").unwrap();
+    let series = again.hourly_series(Dim::User, Some(id), h, h + 23);
+    assert_eq!(
+        series[batch_hour].cost,
+        Money::from_picos(42 * 1_000_000_000_000)
+    );
 }
