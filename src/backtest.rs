@@ -195,6 +195,7 @@ impl World {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 facts,
                 rows,
                 rejected: Default::default(),

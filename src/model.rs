@@ -132,6 +132,16 @@ pub struct DimFact {
     pub agg: Agg,
 }
 
+/// One (feature, user) pair's spend over the hour starting at `at` (names empty
+/// for NULL in the source).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PairFact {
+    pub at: DateTime<Utc>,
+    pub feature: String,
+    pub user: String,
+    pub cost: Money,
+}
+
 impl Fact {
     pub fn name(&self, dim: Dim) -> &str {
         &self.names[dim.index()]
@@ -198,6 +208,9 @@ pub struct FactBatch {
     /// `Store::SHAPE_MAX_NAMES` an hour: what a user's baselines read
     /// for an hour whose users are kept per day only. Never shown as a figure.
     pub hour_users: Vec<DimFact>,
+    /// The biggest (feature, user) pairs of coarse hours, chosen as `hour_users`
+    /// are: what a user's usual share of a feature reads there. Never shown.
+    pub hour_pairs: Vec<PairFact>,
     /// Source rows this batch stands for (a backfill group counts all its rows).
     pub rows: u64,
     pub rejected: BTreeMap<RejectReason, u64>,
@@ -209,6 +222,7 @@ impl FactBatch {
         FactBatch {
             coarse: Vec::new(),
             hour_users: Vec::new(),
+            hour_pairs: Vec::new(),
             rows: facts.len() as u64,
             facts,
             rejected: BTreeMap::new(),
@@ -485,6 +499,7 @@ mod tests {
         let batch = FactBatch {
             coarse: Vec::new(),
             hour_users: Vec::new(),
+            hour_pairs: Vec::new(),
             facts: vec![
                 fact(1, "chat", 2),
                 fact(200, "chat", 1),

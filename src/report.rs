@@ -329,6 +329,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 facts: vec![
                     mk("2026-11-28T12:00:00Z", "chat", "u1", "1.5"),
                     mk("2026-11-28T11:00:00Z", "search", "u2", "0.0000125"),

@@ -107,6 +107,14 @@ async fn assert_same(full: &Store, tiered: &Store, c: &tokio_postgres::Client, n
     };
     let nightly = series(tiered);
     assert_eq!(nightly, series(full));
+    // And its part of its feature, which a user's usual share reads.
+    let pair = |s: &Store| {
+        let f = s.lookup(Dim::Feature, "reindex").unwrap();
+        let u = s.lookup(Dim::User, "nightly").unwrap();
+        s.pair_cost_for_baseline(f, u, i64::MIN..=cur)
+    };
+    assert_eq!(pair(tiered), pair(full));
+    assert_eq!(pair(tiered).to_string(), "75");
     assert!(nightly.iter().filter(|c| c.picos() > 0).count() >= 2);
     for back in 0..4 {
         let day = cal.day_start(now - ChronoDuration::days(back));

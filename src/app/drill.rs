@@ -1072,6 +1072,7 @@ mod tests {
                 &FactBatch {
                     coarse: Vec::new(),
                     hour_users: Vec::new(),
+                    hour_pairs: Vec::new(),
                     rows,
                     facts,
                     ..FactBatch::default()
@@ -1360,6 +1361,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows,
                 facts,
                 ..FactBatch::default()

@@ -209,6 +209,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows: 3,
                 facts,
                 rejected: Default::default(),

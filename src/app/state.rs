@@ -1437,6 +1437,7 @@ mod tests {
             batch: FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 facts: vec![fact],
                 rows: 1,
                 rejected: Default::default(),
@@ -1759,6 +1760,7 @@ mod tests {
                 batch: FactBatch {
                     coarse: Vec::new(),
                     hour_users: Vec::new(),
+                    hour_pairs: Vec::new(),
                     facts: vec![event(now, "chat", "alice", "gpt-4o", 10)],
                     rows: 1,
                     rejected: Default::default(),

@@ -23,12 +23,11 @@ pub struct Context {
 pub const ONE_SHOT_DETAIL_HOURS: i64 = 48;
 
 /// Whether `snapshot` and `check` keep hours older than [`ONE_SHOT_DETAIL_HOURS`]
-/// coarse. Off: measured with it on (BACKTEST.md, session 10), the recurring-jobs
-/// month went from 7 to 49 false alarms, because a coarse hour's users come from
-/// the backfill per day, so a nightly batch's user baseline spreads over the day
-/// where the server shapes do not reach (`runaway_user`, `user_share` at 03:00).
-/// On once the coarse backfill also sends each hour's biggest users.
-pub const ONE_SHOT_COARSE: bool = false;
+/// coarse. Switched off in session 10 when the backtest's recurring jobs paged 49
+/// times instead of 7 (a coarse hour's users came per day, so a nightly batch's
+/// user baseline spread over the day); on since the coarse backfill sends each
+/// hour's biggest users (BACKTEST.md, session 11).
+pub const ONE_SHOT_COARSE: bool = true;
 
 impl Context {
     /// History kept in memory: the view window, and at least five weeks so that

@@ -819,7 +819,9 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
         cur
     };
     let start = cal.hour_start(from_hour);
-    let week = with_combinations(store, (from_hour - 7 * 24)..=(from_hour - 1));
+    // Over the whole week even where old hours are coarse: a nightly batch is most
+    // of its feature at night, and two nights are too few to say so.
+    let week = (from_hour - 7 * 24)..=(from_hour - 1);
     let mut out = Vec::new();
     for (fid, fagg) in store.by_dim(Dim::Feature, from_hour..=cur) {
         if fagg.cost <= p.runaway_min_excess {
@@ -838,9 +840,7 @@ fn user_share(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Candid
             continue;
         }
         let feature_week = store.total_filtered(&scope, week.clone()).cost;
-        let user_week = store
-            .total_filtered(&[(Dim::Feature, fid), (Dim::User, *uid)], week.clone())
-            .cost;
+        let user_week = store.pair_cost_for_baseline(fid, *uid, week.clone());
         let usual = if feature_week.picos() > 0 {
             (user_week.as_f64() / feature_week.as_f64()).clamp(0.0, 1.0)
         } else {
@@ -1808,6 +1808,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows: 3,
                 facts: burst,
                 rejected: Default::default(),
@@ -2081,6 +2082,7 @@ mod tests {
         let burst = |at: DateTime<Utc>| FactBatch {
             coarse: Vec::new(),
             hour_users: Vec::new(),
+            hour_pairs: Vec::new(),
             rows: 1,
             facts: vec![fact(at, "support_qa", "bot", Money::from_dollars(40), 50)],
             rejected: Default::default(),
@@ -2136,6 +2138,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows: 1,
                 facts: extra,
                 rejected: Default::default(),
@@ -2196,6 +2199,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows: 1,
                 facts,
                 rejected: Default::default(),
@@ -2228,6 +2232,7 @@ mod tests {
             &FactBatch {
                 coarse: Vec::new(),
                 hour_users: Vec::new(),
+                hour_pairs: Vec::new(),
                 rows: 1,
                 facts: vec![f],
                 rejected: Default::default(),

@@ -669,7 +669,9 @@ fn coarse_rows_to_batch(
         let dim = match set {
             CoarseSet::Hour => None,
             CoarseSet::HourName(d) => Some(d),
-            CoarseSet::DayUser | CoarseSet::HourUser => Some(crate::model::Dim::User),
+            CoarseSet::DayUser | CoarseSet::HourUser | CoarseSet::HourPair => {
+                Some(crate::model::Dim::User)
+            }
         };
         let at = match set {
             CoarseSet::DayUser => day,
@@ -703,6 +705,12 @@ fn coarse_rows_to_batch(
                 };
                 match set {
                     CoarseSet::HourUser => batch.hour_users.push(fact),
+                    CoarseSet::HourPair => batch.hour_pairs.push(crate::model::PairFact {
+                        at: fact.at,
+                        feature: get::<Option<String>>(r, 2, ctx)?.unwrap_or_default(),
+                        user: fact.name,
+                        cost: fact.agg.cost,
+                    }),
                     _ => batch.coarse.push(fact),
                 }
             }
@@ -757,6 +765,7 @@ pub(super) fn groups_to_batch(
     let mut batch = FactBatch {
         coarse: Vec::new(),
         hour_users: Vec::new(),
+        hour_pairs: Vec::new(),
         facts: Vec::with_capacity(rows.len()),
         ..Default::default()
     };

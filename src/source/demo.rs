@@ -210,6 +210,7 @@ impl DemoStream {
         FactBatch {
             coarse: Vec::new(),
             hour_users: Vec::new(),
+            hour_pairs: Vec::new(),
             facts,
             rows,
             rejected: Default::default(),

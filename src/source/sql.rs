@@ -84,11 +84,15 @@ pub(crate) enum CoarseSet {
     DayUser,
     /// One of an hour's biggest users (see `FactBatch::hour_users`).
     HourUser,
+    /// One of an hour's biggest (feature, user) pairs (`FactBatch::hour_pairs`).
+    HourPair,
 }
 
 /// `GROUPING(b, n1, n2, n3, n4, n5)` of the (hour, user) set: every name but the
 /// user grouped away.
 const HOUR_USER_MASK: i32 = 0b010111;
+/// `GROUPING(..)` of the (hour, feature, user) set.
+const HOUR_PAIR_MASK: i32 = 0b000111;
 
 /// Which grouping set of `Sql::backfill_coarse` a row is, from its
 /// `GROUPING(b, n1, n2, n3, n4, n5)` mask (a bit set for each column grouped away,
@@ -100,6 +104,9 @@ pub(crate) fn coarse_set(mask: i32) -> Option<CoarseSet> {
     match (hour, kept.as_slice()) {
         (true, []) => Some(CoarseSet::Hour),
         (true, [i]) if *i == Dim::User.index() => Some(CoarseSet::HourUser),
+        (true, [f, u]) if *f == Dim::Feature.index() && *u == Dim::User.index() => {
+            Some(CoarseSet::HourPair)
+        }
         (true, [i]) => Some(CoarseSet::HourName(Dim::ALL[*i])),
         (false, [i]) if *i == Dim::User.index() => Some(CoarseSet::DayUser),
         _ => None,
@@ -452,7 +459,7 @@ impl Sql {
     /// One coarse backfill chunk (history older than the store's detail hours, within
     /// one billing day): one scan, several small aggregates. Per calendar hour the
     /// total and the totals of each feature, model, tenant and region; the users over
-    /// the whole chunk, and each hour's biggest users (at least `SHAPE_MIN_COST`,
+    /// the whole chunk, and each hour's biggest users and (feature, user) pairs (each at least `SHAPE_MIN_COST`,
     /// at most `SHAPE_MAX_NAMES`, chosen on the server: an hour of a million end
     /// users sends a hundred rows). Columns: `GROUPING(b, n1..n5)` (which set: see
     /// `coarse_set`), bucket epoch (NULL for users), the five names (NULL where
@@ -501,17 +508,18 @@ impl Sql {
         let max_names = crate::store::Store::SHAPE_MAX_NAMES;
         format!(
             "SELECT g, b, n1, n2, n3, n4, n5, cost::text, requests, input_tokens, output_tokens, computed \
-             FROM (SELECT *, row_number() OVER (PARTITION BY g, b ORDER BY cost DESC, n2 COLLATE \"C\") AS rank \
+             FROM (SELECT *, row_number() OVER (PARTITION BY g, b ORDER BY cost DESC, n2 COLLATE \"C\", n1 COLLATE \"C\") AS rank \
                FROM (SELECT GROUPING(b, n1, n2, n3, n4, n5)::int4 AS g, b, n1, n2, n3, n4, n5, \
                    sum(cost) AS cost, sum(requests)::int8 AS requests, \
                    sum(input_tokens)::int8 AS input_tokens, sum(output_tokens)::int8 AS output_tokens, \
                    sum(computed)::int8 AS computed \
                  FROM ({rows}) r(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, output_tokens, \
                    computed) \
-                 GROUP BY GROUPING SETS ((b), (b, n1), (b, n2), (b, n3), (b, n4), (b, n5), (n2)) \
-                 HAVING GROUPING(b, n1, n2, n3, n4, n5) <> {HOUR_USER_MASK} OR sum(cost) >= {min_cost}) grouped \
+                 GROUP BY GROUPING SETS ((b), (b, n1), (b, n2), (b, n1, n2), (b, n3), (b, n4), (b, n5), (n2)) \
+                 HAVING GROUPING(b, n1, n2, n3, n4, n5) NOT IN ({HOUR_USER_MASK}, {HOUR_PAIR_MASK}) \
+                   OR sum(cost) >= {min_cost}) grouped \
                ) ranked \
-             WHERE g <> {HOUR_USER_MASK} OR rank <= {max_names}"
+             WHERE g NOT IN ({HOUR_USER_MASK}, {HOUR_PAIR_MASK}) OR rank <= {max_names}"
         )
     }
 

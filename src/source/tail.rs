@@ -249,6 +249,7 @@ impl PgSource {
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
                         hour_users: Vec::new(),
+                        hour_pairs: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -359,6 +360,7 @@ impl PgSource {
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
                         hour_users: Vec::new(),
+                        hour_pairs: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };
@@ -424,6 +426,7 @@ impl PgSource {
                     let mut batch = FactBatch {
                         coarse: Vec::new(),
                         hour_users: Vec::new(),
+                        hour_pairs: Vec::new(),
                         facts: Vec::with_capacity(rows.len()),
                         ..Default::default()
                     };

@@ -5,8 +5,75 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{Bucket, NameId, Store, Tally, subhour};
-use crate::model::{Agg, Dim, DimFact, Fact, FactBatch, NONE_NAME};
+use super::{Bucket, NameId, Store, subhour};
+use crate::model::{Agg, Dim, DimFact, Fact, FactBatch, NONE_NAME, PairFact};
+
+/// A coarse hour's biggest names (users, or (feature, user) pairs) and their
+/// spend in picodollars, sorted by key: at least `SHAPE_MIN_COST` each, at most
+/// `SHAPE_MAX_NAMES`. What baselines read for an hour whose users are kept per
+/// day, where the day's rhythm would spread a nightly batch over the whole day.
+#[derive(Debug, Clone)]
+pub(super) struct Heavy<K>(Vec<(K, i128)>);
+
+impl<K> Default for Heavy<K> {
+    fn default() -> Self {
+        Heavy(Vec::new())
+    }
+}
+
+impl<K: Ord + Copy> Heavy<K> {
+    /// The biggest of these totals.
+    fn of(totals: impl Iterator<Item = (K, i128)>) -> Heavy<K> {
+        let mut h = Heavy(totals.collect());
+        h.0.sort_by_key(|x| x.0);
+        h.cap();
+        h
+    }
+
+    pub(super) fn get(&self, k: K) -> Option<i128> {
+        self.0
+            .binary_search_by_key(&k, |x| x.0)
+            .ok()
+            .map(|i| self.0[i].1)
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Adds to `k`'s spend (a retried chunk sends the rows counted since);
+    /// `cap` once the additions are done.
+    pub(super) fn add(&mut self, k: K, picos: i128) {
+        match self.0.binary_search_by_key(&k, |x| x.0) {
+            Ok(i) => self.0[i].1 += picos,
+            Err(i) => self.0.insert(i, (k, picos)),
+        }
+    }
+
+    /// Keeps the biggest `SHAPE_MAX_NAMES` of at least `SHAPE_MIN_COST`.
+    fn cap(&mut self) {
+        let min = subhour::SHAPE_MIN_COST.picos();
+        self.0.retain(|x| x.1 >= min);
+        if self.0.len() > subhour::SHAPE_MAX_NAMES {
+            self.0.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            self.0.truncate(subhour::SHAPE_MAX_NAMES);
+            self.0.sort_by_key(|x| x.0);
+        }
+    }
+
+    /// Renames the keys (None: the name is gone, and its entry with it).
+    pub(super) fn rename(&mut self, map: impl Fn(K) -> Option<K>) {
+        self.0 = std::mem::take(&mut self.0)
+            .into_iter()
+            .filter_map(|(k, c)| map(k).map(|n| (n, c)))
+            .collect();
+        self.0.sort_by_key(|x| x.0);
+    }
+
+    pub(super) fn heap_bytes(&self) -> usize {
+        self.0.capacity() * size_of::<(K, i128)>()
+    }
+}
 
 impl Store {
     /// What the source's backfill sends for these facts (rows, or finer groups):
@@ -20,6 +87,7 @@ impl Store {
         let mut fine = Vec::new();
         let mut groups: BTreeMap<(i64, Option<Dim>, String), Agg> = BTreeMap::new();
         let mut users_by_hour: BTreeMap<i64, BTreeMap<String, Agg>> = BTreeMap::new();
+        let mut pairs_by_hour: BTreeMap<i64, BTreeMap<(String, String), Agg>> = BTreeMap::new();
         for f in facts {
             let h = cal.hour_index(f.at);
             if h >= self.detail_floor {
@@ -45,6 +113,16 @@ impl Store {
                 .entry(f.name(Dim::User).to_string())
                 .or_default()
                 .add(&f.agg);
+            let pair = (
+                f.name(Dim::Feature).to_string(),
+                f.name(Dim::User).to_string(),
+            );
+            pairs_by_hour
+                .entry(h)
+                .or_default()
+                .entry(pair)
+                .or_default()
+                .add(&f.agg);
         }
         let coarse = groups
             .into_iter()
@@ -55,25 +133,40 @@ impl Store {
                 agg,
             })
             .collect();
-        let mut hour_users = Vec::new();
-        for (h, users) in users_by_hour {
-            let mut heavy: Vec<(String, Agg)> = users
+        // The server's choice: at least SHAPE_MIN_COST, the biggest first.
+        fn biggest<K: Ord>(totals: BTreeMap<K, Agg>) -> Vec<(K, Agg)> {
+            let mut heavy: Vec<(K, Agg)> = totals
                 .into_iter()
-                .filter(|(_, a)| a.cost >= Self::SHAPE_MIN_COST)
+                .filter(|(_, a)| a.cost >= Store::SHAPE_MIN_COST)
                 .collect();
             heavy.sort_by(|a, b| b.1.cost.cmp(&a.1.cost).then_with(|| a.0.cmp(&b.0)));
-            heavy.truncate(Self::SHAPE_MAX_NAMES);
-            hour_users.extend(heavy.into_iter().map(|(name, agg)| DimFact {
+            heavy.truncate(Store::SHAPE_MAX_NAMES);
+            heavy
+        }
+        let mut hour_users = Vec::new();
+        for (h, users) in users_by_hour {
+            hour_users.extend(biggest(users).into_iter().map(|(name, agg)| DimFact {
                 at: cal.hour_start(h),
                 dim: Some(Dim::User),
                 name,
                 agg,
             }));
         }
+        let mut hour_pairs = Vec::new();
+        for (h, pairs) in pairs_by_hour {
+            let pairs = biggest(pairs).into_iter();
+            hour_pairs.extend(pairs.map(|((feature, user), agg)| PairFact {
+                at: cal.hour_start(h),
+                feature,
+                user,
+                cost: agg.cost,
+            }));
+        }
         FactBatch {
             facts: fine,
             coarse,
             hour_users,
+            hour_pairs,
             rows,
             rejected: Default::default(),
         }
@@ -132,42 +225,73 @@ impl Store {
         }
     }
 
-    /// Adds the biggest users of coarse hours (`FactBatch::hour_users`) to their
-    /// hours' `heavy_users`, summing a user sent twice (a retried chunk sends the
-    /// rows counted since) and keeping the biggest `SHAPE_MAX_NAMES`. Hours that
-    /// are not coarse keep their users whole and ignore these.
-    pub(super) fn apply_hour_users(&mut self, facts: &[DimFact]) {
+    /// Adds the biggest users and (feature, user) pairs of coarse hours
+    /// (`FactBatch::hour_users`, `hour_pairs`) to their hours, summing one sent
+    /// twice (a retried chunk sends the rows counted since). Hours that are not
+    /// coarse keep their users whole and ignore these.
+    pub(super) fn apply_heavy(&mut self, users: &[DimFact], pairs: &[PairFact]) {
         let mut touched = BTreeSet::new();
-        for fact in facts {
-            let hour = self.cfg.calendar.hour_index(fact.at);
-            if !self.hours.get(&hour).is_some_and(|b| b.coarse) {
-                continue;
-            }
-            let name = if fact.name.is_empty() {
-                NONE_NAME
-            } else {
-                &fact.name
-            };
-            let id = self.names[Dim::User.index()].intern(name);
-            let Some(b) = self.hours.get_mut(&hour) else {
+        let coarse_hour = |s: &Store, at| {
+            let hour = s.cfg.calendar.hour_index(at);
+            s.hours.get(&hour).is_some_and(|b| b.coarse).then_some(hour)
+        };
+        for fact in users {
+            let Some(hour) = coarse_hour(self, fact.at) else {
                 continue;
             };
-            match b.heavy_users.binary_search_by_key(&id, |x| x.0) {
-                Ok(i) => b.heavy_users[i].1 += fact.agg.cost.picos(),
-                Err(i) => b.heavy_users.insert(i, (id, fact.agg.cost.picos())),
+            let id = self.intern_name(Dim::User, &fact.name);
+            if let Some(b) = self.hours.get_mut(&hour) {
+                b.heavy_users.add(id, fact.agg.cost.picos());
+                touched.insert(hour);
             }
-            touched.insert(hour);
+        }
+        for pair in pairs {
+            let Some(hour) = coarse_hour(self, pair.at) else {
+                continue;
+            };
+            let key = (
+                self.intern_name(Dim::Feature, &pair.feature),
+                self.intern_name(Dim::User, &pair.user),
+            );
+            if let Some(b) = self.hours.get_mut(&hour) {
+                b.heavy_pairs.add(key, pair.cost.picos());
+                touched.insert(hour);
+            }
         }
         for h in touched {
-            if let Some(b) = self.hours.get_mut(&h)
-                && b.heavy_users.len() > subhour::SHAPE_MAX_NAMES
-            {
-                b.heavy_users
-                    .sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
-                b.heavy_users.truncate(subhour::SHAPE_MAX_NAMES);
-                b.heavy_users.sort_by_key(|x| x.0);
+            if let Some(b) = self.hours.get_mut(&h) {
+                b.heavy_users.cap();
+                b.heavy_pairs.cap();
             }
         }
+    }
+
+    /// A (feature, user) pair's spend over `hours`, for a baseline: exact in the
+    /// hours kept in detail, the pair's kept amount in coarse hours
+    /// (`Bucket::heavy_pairs`: a pair under `SHAPE_MIN_COST` there counts nothing).
+    /// Never shown as a figure.
+    pub fn pair_cost_for_baseline(
+        &self,
+        feature: NameId,
+        user: NameId,
+        hours: std::ops::RangeInclusive<i64>,
+    ) -> crate::money::Money {
+        // Coarse hours hold no cells: the filtered total is their detailed part.
+        let exact =
+            self.total_filtered(&[(Dim::Feature, feature), (Dim::User, user)], hours.clone());
+        let kept: i128 = self
+            .hours
+            .range(hours)
+            .filter(|(_, b)| b.coarse)
+            .filter_map(|(_, b)| b.heavy_pairs.get((feature, user)))
+            .sum();
+        exact.cost + crate::money::Money::from_picos(kept)
+    }
+
+    /// A name's id, interned (empty: the source's NULL).
+    fn intern_name(&mut self, dim: Dim, name: &str) -> NameId {
+        let name = if name.is_empty() { NONE_NAME } else { name };
+        self.names[dim.index()].intern(name)
     }
 
     /// Makes the hours before `floor` coarse: their cells go, their users' totals
@@ -200,17 +324,17 @@ impl Store {
             return;
         }
         b.coarse = true;
-        b.cells = Tally::default();
+        let cells = std::mem::take(&mut b.cells);
+        let mut pairs: BTreeMap<(NameId, NameId), i128> = BTreeMap::new();
+        for (combo, a) in cells.iter() {
+            let key = self.combos.key(combo);
+            *pairs
+                .entry((key[Dim::Feature.index()], key[Dim::User.index()]))
+                .or_default() += a.cost.picos();
+        }
+        b.heavy_pairs = Heavy::of(pairs.into_iter());
         let users = std::mem::take(&mut b.by_dim[Dim::User.index()]);
-        let mut heavy: Vec<(NameId, i128)> = users
-            .iter()
-            .filter(|(_, a)| a.cost >= subhour::SHAPE_MIN_COST)
-            .map(|(id, a)| (id, a.cost.picos()))
-            .collect();
-        heavy.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        heavy.truncate(subhour::SHAPE_MAX_NAMES);
-        heavy.sort_by_key(|x| x.0);
-        b.heavy_users = heavy;
+        b.heavy_users = Heavy::of(users.iter().map(|(id, a)| (id, a.cost.picos())));
         let into = self.user_days.entry(day).or_default();
         for (id, a) in users.iter() {
             into.add(id, &a);
@@ -227,12 +351,7 @@ impl Store {
         let Some(user) = self.user_days.get(&day).and_then(|t| t.get(id)) else {
             return Agg::default();
         };
-        let heavy_of = |b: &Bucket| {
-            b.heavy_users
-                .binary_search_by_key(&id, |x| x.0)
-                .ok()
-                .map(|i| b.heavy_users[i].1)
-        };
+        let heavy_of = |b: &Bucket| b.heavy_users.get(id);
         let next_day = self.day_of_hour(day + 26).max(day + 1);
         let coarse_hours = || {
             self.hours

@@ -22,6 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 // level build: FxHash instead of SipHash (no untrusted keys choose buckets here).
 use rustc_hash::FxHashMap;
 
+use coarse::Heavy;
 pub use combos::ComboKey;
 use combos::{ComboId, Combos};
 pub use intern::{Interner, NameId};
@@ -43,11 +44,11 @@ struct Bucket {
     /// An hour older than the detail hours: no cells, and its users' totals are
     /// kept per day.
     coarse: bool,
-    /// A coarse hour's biggest users (at least `SHAPE_MIN_COST`, at most
-    /// `SHAPE_MAX_NAMES`, sorted by id) and their spend in picodollars: what a
-    /// user's baseline reads for the hour, where the day's rhythm would spread a
-    /// nightly batch over the whole day.
-    heavy_users: Vec<(NameId, i128)>,
+    /// A coarse hour's biggest users: what a user's baselines read there.
+    heavy_users: Heavy<NameId>,
+    /// A coarse hour's biggest (feature, user) pairs: what a user's usual share
+    /// of a feature reads there.
+    heavy_pairs: Heavy<(NameId, NameId)>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -390,7 +391,7 @@ impl Store {
             }
         }
         self.apply_coarse(&batch.coarse);
-        self.apply_hour_users(&batch.hour_users);
+        self.apply_heavy(&batch.hour_users, &batch.hour_pairs);
         self.seal_past(now);
         self.generation += 1;
     }
@@ -533,17 +534,15 @@ impl Store {
             if let Some(shapes) = &mut b.shapes {
                 shapes.rename(shaped_maps);
             }
-            let users = &name_map[Dim::User.index()];
-            b.heavy_users = std::mem::take(&mut b.heavy_users)
-                .into_iter()
-                .filter_map(|(id, c)| {
-                    users
-                        .get(id as usize)
-                        .copied()
-                        .filter(|n| *n != u32::MAX)
-                        .map(|n| (n, c))
-                })
-                .collect();
+            let renamed = |d: Dim, id: NameId| {
+                name_map[d.index()]
+                    .get(id as usize)
+                    .copied()
+                    .filter(|n| *n != u32::MAX)
+            };
+            b.heavy_users.rename(|u| renamed(Dim::User, u));
+            b.heavy_pairs
+                .rename(|(f, u)| Some((renamed(Dim::Feature, f)?, renamed(Dim::User, u)?)));
         }
         for b in self.minutes.values_mut() {
             for (d, t) in b.by_dim.iter_mut().enumerate() {
@@ -1064,7 +1063,7 @@ impl Store {
         for b in self.hours.values() {
             m.cells += b.cells.len();
             m.coarse_hours += usize::from(b.coarse);
-            by_dim += b.heavy_users.capacity() * size_of::<(NameId, i128)>();
+            by_dim += b.heavy_users.heap_bytes() + b.heavy_pairs.heap_bytes();
             cell_bytes += size_of::<Bucket>() + b.cells.heap_bytes();
             by_dim += b.by_dim.iter().map(Tally::heap_bytes).sum::<usize>();
             by_dim += b

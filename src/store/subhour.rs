@@ -255,10 +255,8 @@ impl Store {
                 // user's spend this hour, for its baselines.
                 let picos = (s.slots.iter().sum::<f64>() * 1e12) as i128;
                 let heavy = &mut b.heavy_users;
-                if let Err(j) = heavy.binary_search_by_key(&id, |x| x.0)
-                    && heavy.len() < SHAPE_MAX_NAMES
-                {
-                    heavy.insert(j, (id, picos));
+                if heavy.get(id).is_none() && heavy.len() < SHAPE_MAX_NAMES {
+                    heavy.add(id, picos);
                 }
             } else if b.by_dim[s.dim.index()].get(id).is_none() {
                 continue;

@@ -413,6 +413,18 @@ fn a_coarse_hours_biggest_users_from_the_source_keep_their_hour() {
     let u3 = sent.lookup(Dim::User, "u3").unwrap();
     let u3_series = sent.hourly_series(Dim::User, Some(u3), h, h + 23);
     assert!(u3_series.iter().all(|a| a.cost.picos() > 0));
+    // Its usual share of its feature reads the pair in the coarse days too.
+    let reindex = sent.lookup(Dim::Feature, "reindex").unwrap();
+    let coarse_days = h..=sent.detail_floor() - 1;
+    assert_eq!(
+        sent.pair_cost_for_baseline(reindex, id, coarse_days.clone()),
+        sent.by_dim(Dim::Feature, coarse_days.clone())[&reindex].cost
+    );
+    assert!(
+        sent.pair_cost_for_baseline(reindex, id, coarse_days)
+            .picos()
+            >= 40 * 1_000_000_000_000
+    );
     // Without them (the old query), the batch is spread over the whole day.
     let unsent = feed(false);
     let id = unsent.lookup(Dim::User, "batch").unwrap();
