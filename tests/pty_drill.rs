@@ -46,7 +46,10 @@ fn drill_down_filter_top_requests_and_help_in_the_demo() {
     });
     term.press(b"\x1b");
     term.wait_until("back at the overview", KEY_WAIT, |t| {
-        all(t, &["Spend by feature", "support_qa", "Top 5 cost drivers"]) && !t.contains("› by")
+        all(
+            t,
+            &["Spend by feature", "support_qa", "cost drivers this week"],
+        ) && !t.contains("› by")
     });
 
     // `/` with a name: every feature, filtered as you type.

@@ -11,8 +11,9 @@ use crate::model::{Agg, Dim};
 use crate::money::Money;
 use crate::store::Store;
 
-/// Top drivers listed.
-const DRIVERS: usize = 5;
+/// Top drivers ranked: the screen shows five, or as many as a tall terminal has
+/// rows for.
+const DRIVERS: usize = 40;
 
 /// The overview at `now`. While the history loads (`coverage`), figures that reach
 /// before it are marked in `Overview::pending` (and the partial ones the UI could

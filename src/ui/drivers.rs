@@ -1,5 +1,5 @@
 //! "Top 5 cost drivers this week": a feature, user, model, tenant or region, its
-//! cost and its share of the week.
+//! cost and its share of the week; five, or as many as the pane has rows for.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
@@ -16,7 +16,8 @@ use chrono::{DateTime, Utc};
 
 pub const SHOWN: usize = 5;
 
-/// Rows the pane wants: title plus one per driver (or the "nothing" line).
+/// Rows the pane wants: title plus one per driver up to [`SHOWN`] (or the
+/// "nothing" line); given more, it lists more.
 pub fn desired_height(drivers: &[Driver]) -> u16 {
     1 + drivers.len().clamp(1, SHOWN) as u16
 }
@@ -33,7 +34,7 @@ pub fn render_waiting(
     let block = Block::new()
         .borders(Borders::TOP)
         .border_style(theme.border())
-        .title(Span::styled(" Top cost drivers, 7 days ", theme.title()));
+        .title(Span::styled(" Top cost drivers this week ", theme.title()));
     let lines = vec![
         Line::from(Span::styled(
             " … waiting for 7 days of history",
@@ -48,17 +49,23 @@ pub fn render_waiting(
 }
 
 pub fn render(drivers: &[Driver], week_total: Money, theme: Theme, area: Rect, buf: &mut Buffer) {
+    // As many as the pane has rows for (a tall terminal lists more than five).
+    let shown = &drivers[..drivers
+        .len()
+        .min((area.height as usize).saturating_sub(1).max(1))];
+    let heading = match shown.len() {
+        0 => " Top cost drivers this week ".to_string(),
+        1 => " Top cost driver this week ".to_string(),
+        n => format!(" Top {n} cost drivers this week "),
+    };
     let long = vec![
-        Span::styled(" Top 5 cost drivers this week ", theme.title()),
+        Span::styled(heading.clone(), theme.title()),
         Span::styled(
             format!("({} total) ", week_total.display_usd()),
             theme.muted(),
         ),
     ];
-    let medium = vec![Span::styled(
-        " Top 5 cost drivers this week ",
-        theme.title(),
-    )];
+    let medium = vec![Span::styled(heading, theme.title())];
     let title = if spans_width(&long) + 2 <= area.width as usize {
         Line::from(long)
     } else if spans_width(&medium) + 2 <= area.width as usize {
@@ -76,7 +83,6 @@ pub fn render(drivers: &[Driver], week_total: Money, theme: Theme, area: Rect, b
             .render(area, buf);
         return;
     }
-    let shown = &drivers[..drivers.len().min(SHOWN)];
     // Costs priced from the price list are marked (the legend is above the features).
     let marked = shown.iter().any(|d| d.computed_requests > 0);
     let costs: Vec<String> = shown

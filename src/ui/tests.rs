@@ -1018,3 +1018,28 @@ fn no_empty_dashboard_before_the_first_build_from_the_history() {
         }
     }
 }
+
+/// A tall terminal lists more than five drivers rather than leaving rows blank,
+/// and the title says how many it shows.
+#[test]
+fn a_tall_terminal_lists_more_cost_drivers() {
+    let mut f = fixtures::realistic();
+    for i in 0..12 {
+        f.overview.top_drivers.push(crate::app::view::Driver {
+            dim: crate::model::Dim::User,
+            name: format!("end_user_{i:02}"),
+            cost: crate::money::Money::from_dollars(20 - i),
+            share: 0.01,
+            computed_requests: 0,
+        });
+    }
+    let n = f.overview.top_drivers.len();
+    let text = screen_text(&buffer(&f, 200, 70));
+    assert!(
+        text.contains(&format!("Top {n} cost drivers this week")),
+        "{text}"
+    );
+    assert!(text.contains("end_user_11"), "{text}");
+    let short = screen_text(&buffer(&f, 80, 24));
+    assert!(!short.contains("end_user_11"), "{short}");
+}
