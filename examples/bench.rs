@@ -888,7 +888,7 @@ impl Sink {
                     self.applied.push((Instant::now(), self.tail_rows));
                 }
             }
-            SourceMsg::Status(_) => {}
+            SourceMsg::Status(_) | SourceMsg::MonthSoFar { .. } => {}
         }
     }
 }

@@ -427,6 +427,12 @@ pub enum SourceMsg {
         batch: FactBatch,
         done: bool,
     },
+    /// The billing month's total so far below the backfill's horizon, in one sum
+    /// before the history's chunks: the header's month-to-date while they load.
+    MonthSoFar {
+        month_start: DateTime<Utc>,
+        agg: Agg,
+    },
     /// New rows from one poll, with the time the poll finished.
     Tail {
         batch: FactBatch,

@@ -595,7 +595,7 @@ impl App {
     /// build shares it.
     fn apply_queued(&mut self) {
         while let Some((msg, _)) = self.queued.front() {
-            let needs_store = !matches!(msg, SourceMsg::Status(_));
+            let needs_store = !matches!(msg, SourceMsg::Status(_) | SourceMsg::MonthSoFar { .. });
             if needs_store && Arc::get_mut(&mut self.store).is_none() {
                 return;
             }
@@ -617,6 +617,14 @@ impl App {
     fn apply_source(&mut self, msg: SourceMsg, now: DateTime<Utc>) {
         match msg {
             SourceMsg::Status(s) => self.on_status(s, now),
+            SourceMsg::MonthSoFar { month_start, agg } => {
+                // Only for the month on screen, and only while it loads.
+                if !self.history_loaded && month_start == self.store.calendar().month_start(now) {
+                    let progress = self.backfill.get_or_insert_with(BackfillProgress::default);
+                    progress.month_so_far = Some(agg.cost);
+                    self.dirty = true;
+                }
+            }
             SourceMsg::Backfill { batch, done } => {
                 self.store_mut().apply(&batch, now);
                 self.status.rows_read = self.store.intake().rows;
@@ -663,6 +671,7 @@ impl App {
                 total_steps,
                 history_days: ((now - from).num_hours() as f64 / 24.0).round() as u32,
                 loaded_from,
+                month_so_far: self.backfill.and_then(|b| b.month_so_far),
             });
             if loaded_from != before {
                 // More figures are final: the views say so. The data shown is as
@@ -1473,6 +1482,7 @@ mod tests {
                 total_steps: 4,
                 history_days: 35,
                 loaded_from: None,
+                month_so_far: None,
             })
         );
         // The header knows the month, the day and the budget before the history.
@@ -1483,6 +1493,40 @@ mod tests {
         assert!(
             !a.rebuild_if_due(now, Duration::milliseconds(200)),
             "no overview while loading"
+        );
+        // The month's sum read first: kept for the header until the history is
+        // in (another month's is not this header's).
+        let month = |start: &str, dollars| SourceMsg::MonthSoFar {
+            month_start: utc(start),
+            agg: Agg::one(Money::from_dollars(dollars), 1, 1),
+        };
+        a.on_source(month("2026-10-01T00:00:00Z", 5), now);
+        assert_eq!(a.backfill.and_then(|b| b.month_so_far), None);
+        a.on_source(month("2026-11-01T00:00:00Z", 1713), now);
+        assert_eq!(
+            a.backfill.and_then(|b| b.month_so_far),
+            Some(Money::from_dollars(1713))
+        );
+        a.on_source(
+            SourceMsg::Status(SourceStatus {
+                endpoint: "demo".into(),
+                connection: Connection::Backfilling {
+                    done_steps: 2,
+                    total_steps: 4,
+                    loaded_from: None,
+                },
+                mode: TailMode::Demo,
+                watermark_lag_secs: None,
+                absent: Vec::new(),
+                note: None,
+                replay_lag: None,
+            }),
+            now,
+        );
+        assert_eq!(
+            a.backfill.and_then(|b| b.month_so_far),
+            Some(Money::from_dollars(1713)),
+            "kept across progress"
         );
         a.on_source(
             SourceMsg::Backfill {

@@ -270,6 +270,9 @@ pub struct BackfillProgress {
     pub history_days: u32,
     /// Every row from here on is in the store (None: nothing yet).
     pub loaded_from: Option<DateTime<Utc>>,
+    /// The month's spend so far at the backfill's horizon, from one server sum
+    /// (`SourceMsg::MonthSoFar`): the header's figure until the month is in.
+    pub month_so_far: Option<crate::money::Money>,
 }
 
 /// Everything one frame draws. Built by the app, borrowed by the UI.

@@ -147,7 +147,7 @@ async fn pump(
                 SourceMsg::Backfill { batch, .. } | SourceMsg::Tail { batch, .. } => {
                     store.apply(&batch, Utc::now())
                 }
-                SourceMsg::Status(_) => {}
+                SourceMsg::Status(_) | SourceMsg::MonthSoFar { .. } => {}
             }
         }
     };

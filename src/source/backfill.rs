@@ -54,6 +54,8 @@ pub(super) struct BackfillPlan {
     /// Chunks ending at or before this are read coarse (see `Sql::backfill_coarse`):
     /// the store keeps no combinations for them.
     detail_floor: Option<DateTime<Utc>>,
+    /// Where the billing month starts: its total so far is read first.
+    month_start: DateTime<Utc>,
 }
 
 /// The span of one backfill query. Its groups are read in pages, so memory does not
@@ -141,6 +143,7 @@ impl BackfillPlan {
             keyset: None,
             window_start: None,
             detail_floor,
+            month_start: cfg.calendar.month_start(now),
         }
     }
 
@@ -385,6 +388,30 @@ impl PgSource {
             _ => None,
         };
 
+        // The month so far in one sum, before the chunks: the header's first figure
+        // at any history size (a retry has shown it already).
+        if plan.sent.iter().all(|s| s.ranges().is_empty()) && plan.month_start >= plan.history_start
+        {
+            let month = read_month_so_far(
+                &txn,
+                sql,
+                &horizon,
+                plan,
+                rollup,
+                &rollup_tables,
+                scoped,
+                &ctx,
+                limit,
+            )
+            .await?;
+            tx.send(SourceMsg::MonthSoFar {
+                month_start: plan.month_start,
+                agg: month,
+            })
+            .await
+            .map_err(|_| SourceError::ChannelClosed)?;
+        }
+
         for step in 0..plan.chunks.len() {
             let (chunk_from, chunk_to) = plan.chunks[step];
             if plan.is_coarse(step) {
@@ -584,6 +611,62 @@ impl PgSource {
         tracing::info!(table = %ctx.table, "backfill done");
         self.status.send(tx, Connection::Live, mode, None).await
     }
+}
+
+/// The total of the billing month's rows below the horizon (from the rollup for
+/// the hours it holds, in rollup mode): what the backfill is about to send for the
+/// month, in one sum.
+#[allow(clippy::too_many_arguments)]
+async fn read_month_so_far(
+    txn: &tokio_postgres::Transaction<'_>,
+    sql: &super::sql::Sql,
+    horizon: &Horizon,
+    plan: &BackfillPlan,
+    rollup: Option<(u64, DateTime<Utc>)>,
+    tables: &super::rollup::RollupTables,
+    scoped: bool,
+    ctx: &ErrorContext<'_>,
+    limit: Option<std::time::Duration>,
+) -> Result<Agg, SourceError> {
+    let mut p = Params::default();
+    // Open-ended, as the newest chunk is: a row dated ahead counts where it lands.
+    let far = plan.month_start + Duration::days(400);
+    let (from, to, phase) = (p.push(plan.month_start), p.push(far), p.push(plan.phase));
+    let mut filter = sql
+        .horizon_filter(None, horizon, &mut p)
+        .ok_or_else(|| ctx.unexpected("the tail mode changed during the backfill"))?;
+    let rollup = match rollup {
+        Some((upto, before)) if before > plan.month_start => {
+            let (upto, before_p) = (p.push(upto.to_string()), p.push(before));
+            filter = format!("({filter}) AND {}", sql.outside_rollup(&upto, &before_p));
+            let (rf, rt) = (p.push(plan.month_start), p.push(before));
+            Some(super::rollup::groups_sql(
+                tables, &rf, &rt, scoped, None, &mut p,
+            ))
+        }
+        _ => None,
+    };
+    let text = sql.span_total(from, to, phase, &filter, rollup.as_deref());
+    let row = timed(
+        ctx,
+        limit,
+        "summing the month so far",
+        txn.query_one(text.as_str(), &p.refs()),
+    )
+    .await?;
+    let cost: Option<String> = get(&row, 0, ctx)?;
+    let cost = match cost.as_deref().map(str::parse::<Money>) {
+        None => Money::ZERO,
+        Some(Ok(c)) => c,
+        Some(Err(_)) => return Err(ctx.unexpected("the month's cost sum is out of range")),
+    };
+    Ok(Agg {
+        cost,
+        requests: count(get(&row, 1, ctx)?, ctx)?,
+        input_tokens: count(get(&row, 2, ctx)?, ctx)?,
+        output_tokens: count(get(&row, 3, ctx)?, ctx)?,
+        computed: count(get(&row, 4, ctx)?, ctx)?,
+    })
 }
 
 /// What a coarse chunk reads: `[from, to)` within one billing day, and in rollup

@@ -728,6 +728,8 @@ mod tests {
                     assert!(!backfill_done);
                     backfill_done = done;
                 }
+                // The demo's history is its own month: it sends no sum first.
+                SourceMsg::MonthSoFar { .. } => panic!("the demo sent a month's sum"),
                 SourceMsg::Tail { batch, .. } => {
                     assert!(backfill_done, "tail before the end of the backfill");
                     live_rows += batch.rows;

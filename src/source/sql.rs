@@ -466,7 +466,10 @@ impl Sql {
     /// grouped away), cost text, requests, input and output tokens, computed rows.
     /// With `rollup` (rows in `groups_sql`'s layout), its rows count beside the raw
     /// rows `horizon` selects.
-    pub(crate) fn backfill_coarse(
+    /// The valid rows of `[from, to)` that `horizon` selects, each as a group in
+    /// `rollup::groups_sql`'s layout (hour, five names, cost, requests, input and
+    /// output tokens, computed), with `rollup`'s groups beside them.
+    fn span_rows(
         &self,
         from: String,
         to: String,
@@ -500,10 +503,42 @@ impl Sql {
             valid = self.valid_row(),
             computed = self.computed,
         );
-        let rows = match rollup {
+        match rollup {
             Some(rollup) => format!("{raw} UNION ALL {rollup}"),
             None => raw,
-        };
+        }
+    }
+
+    /// The total of the rows `span_rows` selects: cost text, requests, input and
+    /// output tokens, computed rows (a month so far, for the header while the
+    /// history loads).
+    pub(crate) fn span_total(
+        &self,
+        from: String,
+        to: String,
+        phase: String,
+        horizon: &str,
+        rollup: Option<&str>,
+    ) -> String {
+        let rows = self.span_rows(from, to, phase, horizon, rollup);
+        format!(
+            "SELECT sum(cost)::text, coalesce(sum(requests), 0)::int8, \
+               coalesce(sum(input_tokens), 0)::int8, coalesce(sum(output_tokens), 0)::int8, \
+               coalesce(sum(computed), 0)::int8 \
+             FROM ({rows}) r(b, n1, n2, n3, n4, n5, cost, requests, input_tokens, output_tokens, \
+               computed)"
+        )
+    }
+
+    pub(crate) fn backfill_coarse(
+        &self,
+        from: String,
+        to: String,
+        phase: String,
+        horizon: &str,
+        rollup: Option<&str>,
+    ) -> String {
+        let rows = self.span_rows(from, to, phase, horizon, rollup);
         let min_cost = crate::store::Store::SHAPE_MIN_COST;
         let max_names = crate::store::Store::SHAPE_MAX_NAMES;
         format!(

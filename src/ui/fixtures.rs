@@ -477,6 +477,7 @@ pub fn backfilling() -> Fixture {
         total_steps: 142,
         history_days: 35,
         loaded_from: None,
+        month_so_far: None,
     });
     f
 }
@@ -517,6 +518,7 @@ fn loading_from(loaded_from: DateTime<Utc>, done_steps: u64) -> Fixture {
         total_steps: 142,
         history_days: 35,
         loaded_from: Some(loaded_from),
+        month_so_far: None,
     });
     f
 }
@@ -637,6 +639,7 @@ pub fn extreme_backfill() -> Fixture {
         total_steps: 0,
         history_days: 0,
         loaded_from: None,
+        month_so_far: None,
     });
     f.status.connection = Connection::Backfilling {
         done_steps: u64::MAX,

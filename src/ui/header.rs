@@ -14,10 +14,12 @@ use crate::money::Money;
 pub const HEIGHT: u16 = 3;
 
 /// `window` is the drill-down's time window, shown while a drill-down is open;
-/// `pending`, while the history loads, which figures wait for it.
+/// `pending`, while the history loads, which figures wait for it; `month_so_far`,
+/// the month's spend read in one sum at the start, shown until the month is in.
 pub fn render(
     h: &Header,
     pending: Option<&Pending>,
+    month_so_far: Option<Money>,
     window: Option<&str>,
     theme: Theme,
     area: Rect,
@@ -107,11 +109,22 @@ pub fn render(
         // No figures before the history is in (not "$0.00"); the budget, if any,
         // is on the first row.
         if area.height > 1 {
-            Line::from(Span::styled(
-                text::fit("month-to-date, burn and forecast once the history is in", w),
-                theme.muted(),
-            ))
-            .render(row(1), buf);
+            let line = match month_so_far {
+                Some(m) => so_far_line(
+                    m,
+                    &[
+                        "burn and forecast once the history is in",
+                        "burn, forecast: loading",
+                    ],
+                    theme,
+                    w,
+                ),
+                None => Line::from(Span::styled(
+                    text::fit("month-to-date, burn and forecast once the history is in", w),
+                    theme.muted(),
+                )),
+            };
+            line.render(row(1), buf);
         }
         if area.height > 2 && h.budget.is_none() {
             no_budget(theme).render(row(2), buf);
@@ -122,11 +135,30 @@ pub fn render(
     if let Some(p) = pending.filter(|p| p.month) {
         // The month is not all in: no month-to-date from part of it.
         if area.height > 1 {
-            let text = format!(
-                "month-to-date, burn and forecast {LOADING} waiting for the history back to {}",
-                p.month_start.format("%b %-d")
-            );
-            Line::from(Span::styled(text::fit(&text, w), theme.muted())).render(row(1), buf);
+            let back_to = p.month_start.format("%b %-d");
+            let line = match month_so_far {
+                Some(m) => so_far_line(
+                    m,
+                    &[
+                        &format!(
+                            "burn and forecast {LOADING} waiting for the history back to {back_to}"
+                        ),
+                        &format!("burn, forecast {LOADING} history back to {back_to}"),
+                    ],
+                    theme,
+                    w,
+                ),
+                None => Line::from(Span::styled(
+                    text::fit(
+                        &format!(
+                            "month-to-date, burn and forecast {LOADING} waiting for the history back to {back_to}"
+                        ),
+                        w,
+                    ),
+                    theme.muted(),
+                )),
+            };
+            line.render(row(1), buf);
         }
         if area.height > 2 {
             match h.budget {
@@ -158,6 +190,27 @@ pub fn render(
 
 /// A figure that waits for the history.
 const LOADING: &str = "…";
+
+/// "month-to-date $1,713 at start   burn and forecast …": the month read in one
+/// sum while its rows load (as of the start: the tail begins after the history),
+/// then the first of `waiting` that fits in `w` (the last one cut).
+fn so_far_line(month: Money, waiting: &[&str], theme: Theme, w: usize) -> Line<'static> {
+    let figure = vec![
+        Span::styled("month-to-date ", theme.muted()),
+        Span::styled(month.display_usd(), theme.value()),
+        Span::styled(" at start", theme.muted()),
+    ];
+    let room = w.saturating_sub(spans_width(&figure) + 3);
+    let mut spans = figure;
+    let fits = waiting.iter().find(|t| text::width(t) <= room);
+    if let Some(t) = fits.or(waiting.last()).filter(|_| room > 3) {
+        spans.push(Span::styled(
+            format!("   {}", text::fit(t, room)),
+            theme.muted(),
+        ));
+    }
+    Line::from(spans)
+}
 
 fn no_budget(theme: Theme) -> Line<'static> {
     Line::from(vec![

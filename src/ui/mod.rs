@@ -76,6 +76,7 @@ pub fn render(screen: &Screen, area: Rect, buf: &mut Buffer) {
     header::render(
         &screen.overview.header,
         screen.overview.pending.as_ref(),
+        screen.backfill.and_then(|b| b.month_so_far),
         screen.drill.map(|d| d.window.short_label()),
         theme,
         header_area,

@@ -1043,3 +1043,35 @@ fn a_tall_terminal_lists_more_cost_drivers() {
     let short = screen_text(&buffer(&f, 80, 24));
     assert!(!short.contains("end_user_11"), "{short}");
 }
+
+/// While the month's rows load, the header shows the month's sum read at the
+/// start (`SourceMsg::MonthSoFar`), marked as such, and what still waits.
+#[test]
+fn the_month_so_far_shows_while_the_month_loads() {
+    let mut f = fixtures::mid_backfill();
+    let before = screen_text(&buffer(&f, 80, 24));
+    assert!(
+        before.contains("month-to-date, burn and forecast … waiting"),
+        "{before}"
+    );
+    if let Some(b) = f.backfill.as_mut() {
+        b.month_so_far = Some(fixtures::usd("1712.58"));
+    }
+    let wide = screen_text(&buffer(&f, 200, 24));
+    assert!(
+        wide.contains("month-to-date $1,713 at start   burn and forecast … waiting for the history back to Nov 1"),
+        "{wide}"
+    );
+    let narrow = screen_text(&buffer(&f, 80, 24));
+    assert!(
+        narrow.contains("month-to-date $1,713 at start   burn, forecast … history back to Nov 1"),
+        "{narrow}"
+    );
+    // Before the first chunk's overview: the same figure.
+    let mut first = fixtures::backfilling();
+    if let Some(b) = first.backfill.as_mut() {
+        b.month_so_far = Some(fixtures::usd("1712.58"));
+    }
+    let text = screen_text(&buffer(&first, 80, 24));
+    assert!(text.contains("month-to-date $1,713 at start"), "{text}");
+}

@@ -138,6 +138,10 @@ pub struct Collector {
     pub backfill_messages: usize,
     pub backfill_done: usize,
     pub tail_messages: usize,
+    /// The month's sum the backfill sent first (`SourceMsg::MonthSoFar`).
+    pub month_so_far: Option<(chrono::DateTime<Utc>, Agg)>,
+    /// The store's total of that month once the history was in.
+    pub month_at_backfill_end: Option<Agg>,
 }
 
 impl Collector {
@@ -148,16 +152,29 @@ impl Collector {
             backfill_messages: 0,
             backfill_done: 0,
             tail_messages: 0,
+            month_so_far: None,
+            month_at_backfill_end: None,
         }
     }
 
     pub fn apply(&mut self, msg: SourceMsg) {
         match msg {
             SourceMsg::Status(s) => self.statuses.push(s),
+            SourceMsg::MonthSoFar { month_start, agg } => {
+                assert!(
+                    self.backfill_messages == 0,
+                    "the month's sum comes before the history"
+                );
+                self.month_so_far = Some((month_start, agg));
+            }
             SourceMsg::Backfill { batch, done } => {
                 self.backfill_messages += 1;
                 self.backfill_done += usize::from(done);
                 self.store.apply(&batch, Utc::now());
+                if let (true, Some((start, _))) = (done, self.month_so_far) {
+                    let from = self.store.hour_index(start);
+                    self.month_at_backfill_end = Some(self.store.total(from..=i64::MAX));
+                }
             }
             SourceMsg::Tail { batch, .. } => {
                 self.tail_messages += 1;
