@@ -13,7 +13,24 @@ use crate::model::{Agg, Dim, DimFact, Fact, FactBatch, NONE_NAME, PairFact};
 /// `SHAPE_MAX_NAMES`. What baselines read for an hour whose users are kept per
 /// day, where the day's rhythm would spread a nightly batch over the whole day.
 #[derive(Debug, Clone)]
-pub(super) struct Heavy<K>(Vec<(K, i128)>);
+pub(super) struct Heavy<K>(Vec<(K, Kept)>);
+
+/// What a coarse hour keeps of one of its biggest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Kept {
+    pub picos: i128,
+    /// Its requests, where the source sent them (server shapes carry only spend).
+    pub requests: Option<u64>,
+}
+
+impl Kept {
+    pub(super) fn of(a: &Agg) -> Kept {
+        Kept {
+            picos: a.cost.picos(),
+            requests: Some(a.requests),
+        }
+    }
+}
 
 impl<K> Default for Heavy<K> {
     fn default() -> Self {
@@ -23,14 +40,14 @@ impl<K> Default for Heavy<K> {
 
 impl<K: Ord + Copy> Heavy<K> {
     /// The biggest of these totals.
-    fn of(totals: impl Iterator<Item = (K, i128)>) -> Heavy<K> {
+    fn of(totals: impl Iterator<Item = (K, Kept)>) -> Heavy<K> {
         let mut h = Heavy(totals.collect());
         h.0.sort_by_key(|x| x.0);
         h.cap();
         h
     }
 
-    pub(super) fn get(&self, k: K) -> Option<i128> {
+    pub(super) fn get(&self, k: K) -> Option<Kept> {
         self.0
             .binary_search_by_key(&k, |x| x.0)
             .ok()
@@ -41,21 +58,26 @@ impl<K: Ord + Copy> Heavy<K> {
         self.0.len()
     }
 
-    /// Adds to `k`'s spend (a retried chunk sends the rows counted since);
-    /// `cap` once the additions are done.
-    pub(super) fn add(&mut self, k: K, picos: i128) {
+    /// Adds to `k`'s spend and requests (a retried chunk sends the rows counted
+    /// since); `cap` once the additions are done.
+    pub(super) fn add(&mut self, k: K, more: Kept) {
         match self.0.binary_search_by_key(&k, |x| x.0) {
-            Ok(i) => self.0[i].1 += picos,
-            Err(i) => self.0.insert(i, (k, picos)),
+            Ok(i) => {
+                let kept = &mut self.0[i].1;
+                kept.picos += more.picos;
+                kept.requests = kept.requests.zip(more.requests).map(|(a, b)| a + b);
+            }
+            Err(i) => self.0.insert(i, (k, more)),
         }
     }
 
     /// Keeps the biggest `SHAPE_MAX_NAMES` of at least `SHAPE_MIN_COST`.
     fn cap(&mut self) {
         let min = subhour::SHAPE_MIN_COST.picos();
-        self.0.retain(|x| x.1 >= min);
+        self.0.retain(|x| x.1.picos >= min);
         if self.0.len() > subhour::SHAPE_MAX_NAMES {
-            self.0.sort_by(|x, y| y.1.cmp(&x.1).then(x.0.cmp(&y.0)));
+            self.0
+                .sort_by(|x, y| y.1.picos.cmp(&x.1.picos).then(x.0.cmp(&y.0)));
             self.0.truncate(subhour::SHAPE_MAX_NAMES);
             self.0.sort_by_key(|x| x.0);
         }
@@ -71,7 +93,7 @@ impl<K: Ord + Copy> Heavy<K> {
     }
 
     pub(super) fn heap_bytes(&self) -> usize {
-        self.0.capacity() * size_of::<(K, i128)>()
+        self.0.capacity() * size_of::<(K, Kept)>()
     }
 }
 
@@ -241,7 +263,7 @@ impl Store {
             };
             let id = self.intern_name(Dim::User, &fact.name);
             if let Some(b) = self.hours.get_mut(&hour) {
-                b.heavy_users.add(id, fact.agg.cost.picos());
+                b.heavy_users.add(id, Kept::of(&fact.agg));
                 touched.insert(hour);
             }
         }
@@ -254,7 +276,11 @@ impl Store {
                 self.intern_name(Dim::User, &pair.user),
             );
             if let Some(b) = self.hours.get_mut(&hour) {
-                b.heavy_pairs.add(key, pair.cost.picos());
+                let kept = Kept {
+                    picos: pair.cost.picos(),
+                    requests: None,
+                };
+                b.heavy_pairs.add(key, kept);
                 touched.insert(hour);
             }
         }
@@ -283,7 +309,7 @@ impl Store {
             .hours
             .range(hours)
             .filter(|(_, b)| b.coarse)
-            .filter_map(|(_, b)| b.heavy_pairs.get((feature, user)))
+            .filter_map(|(_, b)| b.heavy_pairs.get((feature, user)).map(|k| k.picos))
             .sum();
         exact.cost + crate::money::Money::from_picos(kept)
     }
@@ -325,16 +351,17 @@ impl Store {
         }
         b.coarse = true;
         let cells = std::mem::take(&mut b.cells);
-        let mut pairs: BTreeMap<(NameId, NameId), i128> = BTreeMap::new();
+        let mut pairs: BTreeMap<(NameId, NameId), Agg> = BTreeMap::new();
         for (combo, a) in cells.iter() {
             let key = self.combos.key(combo);
-            *pairs
+            pairs
                 .entry((key[Dim::Feature.index()], key[Dim::User.index()]))
-                .or_default() += a.cost.picos();
+                .or_default()
+                .add(&a);
         }
-        b.heavy_pairs = Heavy::of(pairs.into_iter());
+        b.heavy_pairs = Heavy::of(pairs.iter().map(|(k, a)| (*k, Kept::of(a))));
         let users = std::mem::take(&mut b.by_dim[Dim::User.index()]);
-        b.heavy_users = Heavy::of(users.iter().map(|(id, a)| (id, a.cost.picos())));
+        b.heavy_users = Heavy::of(users.iter().map(|(id, a)| (id, Kept::of(&a))));
         let into = self.user_days.entry(day).or_default();
         for (id, a) in users.iter() {
             into.add(id, &a);
@@ -360,31 +387,8 @@ impl Store {
                 .map(|(_, b)| b)
         };
         let this = self.hours.get(&h);
-        // The user's spend this hour: kept if it was among the hour's biggest, else
-        // the rest of its day spread over its other hours by everyone's spend.
-        let cost = match this.and_then(heavy_of) {
-            Some(c) => c,
-            None => {
-                let (mut rest, mut others) = (user.cost.picos(), 0i128);
-                for b in coarse_hours() {
-                    match heavy_of(b) {
-                        Some(c) => rest -= c,
-                        None => others += b.total.cost.picos(),
-                    }
-                }
-                let hour = this.map_or(0, |b| b.total.cost.picos());
-                if others <= 0 || rest <= 0 {
-                    0
-                } else {
-                    match rest.checked_mul(hour) {
-                        Some(x) => x / others,
-                        None => (rest as f64 * (hour as f64 / others as f64)) as i128,
-                    }
-                }
-            }
-        };
         // Counts in the proportion of the day's spend (all of it when it cost nothing).
-        let part = |x: u64| -> u64 {
+        let part = |x: u64, cost: i128| -> u64 {
             let day_cost = user.cost.picos();
             if day_cost <= 0 {
                 let n = coarse_hours().count().max(1) as u64;
@@ -393,12 +397,49 @@ impl Store {
                 (x as f64 * (cost as f64 / day_cost as f64)).round() as u64
             }
         };
+        // The user's spend and requests this hour: kept if it was among the hour's
+        // biggest, else the rest of its day spread over its other hours by
+        // everyone's spend.
+        let (cost, requests) = match this.and_then(heavy_of) {
+            Some(kept) => (
+                kept.picos,
+                kept.requests
+                    .unwrap_or_else(|| part(user.requests, kept.picos)),
+            ),
+            None => {
+                let (mut rest, mut rest_requests, mut others) =
+                    (user.cost.picos(), user.requests, 0i128);
+                for b in coarse_hours() {
+                    match heavy_of(b) {
+                        Some(kept) => {
+                            rest -= kept.picos;
+                            let req = kept
+                                .requests
+                                .unwrap_or_else(|| part(user.requests, kept.picos));
+                            rest_requests = rest_requests.saturating_sub(req);
+                        }
+                        None => others += b.total.cost.picos(),
+                    }
+                }
+                let hour = this.map_or(0, |b| b.total.cost.picos());
+                if others <= 0 || rest <= 0 {
+                    (0, 0)
+                } else {
+                    let share = hour as f64 / others as f64;
+                    let cost = match rest.checked_mul(hour) {
+                        Some(x) => x / others,
+                        None => (rest as f64 * share) as i128,
+                    };
+                    (cost, (rest_requests as f64 * share).round() as u64)
+                }
+            }
+        };
         Agg {
             cost: crate::money::Money::from_picos(cost),
-            requests: part(user.requests),
-            input_tokens: part(user.input_tokens),
-            output_tokens: part(user.output_tokens),
-            computed: part(user.computed),
+            requests,
+            input_tokens: part(user.input_tokens, cost),
+            output_tokens: part(user.output_tokens, cost),
+            computed: part(user.computed, cost),
         }
     }
 }

@@ -256,7 +256,11 @@ impl Store {
                 let picos = (s.slots.iter().sum::<f64>() * 1e12) as i128;
                 let heavy = &mut b.heavy_users;
                 if heavy.get(id).is_none() && heavy.len() < SHAPE_MAX_NAMES {
-                    heavy.add(id, picos);
+                    let kept = super::coarse::Kept {
+                        picos,
+                        requests: None,
+                    };
+                    heavy.add(id, kept);
                 }
             } else if b.by_dim[s.dim.index()].get(id).is_none() {
                 continue;

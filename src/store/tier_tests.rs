@@ -361,21 +361,29 @@ fn a_coarse_hours_biggest_users_from_the_source_keep_their_hour() {
         });
         day += Duration::days(1);
     }
-    // Daytime chat makes the day's rhythm: $20 an hour from 08:00 to 20:00.
+    // Daytime chat makes the day's rhythm: about $20 an hour from 08:00 to 20:00,
+    // in three requests in even hours and one in odd ones.
     let mut hour = utc("2026-11-25T08:30:00Z");
     while hour < now {
         if (8..20).contains(&hour.hour()) {
-            facts.push(Fact {
-                at: hour,
-                names: [
-                    "chat".into(),
-                    "chat_user".into(),
-                    "m1".into(),
-                    "t0".into(),
-                    "eu".into(),
-                ],
-                agg: Agg::one(Money::from_picos(20 * 1_000_000_000_000), 100, 10),
-            });
+            let (n, dollars) = if hour.hour() % 2 == 0 {
+                (3, 7)
+            } else {
+                (1, 20)
+            };
+            for _ in 0..n {
+                facts.push(Fact {
+                    at: hour,
+                    names: [
+                        "chat".into(),
+                        "chat_user".into(),
+                        "m1".into(),
+                        "t0".into(),
+                        "eu".into(),
+                    ],
+                    agg: Agg::one(Money::from_picos(dollars * 1_000_000_000_000), 100, 10),
+                });
+            }
         }
         hour += Duration::hours(1);
     }
@@ -407,6 +415,19 @@ fn a_coarse_hours_biggest_users_from_the_source_keep_their_hour() {
             Money::from_picos(want * 1_000_000_000_000),
             "hour {i}"
         );
+    }
+    // Their requests too, as a store that kept every hour has them.
+    let mut full = Store::new(StoreConfig::default(), now);
+    full.apply(&FactBatch::of_rows(facts.clone()), now);
+    for user in ["batch", "chat_user"] {
+        let requests = |s: &Store| -> Vec<u64> {
+            let id = s.lookup(Dim::User, user).unwrap();
+            s.hourly_series(Dim::User, Some(id), h, h + 23)
+                .iter()
+                .map(|a| a.requests)
+                .collect()
+        };
+        assert_eq!(requests(&sent), requests(&full), "{user}");
     }
     // The traffic's users spend well under a dollar an hour: none is sent, and
     // their hours still follow the day's rhythm.
