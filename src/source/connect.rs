@@ -348,7 +348,7 @@ fn resolve_chosen(
             .or_else(|| env("LOGNAME"))
             .ok_or_else(|| SourceError::InvalidConnectionString {
                 origin: "the environment",
-                detail: "no database user given (none in the URL, PGUSER or USER)".into(),
+                detail: "no database user given (none in the connection string; PGUSER, USER and LOGNAME are unset)".into(),
             })?;
         config.user(user);
     }
