@@ -1414,6 +1414,23 @@ mod tests {
         DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
     }
 
+    /// The demo source's progress: step `done` of 4.
+    fn backfilling(done: u64) -> SourceMsg {
+        SourceMsg::Status(SourceStatus {
+            endpoint: "demo".into(),
+            connection: Connection::Backfilling {
+                done_steps: done,
+                total_steps: 4,
+                loaded_from: None,
+            },
+            mode: TailMode::Demo,
+            watermark_lag_secs: None,
+            absent: Vec::new(),
+            note: None,
+            replay_lag: None,
+        })
+    }
+
     fn app(now: DateTime<Utc>) -> App {
         let params = DetectParams {
             today_ratio: 1.5,
@@ -1459,22 +1476,7 @@ mod tests {
     fn backfill_then_tail_then_coalesced_rebuilds() {
         let now = utc("2026-11-28T12:00:00Z");
         let mut a = app(now);
-        a.on_source(
-            SourceMsg::Status(SourceStatus {
-                endpoint: "demo".into(),
-                connection: Connection::Backfilling {
-                    done_steps: 1,
-                    total_steps: 4,
-                    loaded_from: None,
-                },
-                mode: TailMode::Demo,
-                watermark_lag_secs: None,
-                absent: Vec::new(),
-                note: None,
-                replay_lag: None,
-            }),
-            now,
-        );
+        a.on_source(backfilling(1), now);
         assert_eq!(
             a.backfill,
             Some(BackfillProgress {
@@ -1507,22 +1509,7 @@ mod tests {
             a.backfill.and_then(|b| b.month_so_far),
             Some(Money::from_dollars(1713))
         );
-        a.on_source(
-            SourceMsg::Status(SourceStatus {
-                endpoint: "demo".into(),
-                connection: Connection::Backfilling {
-                    done_steps: 2,
-                    total_steps: 4,
-                    loaded_from: None,
-                },
-                mode: TailMode::Demo,
-                watermark_lag_secs: None,
-                absent: Vec::new(),
-                note: None,
-                replay_lag: None,
-            }),
-            now,
-        );
+        a.on_source(backfilling(2), now);
         assert_eq!(
             a.backfill.and_then(|b| b.month_so_far),
             Some(Money::from_dollars(1713)),
