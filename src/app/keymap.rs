@@ -428,6 +428,7 @@ impl Keymap {
             refresh: self.first_key(Action::RefreshNow),
             help: self.first_key(Action::ToggleHelp),
             anomaly_log: self.first_key(Action::AnomalyLog),
+            alerts: self.first_key(Action::ListSilences),
         }
     }
 

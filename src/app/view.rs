@@ -199,6 +199,9 @@ pub struct KeyHints {
     pub help: String,
     /// Opens the anomaly log (named where the anomaly pane runs out of room).
     pub anomaly_log: String,
+    /// Opens the alerts and silences pane (named where alerts fire that the
+    /// anomaly pane does not list, such as a source's health).
+    pub alerts: String,
 }
 
 impl Default for KeyHints {
@@ -209,6 +212,7 @@ impl Default for KeyHints {
             refresh: "r".into(),
             help: "?".into(),
             anomaly_log: "n".into(),
+            alerts: "L".into(),
         }
     }
 }

@@ -31,29 +31,49 @@ pub fn desired_height(anomalies: &[Anomaly], width: u16) -> u16 {
 
 /// `log_key` opens the anomaly log (named when not everything fits);
 /// `alerts_firing` is the alert state's count, when alerts run: the title says
-/// what it counts when it differs from the anomalies listed.
+/// what it counts when it differs from the anomalies listed, and a calm pane
+/// names the alerts that fire without an anomaly (a source's health: `alerts_key`
+/// lists them).
 pub fn render(
     anomalies: &[Anomaly],
-    log_key: &str,
+    keys: (&str, &str),
     alerts_firing: Option<usize>,
     theme: Theme,
     area: Rect,
     buf: &mut Buffer,
 ) {
+    let (log_key, alerts_key) = keys;
     if anomalies.is_empty() {
         let block = Block::new()
             .borders(Borders::TOP)
             .border_style(theme.border())
             .title(Span::styled(" Anomalies ", theme.title()));
-        let body = Span::styled(" No anomalies", theme.good());
+        let mut body = vec![Span::styled(" No anomalies", theme.good())];
+        if let Some(n) = alerts_firing.filter(|n| *n > 0) {
+            let (what, them) = if n == 1 {
+                ("alert", "it")
+            } else {
+                ("alerts", "them")
+            };
+            body.push(Span::styled(
+                text::fit(
+                    &format!("; {n} other {what} firing ({alerts_key} lists {them})"),
+                    (area.width as usize).saturating_sub(14),
+                ),
+                theme.warn(),
+            ));
+        }
         if area.height >= 2 {
-            Paragraph::new(body).block(block).render(area, buf);
+            Paragraph::new(Line::from(body))
+                .block(block)
+                .render(area, buf);
         } else {
             // One row: the title carries the message.
+            body.push(Span::raw(" "));
             Block::new()
                 .borders(Borders::TOP)
                 .border_style(theme.border())
-                .title(Span::styled(" No anomalies ", theme.good()))
+                .title(Line::from(body))
                 .render(area, buf);
         }
         return;

@@ -325,7 +325,7 @@ fn overview(screen: &Screen, theme: Theme, body: Rect, buf: &mut Buffer) {
             Some(p) => anomalies::render_waiting(p, o.now, theme, panes.anomalies, buf),
             None => anomalies::render(
                 &listed_anomalies(screen),
-                &screen.status.keys.anomaly_log,
+                (&screen.status.keys.anomaly_log, &screen.status.keys.alerts),
                 screen.status.alerts_firing,
                 theme,
                 panes.anomalies,

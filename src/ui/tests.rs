@@ -1075,3 +1075,36 @@ fn the_month_so_far_shows_while_the_month_loads() {
     let text = screen_text(&buffer(&first, 80, 24));
     assert!(text.contains("month-to-date $1,713 at start"), "{text}");
 }
+
+/// An alert firing without an anomaly (a source's health, such as no new rows)
+/// is named in the calm anomaly pane, with the key that lists it: "No anomalies"
+/// beside "alerts: 1 firing" left the on-call engineer guessing.
+#[test]
+fn a_calm_pane_names_alerts_firing_without_an_anomaly() {
+    let mut f = fixtures::realistic();
+    f.overview.anomalies.clear();
+    f.status.shared_alerts.clear();
+    let calm = screen_text(&buffer(&f, 100, 30));
+    assert!(calm.contains(" No anomalies "), "{calm}");
+    assert!(!calm.contains("other alert"), "{calm}");
+    f.status.alerts_firing = Some(1);
+    let text = screen_text(&buffer(&f, 100, 30));
+    assert!(
+        text.contains("No anomalies; 1 other alert firing (L lists it)"),
+        "{text}"
+    );
+    // Where the pane is one row, its title says it.
+    let mut one_row = 0;
+    for height in 16..=24 {
+        let small = screen_text(&buffer(&f, 80, height));
+        if small.contains(" No anomalies; 1 other alert firing (L lists it) ─") {
+            one_row += 1;
+        } else if small.contains("No anomalies") {
+            assert!(
+                small.contains("1 other alert firing (L lists it)"),
+                "{small}"
+            );
+        }
+    }
+    assert!(one_row > 0, "no height gave the one-row pane");
+}
