@@ -110,7 +110,7 @@ pub fn month_forecast(store: &Store, now: DateTime<Utc>, budget: Option<Money>) 
             (d, store.prorated(Dim::Feature, None, s, e).0.as_f64())
         })
         .collect();
-    let w = weekday_factors(&daily);
+    let w = super::stats::weekday_factors(&daily);
     let wd = |d: NaiveDate| w[d.weekday().num_days_from_monday() as usize];
     let recent: Vec<f64> = daily
         .iter()
@@ -228,27 +228,6 @@ fn exhausted_on(
         }
     }
     None
-}
-
-/// Median of each weekday over the overall median (1.0 where unknown).
-fn weekday_factors(days: &[(NaiveDate, f64)]) -> [f64; 7] {
-    let all: Vec<f64> = days.iter().map(|(_, c)| *c).collect();
-    let overall = median(&all).unwrap_or(0.0);
-    let mut w = [1.0; 7];
-    if overall <= 0.0 {
-        return w;
-    }
-    for (i, f) in w.iter_mut().enumerate() {
-        let v: Vec<f64> = days
-            .iter()
-            .filter(|(d, _)| d.weekday().num_days_from_monday() as usize == i)
-            .map(|(_, c)| *c)
-            .collect();
-        if let Some(m) = median(&v).filter(|m| *m > 0.0 && m.is_finite()) {
-            *f = m / overall;
-        }
-    }
-    w
 }
 
 #[cfg(test)]

@@ -395,6 +395,9 @@ fn judge(observed: f64, costs: &[f64], requests: &[f64], p: &DetectParams) -> Op
     })
 }
 
+/// Observed over expected, capped at 999 (and 999 for something against nothing,
+/// 1 for nothing against nothing or a non-finite input): the one ratio the rules
+/// report.
 fn ratio_f(observed: f64, expected: f64) -> f64 {
     if !observed.is_finite() || !expected.is_finite() {
         return 1.0;
@@ -406,7 +409,7 @@ fn ratio_f(observed: f64, expected: f64) -> f64 {
     }
 }
 
-fn ratio(observed: Money, expected: Money) -> f64 {
+pub(super) fn ratio(observed: Money, expected: Money) -> f64 {
     ratio_f(observed.as_f64(), expected.as_f64())
 }
 
@@ -1173,30 +1176,6 @@ fn daily_average(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Ano
     out
 }
 
-/// Weekday factors of a daily series: median of each weekday over the overall
-/// median (1.0 where unknown).
-fn weekday_factors(days: &[(NaiveDate, Money)]) -> [f64; 7] {
-    let all: Vec<f64> = days.iter().map(|(_, m)| m.as_f64()).collect();
-    let overall = super::stats::median(&all).unwrap_or(0.0);
-    let mut w = [1.0; 7];
-    if overall <= 0.0 {
-        return w;
-    }
-    for (i, f) in w.iter_mut().enumerate() {
-        let v: Vec<f64> = days
-            .iter()
-            .filter(|(d, _)| d.weekday().num_days_from_monday() as usize == i)
-            .map(|(_, m)| m.as_f64())
-            .collect();
-        if let Some(m) = super::stats::median(&v)
-            && m > 0.0
-        {
-            *f = m / overall;
-        }
-    }
-    w
-}
-
 /// Slow drift: an EWMA of weekday-adjusted daily totals (log space) over the recent
 /// days, against the oldest 7 days of the last 28 as the reference.
 fn drift(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
@@ -1216,7 +1195,8 @@ fn drift(store: &Store, now: DateTime<Utc>, p: &DetectParams) -> Vec<Anomaly> {
     targets.extend(ids.into_iter().map(|id| (Dim::Feature, Some(id))));
     for (dim, id) in targets {
         let days = daily_totals(store, dim, id, now, n);
-        let w = weekday_factors(&days);
+        let dollars: Vec<(NaiveDate, f64)> = days.iter().map(|(d, m)| (*d, m.as_f64())).collect();
+        let w = super::stats::weekday_factors(&dollars);
         let adjusted: Vec<f64> = days
             .iter()
             .map(|(d, m)| ln_cost(m.as_f64() / w[d.weekday().num_days_from_monday() as usize]))

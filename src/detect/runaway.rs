@@ -115,7 +115,7 @@ pub(super) fn runaway_requests(
                 expected_high: Some(Money::from_f64_lossy(
                     quantile(&costs, 0.9).unwrap_or(0.0).max(0.0),
                 )),
-                ratio: ratio_or_cap(agg.cost.as_f64(), expected_cost.as_f64()),
+                ratio: super::rules::ratio(agg.cost, expected_cost),
                 z: None,
                 severity,
                 baseline: format!("its requests, {label}"),
@@ -139,16 +139,6 @@ pub(super) fn runaway_requests(
     best.into_values()
         .map(|(_, anomaly)| Candidate { anomaly })
         .collect()
-}
-
-fn ratio_or_cap(observed: f64, expected: f64) -> f64 {
-    if expected > 0.0 && observed.is_finite() {
-        (observed / expected).clamp(0.0, 999.0)
-    } else if observed > 0.0 {
-        999.0
-    } else {
-        1.0
-    }
 }
 
 #[cfg(test)]

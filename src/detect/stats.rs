@@ -130,6 +130,28 @@ impl SplitMix {
     }
 }
 
+/// Weekday factors of a daily series: the median of each weekday over the overall
+/// median (1.0 where unknown).
+pub fn weekday_factors(days: &[(chrono::NaiveDate, f64)]) -> [f64; 7] {
+    let all: Vec<f64> = days.iter().map(|(_, c)| *c).collect();
+    let overall = median(&all).unwrap_or(0.0);
+    let mut w = [1.0; 7];
+    if overall <= 0.0 {
+        return w;
+    }
+    for (i, f) in w.iter_mut().enumerate() {
+        let v: Vec<f64> = days
+            .iter()
+            .filter(|(d, _)| chrono::Datelike::weekday(d).num_days_from_monday() as usize == i)
+            .map(|(_, c)| *c)
+            .collect();
+        if let Some(m) = median(&v).filter(|m| *m > 0.0 && m.is_finite()) {
+            *f = m / overall;
+        }
+    }
+    w
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -562,6 +562,16 @@ impl Sql {
     /// timestamp, future timestamp, null cost, non-finite cost, cost out of range, bad
     /// tokens), classified as `row_to_fact` does.
     pub(crate) fn backfill_rejects(&self, from: String, horizon: &str) -> String {
+        let Sql { ts, table, .. } = self;
+        format!(
+            "SELECT {} FROM {table} e WHERE ({ts} IS NULL OR {ts} >= {from}::timestamptz) AND {horizon}",
+            self.reject_counts()
+        )
+    }
+
+    /// One count of rows per reject reason, in the order of `RejectReason::ALL`,
+    /// each row under the first reason it has (as `row_to_fact` classifies).
+    fn reject_counts(&self) -> String {
         let Sql {
             ts,
             cost,
@@ -569,17 +579,15 @@ impl Sql {
             cost_in_range,
             ts_not_future,
             tokens_ok,
-            table,
             ..
         } = self;
         format!(
-            "SELECT count(*) FILTER (WHERE {ts} IS NULL), \
-               count(*) FILTER (WHERE {ts} IS NOT NULL AND NOT {ts_not_future}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NULL), \
-               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok}) \
-             FROM {table} e WHERE ({ts} IS NULL OR {ts} >= {from}::timestamptz) AND {horizon}"
+            "count(*) FILTER (WHERE {ts} IS NULL), \
+             count(*) FILTER (WHERE {ts} IS NOT NULL AND NOT {ts_not_future}), \
+             count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NULL), \
+             count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
+             count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
+             count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok})"
         )
     }
 
@@ -851,29 +859,14 @@ impl Sql {
     /// Rollup mode: rejected rows by billing hour (NULL for a NULL timestamp) and
     /// tenant, the reasons in the columns of `backfill_rejects`. `$phase` aligns hours.
     pub(crate) fn rejects_by_hour(&self, phase: String, horizon: &str) -> String {
-        let Sql {
-            ts,
-            cost,
-            finite_cost,
-            cost_in_range,
-            ts_not_future,
-            tokens_ok,
-            table,
-            ts_sel,
-            ..
-        } = self;
+        let Sql { table, ts_sel, .. } = self;
         format!(
             "SELECT (floor((extract(epoch FROM {ts_sel}) - {phase}::int8) / 3600) * 3600 + {phase}::int8)::int8, \
-               {tenant}, \
-               count(*) FILTER (WHERE {ts} IS NULL), \
-               count(*) FILTER (WHERE {ts} IS NOT NULL AND NOT {ts_not_future}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NULL), \
-               count(*) FILTER (WHERE {ts_not_future} AND {cost} IS NOT NULL AND NOT {finite_cost}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND NOT {cost_in_range}), \
-               count(*) FILTER (WHERE {ts_not_future} AND {finite_cost} AND {cost_in_range} AND NOT {tokens_ok}) \
+               {tenant}, {counts} \
              FROM {table} e WHERE {horizon} AND ({valid}) IS NOT TRUE \
              GROUP BY 1, 2",
             tenant = self.names[3],
+            counts = self.reject_counts(),
             valid = self.valid_row(),
         )
     }
