@@ -10,21 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use burnrate::model::{Connection, SourceMsg};
-use burnrate::source::{SourceControl, run, schema};
+use burnrate::source::{SourceControl, run};
 use burnrate::store::StoreConfig;
-use common::TestDb;
 use common::proxy::FaultProxy;
 use pg_common::*;
 use tokio::sync::mpsc;
-
-async fn fresh_table() -> (TestDb, tokio_postgres::Client) {
-    let db = TestDb::create().await;
-    schema::init(&target(&db.url), TABLE)
-        .await
-        .expect("db init");
-    let client = db.client().await;
-    (db, client)
-}
 
 fn is_live(c: &Collector) -> bool {
     c.statuses

@@ -7,10 +7,9 @@ mod pg_common;
 use std::time::Duration;
 
 use burnrate::model::Connection;
-use burnrate::source::{PgSource, SourceControl, run, schema};
+use burnrate::source::{PgSource, SourceControl, run};
 use burnrate::store::StoreConfig;
 use chrono::{Duration as ChronoDuration, Utc};
-use common::TestDb;
 use pg_common::*;
 use tokio::sync::mpsc;
 
@@ -23,15 +22,6 @@ async fn source_pids(admin: &tokio_postgres::Client, db: &str) -> Vec<i32> {
         .await
         .unwrap();
     rows.iter().map(|r| r.get(0)).collect()
-}
-
-async fn fresh_table() -> (TestDb, tokio_postgres::Client) {
-    let db = TestDb::create().await;
-    schema::init(&target(&db.url), TABLE)
-        .await
-        .expect("db init");
-    let client = db.client().await;
-    (db, client)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,22 +13,12 @@ use burnrate::calendar::Calendar;
 use burnrate::model::{Dim, RejectReason, TailMode};
 use burnrate::money::Money;
 use burnrate::source::PgSource;
-use burnrate::source::schema;
 use burnrate::store::StoreConfig;
 use chrono::{Duration as ChronoDuration, Utc};
 use common::TestDb;
 use pg_common::*;
 use rand::Rng;
 use tokio::sync::mpsc;
-
-async fn fresh_table() -> (TestDb, tokio_postgres::Client) {
-    let db = TestDb::create().await;
-    schema::init(&target(&db.url), TABLE)
-        .await
-        .expect("db init");
-    let client = db.client().await;
-    (db, client)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn out_of_order_commit_is_never_skipped() {

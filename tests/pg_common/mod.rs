@@ -16,6 +16,17 @@ use tokio_postgres::Client;
 
 pub const TABLE: &str = "cost_events";
 
+/// A throwaway database with an empty `cost_events` (as `burnrate db init` makes
+/// it), and a client of it.
+pub async fn fresh_table() -> (crate::common::TestDb, Client) {
+    let db = crate::common::TestDb::create().await;
+    burnrate::source::schema::init(&target(&db.url), TABLE)
+        .await
+        .expect("db init");
+    let client = db.client().await;
+    (db, client)
+}
+
 pub fn target(url: &str) -> ConnectTarget {
     ConnectTarget::from_url(url).expect("test URL parses")
 }
