@@ -1020,6 +1020,41 @@ async fn drain(source: &mut PgSource, sink: &mut Sink) -> Result<()> {
     bail!("the tail did not catch up with earlier writes")
 }
 
+/// Tail polls in the steady state, after a first one: twenty with no new rows
+/// (their times in ms), then a writer at the data set's own rate (`rows` over
+/// `days`, at least one a second) for 10 s (20 s without `quick`).
+struct SteadyPolls {
+    idle: Vec<f64>,
+    ref_rate: f64,
+    ref_phase: Phase,
+}
+
+async fn steady_polls(
+    source: &mut PgSource,
+    sink: &mut Sink,
+    url: &str,
+    rows: u64,
+    days: i64,
+    quick: bool,
+    seed: u64,
+) -> Result<SteadyPolls> {
+    step(source, sink, false).await?;
+    let mut idle = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        step(source, sink, false).await?;
+        idle.push(ms(t.elapsed()));
+    }
+    let ref_rate = (rows as f64 / (days * 86_400) as f64).max(1.0);
+    let run_for = Duration::from_secs(if quick { 10 } else { 20 });
+    let ref_phase = tail_phase(source, sink, url, ref_rate, run_for, false, seed, None).await?;
+    Ok(SteadyPolls {
+        idle,
+        ref_rate,
+        ref_phase,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn tail_phase(
     source: &mut PgSource,
@@ -1393,27 +1428,10 @@ async fn main() -> Result<()> {
     );
 
     eprintln!("== steady state: tail polls");
-    step(&mut source, &mut sink, false).await?;
-    let mut idle_polls = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        step(&mut source, &mut sink, false).await?;
-        idle_polls.push(ms(t.elapsed()));
-    }
-    let idle_poll = median(&idle_polls);
+    let polls = steady_polls(&mut source, &mut sink, &url, rows, DAYS, args.quick, 101).await?;
+    let (ref_rate, ref_phase) = (polls.ref_rate, polls.ref_phase);
+    let idle_poll = median(&polls.idle);
     eprintln!("  no new rows: median poll {}", fmt_ms(idle_poll));
-    let ref_rate = (rows as f64 / (DAYS * 86_400) as f64).max(1.0);
-    let ref_phase = tail_phase(
-        &mut source,
-        &mut sink,
-        &url,
-        ref_rate,
-        Duration::from_secs(if args.quick { 10 } else { 20 }),
-        false,
-        101,
-        None,
-    )
-    .await?;
     let ref_poll = median(&ref_phase.polls.iter().map(|p| p.0).collect::<Vec<_>>());
     eprintln!(
         "  at the data set's own rate ({ref_rate:.1} rows/s): median poll {}",
@@ -2073,27 +2091,19 @@ async fn highcard(args: &Args, q: &Queries) -> Result<()> {
     step(&mut source, &mut sink, true).await?;
     let backfill_ms = ms(t.elapsed());
     eprintln!("  backfill {}", fmt_ms(backfill_ms));
-    step(&mut source, &mut sink, false).await?;
-    let mut idle_polls = Vec::new();
-    for _ in 0..20 {
-        let t = Instant::now();
-        step(&mut source, &mut sink, false).await?;
-        idle_polls.push(ms(t.elapsed()));
-    }
-    let idle_poll = mid(&idle_polls);
-    eprintln!("  no new rows: median poll {}", fmt_ms(idle_poll));
-    let ref_rate = (rows as f64 / (HIGHCARD_DAYS * 86_400) as f64).max(1.0);
-    let ref_phase = tail_phase(
+    let polls = steady_polls(
         &mut source,
         &mut sink,
         &url,
-        ref_rate,
-        Duration::from_secs(if args.quick { 10 } else { 20 }),
-        false,
+        rows,
+        HIGHCARD_DAYS,
+        args.quick,
         301,
-        None,
     )
     .await?;
+    let (ref_rate, ref_phase) = (polls.ref_rate, polls.ref_phase);
+    let idle_poll = mid(&polls.idle);
+    eprintln!("  no new rows: median poll {}", fmt_ms(idle_poll));
     let ref_poll = mid(&ref_phase.polls.iter().map(|p| p.0).collect::<Vec<_>>());
     eprintln!(
         "  at the data set's own rate ({ref_rate:.1} rows/s, simulator rows): median poll {}",
