@@ -168,6 +168,7 @@ async fn backfill(
 ) -> (bool, Collector) {
     let mut opts = options(cfg);
     opts.rollup = rollup_on;
+    opts.month_first = true;
     let mut source = PgSource::connect(target(url), opts).await.expect("connect");
     let (tx, mut rx) = mpsc::channel(10_000);
     source.backfill(&tx, now).await.expect("backfill");
@@ -278,6 +279,10 @@ async fn a_coarse_backfill_cut_in_the_middle_is_finished_exactly() {
     catch_up(&mut source, &tx, &c).await;
     seen.drain(&mut rx);
     assert_eq!(seen.backfill_done, 1);
+    assert_eq!(
+        seen.month_so_far, None,
+        "no month's sum unless asked (the one-shot commands do not show it)"
+    );
     assert_eq!(store_by_feature(&seen.store), ground_truth(&c).await);
     let day = seen
         .store

@@ -18,6 +18,8 @@ pub async fn watch(ctx: &Context) -> Result<()> {
     // backfill (see `source::shapes`).
     let store = ctx.new_store();
     opts.shapes_to = Some(store.shape_inbox());
+    // The header's month-to-date before the history is in.
+    opts.month_first = true;
     // Fail before taking over the terminal: an unreachable server or a wrong table
     // is a message on stderr, not a dashboard that never fills.
     drop(PgSource::connect(target.clone(), opts.clone()).await?);

@@ -389,8 +389,10 @@ impl PgSource {
         };
 
         // The month so far in one sum, before the chunks: the header's first figure
-        // at any history size (a retry has shown it already).
-        if plan.sent.iter().all(|s| s.ranges().is_empty()) && plan.month_start >= plan.history_start
+        // at any history size (a retry has shown it already). Only for a screen.
+        if self.opts.month_first
+            && plan.sent.iter().all(|s| s.ranges().is_empty())
+            && plan.month_start >= plan.history_start
         {
             let month = read_month_so_far(
                 &txn,

@@ -57,6 +57,10 @@ pub struct SourceOptions {
     /// Where the long-running task leaves the hour shapes it reads once after the
     /// backfill (see `source::shapes`): the dashboard's store. None: not read.
     pub shapes_to: Option<crate::model::ShapeInbox>,
+    /// Sum the billing month first and send it (`SourceMsg::MonthSoFar`) before
+    /// the history: for a screen that shows it while the rest loads. Off for the
+    /// one-shot commands, which wait for the whole history anyway.
+    pub month_first: bool,
 }
 
 impl SourceOptions {
@@ -76,6 +80,7 @@ impl SourceOptions {
             backfill_page_groups: super::run::FACTS_PER_MESSAGE,
             primary: None,
             shapes_to: None,
+            month_first: false,
         }
     }
 

@@ -48,6 +48,7 @@ pub fn options(store: StoreConfig) -> SourceOptions {
         backfill_page_groups: 50,
         primary: None,
         shapes_to: None,
+        month_first: false,
     }
 }
 
